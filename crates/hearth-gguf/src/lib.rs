@@ -10,11 +10,13 @@
 mod dequant;
 mod error;
 mod index;
+mod source;
 mod tensor_type;
 mod value;
 
 pub use dequant::{dequantize, dequantize_row};
 pub use error::GgufError;
 pub use index::{parse_index, GgufIndex, Parse, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use source::{read_index, read_tensor, FileSource, ReadAt, ReadError};
 pub use tensor_type::TensorType;
 pub use value::{Value, ValueType};

@@ -1,1 +1,22 @@
-//! placeholder
+//! Llama-family models on the CPU, in plain f32: the reference every GPU kernel is checked
+//! against, and a working (slow) backend in its own right.
+//!
+//! GGUF index → [`Config`] (typed hyper-parameters) → [`Weights`] (tensors in their file
+//! dtype) → [`Model::forward`] over a [`KvCache`] → logits → [`Sampler`] → [`generate`].
+
+mod config;
+mod error;
+mod generate;
+mod model;
+pub mod ops;
+mod perplexity;
+mod sampling;
+mod weights;
+
+pub use config::{Config, Llama3Scaling, RopeConfig};
+pub use error::ModelError;
+pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
+pub use model::{KvCache, Logits, Model};
+pub use perplexity::{log_softmax_at, perplexity, Perplexity};
+pub use sampling::{argmax, Sampler, SamplingParams};
+pub use weights::{LayerWeights, Matrix, Weights};

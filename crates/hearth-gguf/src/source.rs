@@ -1,0 +1,112 @@
+//! Where GGUF bytes come from. The index is read through [`ReadAt`] by growing prefixes, and
+//! tensors are then read one at a time, so no caller needs the whole file in memory.
+
+use std::io;
+
+use crate::{parse_index, GgufError, GgufIndex, Parse, TensorInfo};
+
+/// Random-access bytes of known length: a file, a buffer, (later) browser storage.
+pub trait ReadAt {
+    fn len(&self) -> u64;
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReadAt for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past the end of the buffer",
+                )
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.as_slice().read_exact_at(offset, buf)
+    }
+}
+
+/// A file on disk; its length is taken once, when wrapped.
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl FileSource {
+    pub fn open(path: impl AsRef<std::path::Path>) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len })
+    }
+}
+
+impl ReadAt for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    #[cfg(unix)]
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+
+    #[cfg(not(unix))]
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
+/// Reading a GGUF from a [`ReadAt`] fails either in the bytes or in the I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("reading the model file: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Reads the index by growing prefixes: 1 MiB first (enough for most models), then whatever
+/// the parser asks for, at least doubling.
+pub fn read_index<R: ReadAt + ?Sized>(src: &R) -> Result<GgufIndex, ReadError> {
+    let len = src.len();
+    let mut want = len.min(1 << 20);
+    loop {
+        let mut prefix = vec![0u8; want as usize];
+        src.read_exact_at(0, &mut prefix)?;
+        match parse_index(&prefix, Some(len))? {
+            Parse::Complete(index) => return Ok(index),
+            Parse::NeedMore { min_len } => want = min_len.max(want.saturating_mul(2)).min(len),
+        }
+    }
+}
+
+/// Reads one tensor's bytes.
+pub fn read_tensor<R: ReadAt + ?Sized>(src: &R, info: &TensorInfo) -> Result<Vec<u8>, ReadError> {
+    let n = usize::try_from(info.n_bytes).map_err(|_| GgufError::LimitExceeded {
+        what: format!("size of tensor {:?}", info.name),
+        value: info.n_bytes,
+        limit: usize::MAX as u64,
+    })?;
+    let mut buf = vec![0u8; n];
+    src.read_exact_at(info.offset, &mut buf)?;
+    Ok(buf)
+}

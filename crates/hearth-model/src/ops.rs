@@ -1,0 +1,193 @@
+//! The numeric building blocks of the forward pass, in plain f32. These are the CPU
+//! reference every GPU kernel is tested against, so they follow ggml's CPU arithmetic where
+//! the order of operations changes results (RMSNorm and softmax sums in f64, RoPE angles by
+//! repeated multiplication).
+
+use rayon::prelude::*;
+
+use crate::weights::Matrix;
+
+/// `out[i] = x[i] / sqrt(mean(x²) + eps) * w[i]`.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let sum_sq: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let scale = 1.0 / ((sum_sq / x.len() as f64) as f32 + eps).sqrt();
+    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
+        *o = xi * scale * wi;
+    }
+}
+
+/// Row-wise RMSNorm over `n` rows of `w.len()`.
+pub fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(o, xr)| rmsnorm(o, xr, w, eps));
+}
+
+/// Dot product with eight independent partial sums, so the compiler can vectorise it without
+/// reassociating floats.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += xa[k] * xb[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Rows of W handled by one task: enough work per task, few enough tasks to balance.
+const ROWS_PER_TASK: usize = 32;
+
+/// `y = x Wᵀ`: `x` is n × cols (one token per row), `y` is n × rows.
+/// Each task dequantizes a block of W's rows once and applies them to every token.
+pub fn matmul(y: &mut [f32], x: &[f32], w: &Matrix) {
+    let (rows, cols) = (w.rows, w.cols);
+    let n = x.len() / cols;
+    debug_assert_eq!(y.len(), n * rows);
+    // Each block is (rows of the block) × n, W-row-major; scattered into y afterwards.
+    let blocks: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|b| {
+            let r0 = b * ROWS_PER_TASK;
+            let r1 = (r0 + ROWS_PER_TASK).min(rows);
+            let mut wrow = vec![0f32; cols];
+            let mut out = vec![0f32; (r1 - r0) * n];
+            for r in r0..r1 {
+                w.row_into(r, &mut wrow);
+                for (t, xt) in x.chunks_exact(cols).enumerate() {
+                    out[(r - r0) * n + t] = dot(&wrow, xt);
+                }
+            }
+            out
+        })
+        .collect();
+    for (b, block) in blocks.iter().enumerate() {
+        let r0 = b * ROWS_PER_TASK;
+        for (i, row_out) in block.chunks_exact(n).enumerate() {
+            for (t, &v) in row_out.iter().enumerate() {
+                y[t * rows + r0 + i] = v;
+            }
+        }
+    }
+}
+
+/// How the two members of a rotated pair sit in a head vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Llama (ggml mode 0): pairs are adjacent, (x[2i], x[2i+1]).
+    Interleaved,
+    /// GPT-NeoX (ggml mode 2): pairs are split halves, (x[i], x[i + n_rot/2]).
+    Neox,
+}
+
+/// Rotary position embedding parameters for one model.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    pub mode: RopeMode,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    /// θ_i is divided by `freq_factors[i]` (Llama 3 scaling); `None` = all ones.
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+impl Rope {
+    /// (cos, sin) for every rotated pair at position `pos`. θ_i = pos · base^(-2i/n_rot),
+    /// computed as ggml does, by repeated f32 multiplication, then divided by the pair's
+    /// frequency factor and multiplied by the linear scale.
+    pub fn cos_sin(&self, pos: usize) -> Vec<(f32, f32)> {
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        let mut theta_base = pos as f32;
+        (0..self.n_rot / 2)
+            .map(|i| {
+                let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
+                let theta = self.freq_scale * (theta_base / ff);
+                theta_base *= theta_scale;
+                (theta.cos(), theta.sin())
+            })
+            .collect()
+    }
+
+    /// Rotates every head of `x` (n_heads × head_dim) in place for position `pos`.
+    pub fn apply(&self, x: &mut [f32], cs: &[(f32, f32)]) {
+        let half = self.n_rot / 2;
+        for head in x.chunks_exact_mut(self.head_dim) {
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = match self.mode {
+                    RopeMode::Interleaved => (2 * i, 2 * i + 1),
+                    RopeMode::Neox => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c - x1 * s;
+                head[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/// In-place softmax; the normaliser is summed in f64.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, silu(x) = x / (1 + e^-x).
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `x += y`.
+pub fn add_assign(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut x = vec![1.0, 3.0, -2.0, 3.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] == x[3] && x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn rope_rotation_preserves_pair_norms_and_matches_closed_form() {
+        let rope = Rope { mode: RopeMode::Interleaved, head_dim: 6, n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, freq_factors: None };
+        let mut x = vec![1.0, 0.0, 0.0, 1.0, 5.0, 7.0];
+        let cs = rope.cos_sin(3);
+        rope.apply(&mut x, &cs);
+        // pair 0 rotates by 3 rad, pair 1 by 3 · 10000^(-1/2) rad; the tail is untouched
+        assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
+        let t = 3.0 * 0.01f32;
+        assert!((x[2] + t.sin()).abs() < 1e-6 && (x[3] - t.cos()).abs() < 1e-6);
+        assert_eq!(&x[4..], &[5.0, 7.0]);
+    }
+
+    #[test]
+    fn dot_matches_naive_sum_on_awkward_lengths() {
+        for n in [1, 7, 8, 9, 31, 577] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-4, "n = {n}");
+        }
+    }
+}
