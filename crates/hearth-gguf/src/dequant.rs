@@ -5,7 +5,8 @@
 //! block's byte layout in a comment above it. The layouts and the arithmetic are those of
 //! ggml (`ggml-common.h`, `dequantize_row_*` in `ggml-quants.c`): all multi-byte fields are
 //! little-endian, `f16` is IEEE half precision, and every product is computed in f32 in
-//! ggml's order (e.g. `(d * sc) * q - (dmin * m)`), so results match llama.cpp bit for bit.
+//! ggml's order (e.g. `(d * sc) * q - (dmin * m)`, no fused multiply-add), so results match
+//! gguf-py's `gguf.quants.dequantize` (tests/dequant.rs) and ggml's scalar code bit for bit.
 //!
 //! Throughout, a "nibble" is 4 bits: in the legacy 32-weight formats byte `j` of `qs` holds
 //! weight `j` in its low nibble and weight `j + 16` in its high nibble.
