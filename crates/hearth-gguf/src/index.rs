@@ -129,7 +129,10 @@ impl GgufIndex {
     pub fn tensor_data<'a>(&self, file: &'a [u8], name: &str) -> Result<&'a [u8], GgufError> {
         let t = self.tensor(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
         let r = t.range();
-        file.get(r.start as usize..r.end as usize).ok_or_else(|| GgufError::Truncated {
+        // `try_from`, not `as`: on a 32-bit target (wasm) an offset past 4 GiB must not wrap
+        // around to some other bytes of the file.
+        let (start, end) = (usize::try_from(r.start).ok(), usize::try_from(r.end).ok());
+        start.zip(end).and_then(|(s, e)| file.get(s..e)).ok_or_else(|| GgufError::Truncated {
             what: format!("tensor {:?}", t.name),
             needed: r.end,
             len: file.len() as u64,
@@ -196,12 +199,17 @@ impl<'a> Cursor<'a> {
             return Err(GgufError::LimitExceeded { what: what(), value: n, limit }.into());
         }
         if let Some(len) = self.file_len {
-            let fits = n
+            // Within `limit`, a count whose items run past the end of the file is what a cut-off
+            // file looks like (a download that stopped early), so it is `Truncated`, naming the
+            // bytes it needs, just as running out while reading would be. It used to be
+            // `CountTooLarge`, which blamed a truncated file on a lying count; that error is now
+            // kept for byte sizes that overflow.
+            let end = n
                 .checked_mul(min_size)
                 .and_then(|b| b.checked_add(self.pos))
-                .is_some_and(|end| end <= len);
-            if !fits {
-                return Err(GgufError::CountTooLarge { what: what(), value: n, len }.into());
+                .ok_or_else(|| GgufError::CountTooLarge { what: what(), value: n, len })?;
+            if end > len {
+                return Err(GgufError::Truncated { what: what(), needed: end, len }.into());
             }
         }
         Ok(())
