@@ -1,1 +1,112 @@
-fn main() {}
+//! `hearth`: run Llama-family GGUF models from the command line.
+//!
+//! The interface here is fixed: other tools script against it.
+
+mod chat;
+mod generate;
+mod load;
+mod perplexity;
+mod tokenize;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Private LLM chat on your own hardware: run Llama-family GGUF models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the token ids of a text.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Generate text from a prompt or a single chat message.
+    Generate(generate::GenerateArgs),
+    /// Perplexity of a text file (windows of --ctx tokens, no BOS).
+    Perplexity(perplexity::PerplexityArgs),
+    /// Interactive chat in the terminal; context is kept across turns.
+    Chat(chat::ChatArgs),
+}
+
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Plain f32 CPU reference (slow, exact).
+    Cpu,
+}
+
+/// Options shared by every command that runs a model.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Path to a .gguf model file.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+}
+
+/// Sampling options shared by `generate` and `chat` (defaults are llama.cpp's).
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// 1 = off.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// 1 = off.
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Context size in tokens (default: the model's, at most 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> anyhow::Result<hearth_model::SamplingParams> {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        let p = hearth_model::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed,
+        };
+        p.validate().map_err(anyhow::Error::msg)?;
+        Ok(p)
+    }
+}
+
+fn main() {
+    // A panic is a bug, but the user still gets one line, not a trace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("hearth: internal error: {info}. Please report this.");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
+        Command::Chat(a) => chat::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("hearth: error: {e:#}");
+        std::process::exit(1);
+    }
+}

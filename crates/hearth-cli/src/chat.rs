@@ -1,0 +1,106 @@
+//! Interactive terminal chat. The KV cache is kept across turns: each turn re-renders the
+//! whole conversation and only the tokens after the longest prefix already in the cache are
+//! run through the model.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use clap::Args;
+use hearth_model::{generate, GenerateParams};
+use hearth_tokenizer::template::Message;
+
+use crate::{ModelArgs, SamplingArgs};
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// System message (default: the template's own, if it has one).
+    #[arg(long)]
+    system: Option<String>,
+    /// Most tokens per reply.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+pub fn run(a: ChatArgs) -> Result<()> {
+    let loaded = crate::load::open(&a.model.model)?;
+    let template = loaded.chat_template()?;
+    let (bos, eos) = loaded.special_texts();
+    let model = loaded.model(&a.model)?;
+    let mut cache = crate::load::new_cache(&model, a.sampling.ctx)?;
+    let mut params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: Vec::new() };
+
+    let mut messages: Vec<Message> = a.system.iter().map(|s| Message::system(s.clone())).collect();
+    let n_fixed = messages.len();
+    let mut cached: Vec<u32> = Vec::new(); // the tokens whose keys and values are in `cache`
+
+    eprintln!("Chatting with {} on the CPU. /reset starts over, /exit or Ctrl-D quits.", a.model.model.display());
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("\n> ");
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                messages.truncate(n_fixed);
+                cache.clear();
+                cached.clear();
+                eprintln!("[conversation cleared]");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::user(line));
+
+        // Render; when the conversation no longer fits (leaving room for a reply), drop the
+        // oldest exchange and say so.
+        let reserve = params.max_tokens.min(cache.capacity() / 4);
+        let tokens = loop {
+            let rendered = template.render(&messages, true, &bos, &eos)?;
+            let tokens = loaded.tokenize_chat(&rendered);
+            if tokens.len() + reserve <= cache.capacity() {
+                break Some(tokens);
+            }
+            if messages.len() - n_fixed <= 1 {
+                break None;
+            }
+            messages.drain(n_fixed..(n_fixed + 2).min(messages.len() - 1));
+            eprintln!("[context full: dropped the oldest exchange]");
+        };
+        let Some(tokens) = tokens else {
+            messages.pop();
+            eprintln!("[that message is too long for a context of {} tokens; try a shorter one or --ctx]", cache.capacity());
+            continue;
+        };
+
+        let mut common = tokens.iter().zip(&cached).take_while(|(a, b)| a == b).count();
+        common = common.min(tokens.len() - 1); // at least one new token to run
+        cache.truncate(common, model.config.kv_dim());
+        cached.truncate(common);
+
+        let mut stdout = std::io::stdout();
+        let g = generate(&model, &loaded.tokenizer, &mut cache, &cached, &tokens[common..], &params, &mut |s| {
+            let _ = write!(stdout, "{s}");
+            let _ = stdout.flush();
+        })?;
+        println!();
+        eprintln!(
+            "[{} new prompt tokens, {} generated at {:.1} tok/s; context {}/{}]",
+            g.timings.prompt_tokens,
+            g.timings.generated_tokens,
+            g.timings.generate_tokens_per_second(),
+            cache.len(),
+            cache.capacity()
+        );
+        cached = tokens.iter().chain(&g.tokens).copied().take(cache.len()).collect();
+        messages.push(Message::assistant(g.text));
+        params.sampling.seed = params.sampling.seed.wrapping_add(1);
+    }
+    Ok(())
+}
