@@ -14,6 +14,11 @@ const MAX_TENSORS: u64 = 1 << 16;
 /// Largest real vocabularies (~260k tokens, ~500k merges) fit with room to spare. Each
 /// element becomes a [`Value`], so this also caps memory per array.
 const MAX_ARRAY_LEN: u64 = 1 << 22;
+/// Array elements in all of the metadata together. `MAX_ARRAY_LEN` alone bounds one array,
+/// but not 65536 keys of them: a file of u8 arrays held ~32 bytes of `Value` per byte, so a
+/// 100 MB file (or stream) could take gigabytes. Real files have ~1M elements at most
+/// (tokens, scores, types and merges of a 262k vocabulary).
+const MAX_ARRAY_ELEMENTS: u64 = 1 << 23;
 const MAX_STRING_LEN: u64 = 1 << 26;
 const MAX_ARRAY_DEPTH: u32 = 4;
 
@@ -70,7 +75,7 @@ pub enum Parse {
 /// so a caller that doubles its prefix pays little.
 pub fn parse_index(prefix: &[u8], file_len: Option<u64>) -> Result<Parse, GgufError> {
     let file_len = file_len.map(|l| l.max(prefix.len() as u64));
-    let mut cur = Cursor { buf: prefix, pos: 0, file_len };
+    let mut cur = Cursor { buf: prefix, pos: 0, file_len, elements: 0 };
     match read_index(&mut cur) {
         Ok(index) => Ok(Parse::Complete(index)),
         Err(Stop::NeedMore(min_len)) => Ok(Parse::NeedMore { min_len }),
@@ -155,6 +160,8 @@ struct Cursor<'a> {
     buf: &'a [u8],
     pos: u64,
     file_len: Option<u64>,
+    /// Array elements read so far, against `MAX_ARRAY_ELEMENTS`.
+    elements: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -268,6 +275,16 @@ impl<'a> Cursor<'a> {
                 // Strings take at least their 8-byte length; arrays their 12-byte header.
                 let min_size = elem.fixed_size().unwrap_or(if elem == ValueType::String { 8 } else { 12 });
                 self.check_count(n, min_size, MAX_ARRAY_LEN, &|| format!("array length of {key:?}"))?;
+                // Checked before any element is read, so the limit bounds memory too.
+                self.elements += n;
+                if self.elements > MAX_ARRAY_ELEMENTS {
+                    return Err(GgufError::LimitExceeded {
+                        what: format!("the number of metadata array elements (at {key:?})"),
+                        value: self.elements,
+                        limit: MAX_ARRAY_ELEMENTS,
+                    }
+                    .into());
+                }
                 let mut items = Vec::new();
                 for _ in 0..n {
                     items.push(self.value(elem, key, depth + 1)?);

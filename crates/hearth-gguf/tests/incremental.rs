@@ -7,10 +7,7 @@ mod common;
 use common::*;
 use hearth_gguf::{parse_index, GgufIndex, Parse, TensorType, Value, ValueType};
 
-const VOCAB_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/vocab/"
-);
+const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/vocab/");
 
 /// Small files of different shapes: every value type, no tensors, custom alignment.
 fn small_files() -> Vec<(String, Built)> {
@@ -25,10 +22,7 @@ fn small_files() -> Vec<(String, Built)> {
                     "tokenizer.ggml.tokens",
                     Value::Array(
                         ValueType::String,
-                        ["<s>", "</s>", "a", "\u{e9}"]
-                            .iter()
-                            .map(|s| Value::String(s.to_string()))
-                            .collect(),
+                        ["<s>", "</s>", "a", "\u{e9}"].iter().map(|s| Value::String(s.to_string())).collect(),
                     ),
                 )
                 .build(),
@@ -47,10 +41,7 @@ fn small_files() -> Vec<(String, Built)> {
 fn need_more(prefix: &[u8], file_len: Option<u64>, what: &str) -> u64 {
     match parse_index(prefix, file_len) {
         Ok(Parse::NeedMore { min_len }) => min_len,
-        other => panic!(
-            "{what}: prefix {}: expected NeedMore, got {other:?}",
-            prefix.len()
-        ),
+        other => panic!("{what}: prefix {}: expected NeedMore, got {other:?}", prefix.len()),
     }
 }
 
@@ -76,21 +67,11 @@ fn need_more_at_every_prefix() {
             let prefix = &bytes[..p];
             if (p as u64) < built.info_end {
                 let (min_len, peak) = peak_alloc(|| need_more(prefix, None, &what));
-                assert!(
-                    peak <= ALLOC_BOUND,
-                    "{what}: prefix {p} allocated {peak} bytes"
-                );
+                assert!(peak <= ALLOC_BOUND, "{what}: prefix {p} allocated {peak} bytes");
                 assert!(min_len > p as u64, "{what}: prefix {p} asked for {min_len}");
-                assert!(
-                    min_len <= built.info_end,
-                    "{what}: prefix {p} asked for {min_len}"
-                );
+                assert!(min_len <= built.info_end, "{what}: prefix {p} asked for {min_len}");
                 // Knowing the whole file's length changes nothing while the prefix is short.
-                assert_eq!(
-                    need_more(prefix, Some(full_len), &what),
-                    min_len,
-                    "{what}: prefix {p}"
-                );
+                assert_eq!(need_more(prefix, Some(full_len), &what), min_len, "{what}: prefix {p}");
                 makes_progress(bytes, min_len, &what);
             } else {
                 // The index is all there; the tensor data need not be.
@@ -113,10 +94,7 @@ fn following_min_len_exactly() {
             match parse_index(&bytes[..len as usize], None).unwrap() {
                 Parse::Complete(i) => break i,
                 Parse::NeedMore { min_len } => {
-                    assert!(
-                        min_len > len && min_len <= built.info_end,
-                        "{what}: {len} -> {min_len}"
-                    );
+                    assert!(min_len > len && min_len <= built.info_end, "{what}: {len} -> {min_len}");
                     len = min_len;
                 }
             }
@@ -142,10 +120,7 @@ fn stream(bytes: &[u8], what: &str) -> (GgufIndex, usize) {
             Ok(Parse::Complete(index)) => return (index, calls),
             Ok(Parse::NeedMore { min_len }) => {
                 assert!(min_len > len, "{what}: {len} bytes asked for {min_len}");
-                assert!(
-                    min_len <= full_len,
-                    "{what}: {len} bytes asked for {min_len} of {full_len}"
-                );
+                assert!(min_len <= full_len, "{what}: {len} bytes asked for {min_len} of {full_len}");
                 // With the length known (a Content-Length), the answer is the same.
                 assert_eq!(need_more(prefix, Some(full_len), what), min_len);
                 // And that many bytes would have done.
@@ -165,10 +140,7 @@ fn vocab_files_parse_incrementally() {
         .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
         .collect();
     names.sort();
-    assert!(
-        names.len() >= 5,
-        "expected the vocab test files in {VOCAB_DIR}"
-    );
+    assert!(names.len() >= 5, "expected the vocab test files in {VOCAB_DIR}");
     for path in names {
         let what = path.file_name().unwrap().to_string_lossy().into_owned();
         let bytes = std::fs::read(&path).unwrap();
@@ -176,10 +148,7 @@ fn vocab_files_parse_incrementally() {
         assert_same_index(&whole, &complete(&bytes, None));
         let (index, calls) = stream(&bytes, &what);
         assert_same_index(&index, &whole);
-        assert!(
-            !whole.get_array("tokenizer.ggml.tokens").unwrap().is_empty(),
-            "{what}"
-        );
+        assert!(!whole.get_array("tokenizer.ggml.tokens").unwrap().is_empty(), "{what}");
         for t in &whole.tensors {
             whole.tensor_data(&bytes, &t.name).unwrap();
         }
@@ -189,5 +158,41 @@ fn vocab_files_parse_incrementally() {
             whole.metadata.len(),
             whole.tensors.len()
         );
+    }
+}
+
+/// Writes the fuzz target's seed inputs to fuzz/seeds/ (see fuzz/README.md):
+/// `cargo test -p hearth-gguf --test incremental write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/seeds; run by hand"]
+fn write_fuzz_seeds() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds");
+    std::fs::create_dir_all(dir).unwrap();
+    let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
+    for (what, built) in small_files() {
+        let name = match what.as_str() {
+            "sample v2" => "sample-v2",
+            "sample v3" => "sample-v3",
+            "empty" => "empty",
+            "metadata only" => "metadata-only",
+            "alignment 1" => "alignment-1",
+            _ => "alignment-64",
+        };
+        seeds.push((name, built.bytes));
+    }
+    // One small tensor of every type, for the dequantizer.
+    let mut g = Gguf::new(3).kv("general.architecture", Value::String("llama".into()));
+    for id in 0..64 {
+        if let Some(ty) = TensorType::from_id(id) {
+            let dims = [ty.block_size() * 2, 2];
+            g = g.tensor(TensorSpec::new(&format!("t.{ty}"), ty, &dims));
+        }
+    }
+    seeds.push(("every-type", g.bytes()));
+    // The start of a real vocabulary: a long string array cut short.
+    let spm = std::fs::read(format!("{VOCAB_DIR}ggml-vocab-llama-spm.gguf")).unwrap();
+    seeds.push(("llama-spm-head", spm[..16 << 10].to_vec()));
+    for (name, bytes) in seeds {
+        std::fs::write(format!("{dir}/{name}.bin"), bytes).unwrap();
     }
 }

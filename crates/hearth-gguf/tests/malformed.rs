@@ -43,22 +43,8 @@ fn wrong_magic() {
     // Four bytes are enough to judge; fewer are not.
     assert_eq!(error_both(b"GGML"), GgufError::BadMagic { found: *b"GGML" });
     assert_eq!(need_more(b"GG", None), 4);
-    assert!(matches!(
-        error(b"GG", Some(2)),
-        GgufError::Truncated {
-            needed: 4,
-            len: 2,
-            ..
-        }
-    ));
-    assert!(matches!(
-        error(b"", Some(0)),
-        GgufError::Truncated {
-            needed: 4,
-            len: 0,
-            ..
-        }
-    ));
+    assert!(matches!(error(b"GG", Some(2)), GgufError::Truncated { needed: 4, len: 2, .. }));
+    assert!(matches!(error(b"", Some(0)), GgufError::Truncated { needed: 4, len: 0, .. }));
 }
 
 #[test]
@@ -67,10 +53,7 @@ fn unsupported_versions() {
     for version in [0, 1, 4, 5, 0x0200_0000, 0x0300_0000, u32::MAX] {
         let mut g = sample(3);
         g.version = version;
-        assert_eq!(
-            error_both(&g.bytes()),
-            GgufError::UnsupportedVersion(version)
-        );
+        assert_eq!(error_both(&g.bytes()), GgufError::UnsupportedVersion(version));
     }
     // A real v1 header (u32 counts) is rejected at the version, before its counts are read.
     let mut v1 = b"GGUF".to_vec();
@@ -93,12 +76,7 @@ fn truncated_at_every_prefix() {
     for version in [2, 3] {
         let built = sample(version).build();
         let full = built.bytes.len();
-        let data_end = built
-            .tensor_ranges
-            .iter()
-            .map(|&(s, n)| s + n)
-            .max()
-            .unwrap();
+        let data_end = built.tensor_ranges.iter().map(|&(s, n)| s + n).max().unwrap();
         for p in 0..full {
             let prefix = &built.bytes[..p];
             let (r, peak) = peak_alloc(|| parse_index(prefix, Some(p as u64)));
@@ -106,22 +84,14 @@ fn truncated_at_every_prefix() {
             match r {
                 Err(GgufError::Truncated { needed, len, .. }) if (p as u64) < built.info_end => {
                     assert_eq!(len, p as u64, "prefix {p}");
-                    assert!(
-                        needed > len && needed <= built.info_end,
-                        "prefix {p}: needed {needed}"
-                    );
+                    assert!(needed > len && needed <= built.info_end, "prefix {p}: needed {needed}");
                 }
-                Err(GgufError::TensorOutOfBounds { end, len, .. })
-                    if (p as u64) >= built.info_end =>
-                {
+                Err(GgufError::TensorOutOfBounds { end, len, .. }) if (p as u64) >= built.info_end => {
                     assert_eq!(len, p as u64, "prefix {p}");
                     assert!(end > len, "prefix {p}");
                 }
                 Ok(Parse::Complete(_)) if p as u64 >= data_end => {}
-                other => panic!(
-                    "v{version} prefix {p} of {full} (index ends at {}): {other:?}",
-                    built.info_end
-                ),
+                other => panic!("v{version} prefix {p} of {full} (index ends at {}): {other:?}", built.info_end),
             }
         }
     }
@@ -142,27 +112,15 @@ fn file_len_below_prefix_is_raised() {
 fn metadata_count_huge() {
     let e = error_both(&header(3, 0, u64::MAX));
     let limit = limit_of(&e);
-    assert!(matches!(
-        e,
-        GgufError::LimitExceeded {
-            value: u64::MAX,
-            ..
-        }
-    ));
+    assert!(matches!(e, GgufError::LimitExceeded { value: u64::MAX, .. }));
     for n in [limit + 1, u64::MAX / 13 + 1, 1 << 63] {
         assert_eq!(limit_of(&error_both(&header(3, 0, n))), limit);
     }
     // At the limit the count is believable: a stream asks for more, a known length is short.
     let h = header(3, 0, limit);
     assert_eq!(need_more(&h, None), 24 + 8);
-    assert!(matches!(
-        error(&h, Some(24)),
-        GgufError::Truncated { len: 24, .. }
-    ));
-    assert!(matches!(
-        error(&h, Some(1 << 16)),
-        GgufError::Truncated { len: 65536, .. }
-    ));
+    assert!(matches!(error(&h, Some(24)), GgufError::Truncated { len: 24, .. }));
+    assert!(matches!(error(&h, Some(1 << 16)), GgufError::Truncated { len: 65536, .. }));
     // A known length that could hold them all: read on.
     assert_eq!(need_more(&h, Some(1 << 24)), 32);
 }
@@ -190,29 +148,17 @@ fn metadata_count_just_too_big() {
 fn tensor_count_huge() {
     let e = error_both(&header(3, u64::MAX, 0));
     let limit = limit_of(&e);
-    assert!(matches!(
-        e,
-        GgufError::LimitExceeded {
-            value: u64::MAX,
-            ..
-        }
-    ));
+    assert!(matches!(e, GgufError::LimitExceeded { value: u64::MAX, .. }));
     assert_eq!(limit_of(&error_both(&header(3, limit + 1, 0))), limit);
     let h = header(3, limit, 0);
     assert_eq!(need_more(&h, None), 24 + 8);
-    assert!(matches!(
-        error(&h, Some(1 << 20)),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(error(&h, Some(1 << 20)), GgufError::Truncated { .. }));
     // One tensor more than written.
     let mut g = sample(3);
     g.with_data = false;
     g.n_tensors = Some(5);
     let bytes = g.bytes();
-    assert!(matches!(
-        error(&bytes, Some(bytes.len() as u64)),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(error(&bytes, Some(bytes.len() as u64)), GgufError::Truncated { .. }));
     assert_eq!(need_more(&bytes, None), bytes.len() as u64 + 8);
 }
 
@@ -251,12 +197,7 @@ fn string_length_huge() {
 
 #[test]
 fn array_length_huge() {
-    for elem in [
-        ValueType::U8,
-        ValueType::U64,
-        ValueType::String,
-        ValueType::Array,
-    ] {
+    for elem in [ValueType::U8, ValueType::U64, ValueType::String, ValueType::Array] {
         let payload = |n: u64| {
             let mut p = Vec::new();
             put_u32(&mut p, type_id(elem));
@@ -282,10 +223,7 @@ fn array_length_huge() {
         }
         let (r, peak) = peak_alloc(|| parse_index(&b, Some(b.len() as u64)));
         assert!(peak <= ALLOC_BOUND);
-        assert!(
-            matches!(r, Err(GgufError::Truncated { .. })),
-            "{elem:?}: {r:?}"
-        );
+        assert!(matches!(r, Err(GgufError::Truncated { .. })), "{elem:?}: {r:?}");
     }
 }
 
@@ -297,12 +235,55 @@ fn array_of_strings_cannot_fit() {
     put_u64(&mut p, 10);
     p.extend_from_slice(&[0; 40]);
     let b = Gguf::new(3).raw_kv(b"arr", 9, &p).bytes();
-    assert!(matches!(
-        error(&b, Some(b.len() as u64)),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(error(&b, Some(b.len() as u64)), GgufError::Truncated { .. }));
     // Streaming, the five empty strings that are there are read and the sixth is awaited.
     assert_eq!(need_more(&b, None), b.len() as u64 + 8);
+}
+
+/// Each array is within its limit, but together they would hold ~32 bytes of `Value` per
+/// byte of file; the total is capped before the elements are read.
+#[test]
+fn array_elements_in_total() {
+    let mut p = Vec::new();
+    put_u32(&mut p, type_id(ValueType::U8));
+    put_u64(&mut p, u64::MAX);
+    let per_array = limit_of(&error_both(&Gguf::new(3).raw_kv(b"a", 9, &p).bytes()));
+    let array = |n: u64| {
+        let mut p = Vec::new();
+        put_u32(&mut p, type_id(ValueType::U8));
+        put_u64(&mut p, n);
+        p.resize(12 + n as usize, 1);
+        p
+    };
+    let full = array(per_array);
+    let mut g = Gguf::new(3);
+    for i in 0..6 {
+        g = g.raw_kv(format!("a{i}").as_bytes(), 9, &full);
+    }
+    let bytes = g.bytes();
+    let (r, peak) = peak_alloc(|| parse_index(&bytes, Some(bytes.len() as u64)));
+    let total = match r {
+        Err(GgufError::LimitExceeded { value, limit, .. }) => {
+            assert!(value > limit && limit >= per_array, "{value} > {limit}");
+            limit
+        }
+        other => panic!("{other:?}"),
+    };
+    // Memory stays near what the cap allows (a `Value` is 32 bytes), not what the file holds.
+    let value_size = std::mem::size_of::<Value>() as u64;
+    assert!((peak as u64) < 2 * total * value_size, "{peak} bytes for {} of file", bytes.len());
+    assert!((peak as u64) < bytes.len() as u64 * value_size / 2);
+    // Exactly at the cap is fine.
+    let mut g = Gguf::new(3);
+    let mut left = total;
+    let mut i = 0;
+    while left > 0 {
+        let n = left.min(per_array);
+        g = g.raw_kv(format!("a{i}").as_bytes(), 9, &array(n));
+        left -= n;
+        i += 1;
+    }
+    assert_eq!(complete(&g.bytes(), None).metadata.len(), i);
 }
 
 #[test]
@@ -327,9 +308,7 @@ fn nested_array_depth() {
     assert_eq!(v, &Value::Array(ValueType::U8, vec![Value::U8(7)]));
     for levels in [5, 6, 100, 100_000] {
         match error_both(&nested(levels)) {
-            GgufError::LimitExceeded {
-                value: 5, limit: 4, ..
-            } => {}
+            GgufError::LimitExceeded { value: 5, limit: 4, .. } => {}
             e => panic!("{levels} levels: {e:?}"),
         }
     }
@@ -341,60 +320,31 @@ fn nested_array_depth() {
 #[test]
 fn unknown_value_type() {
     for type_id in [13, 14, 100, u32::MAX] {
-        let b = Gguf::new(3)
-            .kv("ok", Value::U8(1))
-            .raw_kv(b"bad", type_id, &[0; 16])
-            .bytes();
-        assert_eq!(
-            error_both(&b),
-            GgufError::UnknownValueType {
-                key: "bad".into(),
-                type_id
-            }
-        );
+        let b = Gguf::new(3).kv("ok", Value::U8(1)).raw_kv(b"bad", type_id, &[0; 16]).bytes();
+        assert_eq!(error_both(&b), GgufError::UnknownValueType { key: "bad".into(), type_id });
         // As an array's element type.
         let mut p = Vec::new();
         put_u32(&mut p, type_id);
         put_u64(&mut p, 1);
         p.extend_from_slice(&[0; 16]);
         let b = Gguf::new(3).raw_kv(b"arr", 9, &p).bytes();
-        assert_eq!(
-            error_both(&b),
-            GgufError::UnknownValueType {
-                key: "arr".into(),
-                type_id
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::UnknownValueType { key: "arr".into(), type_id });
     }
 }
 
 #[test]
 fn invalid_utf8() {
-    let bad: [&[u8]; 5] = [
-        b"gen\xffral",
-        b"\xc0\xaf",
-        b"\xed\xa0\x80",
-        b"ab\xe2\x82",
-        b"\x80",
-    ];
+    let bad: [&[u8]; 5] = [b"gen\xffral", b"\xc0\xaf", b"\xed\xa0\x80", b"ab\xe2\x82", b"\x80"];
     for s in bad {
         // A key: its bytes start after the 24-byte header and the 8-byte length.
         let b = Gguf::new(3).raw_kv(s, 4, &[0; 4]).bytes();
-        assert_eq!(
-            error_both(&b),
-            GgufError::InvalidUtf8 { offset: 32 },
-            "{s:?}"
-        );
+        assert_eq!(error_both(&b), GgufError::InvalidUtf8 { offset: 32 }, "{s:?}");
 
         // A string value after the key "k": 32 + 1 (key) + 4 (type) + 8 (length).
         let mut p = Vec::new();
         put_str(&mut p, s);
         let b = Gguf::new(3).raw_kv(b"k", 8, &p).bytes();
-        assert_eq!(
-            error_both(&b),
-            GgufError::InvalidUtf8 { offset: 45 },
-            "{s:?}"
-        );
+        assert_eq!(error_both(&b), GgufError::InvalidUtf8 { offset: 45 }, "{s:?}");
 
         // A string inside an array: + 4 (element type) + 8 (count) + 8 (first string, "")
         // + 8 (second string's length).
@@ -404,22 +354,12 @@ fn invalid_utf8() {
         put_str(&mut p, b"");
         put_str(&mut p, s);
         let b = Gguf::new(3).raw_kv(b"k", 9, &p).bytes();
-        assert_eq!(
-            error_both(&b),
-            GgufError::InvalidUtf8 {
-                offset: 37 + 12 + 8 + 8
-            },
-            "{s:?}"
-        );
+        assert_eq!(error_both(&b), GgufError::InvalidUtf8 { offset: 37 + 12 + 8 + 8 }, "{s:?}");
 
         // A tensor name.
         let mut g = Gguf::new(3).tensor(TensorSpec::new("", TensorType::F32, &[1]).raw_name(s));
         g.with_data = false;
-        assert_eq!(
-            error_both(&g.bytes()),
-            GgufError::InvalidUtf8 { offset: 32 },
-            "{s:?}"
-        );
+        assert_eq!(error_both(&g.bytes()), GgufError::InvalidUtf8 { offset: 32 }, "{s:?}");
     }
 }
 
@@ -433,11 +373,7 @@ fn bad_bool() {
 
 #[test]
 fn duplicate_key() {
-    let b = Gguf::new(3)
-        .kv("a", Value::U8(1))
-        .kv("b", Value::U8(2))
-        .kv("a", Value::String("x".into()))
-        .bytes();
+    let b = Gguf::new(3).kv("a", Value::U8(1)).kv("b", Value::U8(2)).kv("a", Value::String("x".into())).bytes();
     assert_eq!(error_both(&b), GgufError::DuplicateKey("a".into()));
 }
 
@@ -455,9 +391,7 @@ fn duplicate_tensor() {
 // Tensor infos.
 
 fn one_tensor(t: TensorSpec) -> Vec<u8> {
-    let mut g = Gguf::new(3)
-        .kv("general.architecture", Value::String("x".into()))
-        .tensor(t);
+    let mut g = Gguf::new(3).kv("general.architecture", Value::String("x".into())).tensor(t);
     g.with_data = false;
     g.bytes()
 }
@@ -467,13 +401,7 @@ fn unknown_tensor_type() {
     // 4 and 5 were Q4_2 and Q4_3, removed from ggml; 31..33 were Q4_0_4_4 and friends.
     for type_id in [4, 5, 31, 32, 33, 36, 40, 1000, u32::MAX] {
         let b = one_tensor(TensorSpec::new("w", TensorType::F32, &[32]).raw_type(type_id));
-        assert_eq!(
-            error_both(&b),
-            GgufError::UnknownTensorType {
-                tensor: "w".into(),
-                type_id
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::UnknownTensorType { tensor: "w".into(), type_id });
     }
 }
 
@@ -481,14 +409,7 @@ fn unknown_tensor_type() {
 fn too_many_dims() {
     for n_dims in [MAX_DIMS + 1, 8, 1 << 20, u32::MAX] {
         let b = one_tensor(TensorSpec::new("w", TensorType::F32, &[1, 1, 1, 1]).n_dims(n_dims));
-        assert_eq!(
-            error_both(&b),
-            GgufError::TooManyDims {
-                tensor: "w".into(),
-                n_dims,
-                max: MAX_DIMS
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::TooManyDims { tensor: "w".into(), n_dims, max: MAX_DIMS });
     }
     // MAX_DIMS itself is fine.
     let b = one_tensor(TensorSpec::new("w", TensorType::F32, &[2, 3, 4, 5]));
@@ -498,32 +419,17 @@ fn too_many_dims() {
 #[test]
 fn zero_dims() {
     // No dimensions at all: a scalar, as ggml reads it.
-    let b = Gguf::new(3)
-        .tensor(TensorSpec::new("s", TensorType::F32, &[]))
-        .bytes();
+    let b = Gguf::new(3).tensor(TensorSpec::new("s", TensorType::F32, &[])).bytes();
     let index = complete(&b, Some(b.len() as u64));
     assert_eq!(index.tensors[0].n_elements(), 1);
     assert_eq!(index.tensors[0].n_bytes, 4);
     // A quantized scalar cannot be: one element is not a block.
     let b = one_tensor(TensorSpec::new("s", TensorType::Q8_0, &[]));
-    assert!(matches!(
-        error_both(&b),
-        GgufError::RaggedBlocks {
-            ne0: 1,
-            block: 32,
-            ..
-        }
-    ));
+    assert!(matches!(error_both(&b), GgufError::RaggedBlocks { ne0: 1, block: 32, .. }));
     // A zero-length dimension anywhere.
     for dims in [vec![0], vec![0, 4], vec![32, 0], vec![32, 2, 2, 0]] {
         let b = one_tensor(TensorSpec::new("e", TensorType::F32, &dims));
-        assert_eq!(
-            error_both(&b),
-            GgufError::EmptyTensor {
-                tensor: "e".into(),
-                dims
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::EmptyTensor { tensor: "e".into(), dims });
     }
 }
 
@@ -540,21 +446,12 @@ fn element_count_overflow() {
     ];
     for (ty, dims) in cases {
         let b = one_tensor(TensorSpec::new("w", ty, dims));
-        assert_eq!(
-            error_both(&b),
-            GgufError::ShapeOverflow {
-                tensor: "w".into(),
-                dims: dims.to_vec()
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::ShapeOverflow { tensor: "w".into(), dims: dims.to_vec() });
     }
     // Large but representable: the index is fine, the data is not in the file.
     let b = one_tensor(TensorSpec::new("w", TensorType::I8, &[1 << 62]));
     assert_eq!(complete(&b, None).tensors[0].n_bytes, 1 << 62);
-    assert!(matches!(
-        error(&b, Some(b.len() as u64)),
-        GgufError::TensorOutOfBounds { .. }
-    ));
+    assert!(matches!(error(&b, Some(b.len() as u64)), GgufError::TensorOutOfBounds { .. }));
 }
 
 #[test]
@@ -571,12 +468,7 @@ fn ne0_not_a_multiple_of_block_size() {
         let b = one_tensor(TensorSpec::new("q", ty, dims));
         assert_eq!(
             error_both(&b),
-            GgufError::RaggedBlocks {
-                tensor: "q".into(),
-                ty,
-                ne0: dims[0],
-                block: ty.block_size()
-            }
+            GgufError::RaggedBlocks { tensor: "q".into(), ty, ne0: dims[0], block: ty.block_size() }
         );
     }
 }
@@ -585,82 +477,43 @@ fn ne0_not_a_multiple_of_block_size() {
 fn misaligned_offset() {
     for offset in [1, 4, 16, 33, u64::MAX] {
         let b = one_tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(offset));
-        assert_eq!(
-            error_both(&b),
-            GgufError::MisalignedTensor {
-                tensor: "w".into(),
-                offset,
-                alignment: 32
-            }
-        );
+        assert_eq!(error_both(&b), GgufError::MisalignedTensor { tensor: "w".into(), offset, alignment: 32 });
     }
     // With a custom alignment, 32 is no longer enough.
-    let mut g = Gguf::new(3)
-        .alignment(64)
-        .tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(32));
+    let mut g = Gguf::new(3).alignment(64).tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(32));
     g.with_data = false;
-    assert_eq!(
-        error_both(&g.bytes()),
-        GgufError::MisalignedTensor {
-            tensor: "w".into(),
-            offset: 32,
-            alignment: 64
-        }
-    );
+    assert_eq!(error_both(&g.bytes()), GgufError::MisalignedTensor { tensor: "w".into(), offset: 32, alignment: 64 });
     // The second tensor is checked too.
     let mut g = Gguf::new(3)
         .tensor(TensorSpec::new("a", TensorType::F32, &[8]))
         .tensor(TensorSpec::new("b", TensorType::F32, &[8]).at(40));
     g.with_data = false;
-    assert_eq!(
-        error_both(&g.bytes()),
-        GgufError::MisalignedTensor {
-            tensor: "b".into(),
-            offset: 40,
-            alignment: 32
-        }
-    );
+    assert_eq!(error_both(&g.bytes()), GgufError::MisalignedTensor { tensor: "b".into(), offset: 40, alignment: 32 });
 }
 
 #[test]
 fn tensor_data_outside_file() {
     // Past the end of a known file.
-    let built = Gguf::new(3)
-        .tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(1 << 20))
-        .build();
+    let built = Gguf::new(3).tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(1 << 20)).build();
     let mut g = Gguf::new(3).tensor(TensorSpec::new("w", TensorType::F32, &[8]).at(1 << 20));
     g.with_data = false;
     let b = g.bytes();
     let len = b.len() as u64;
     let start = built.data_offset + (1 << 20);
-    assert_eq!(
-        error(&b, Some(len)),
-        GgufError::TensorOutOfBounds {
-            tensor: "w".into(),
-            start,
-            end: start + 32,
-            len
-        }
-    );
+    assert_eq!(error(&b, Some(len)), GgufError::TensorOutOfBounds { tensor: "w".into(), start, end: start + 32, len });
     // Streaming, the data may yet come.
     assert_eq!(complete(&b, None).tensors[0].offset, start);
 
     // One byte short.
-    let mut b = Gguf::new(3)
-        .tensor(TensorSpec::new("w", TensorType::F32, &[8]))
-        .bytes();
+    let mut b = Gguf::new(3).tensor(TensorSpec::new("w", TensorType::F32, &[8])).bytes();
     b.pop();
     let len = b.len() as u64;
-    assert!(
-        matches!(error(&b, Some(len)), GgufError::TensorOutOfBounds { end, .. } if end == len + 1)
-    );
+    assert!(matches!(error(&b, Some(len)), GgufError::TensorOutOfBounds { end, .. } if end == len + 1));
 
     // Offsets whose absolute position overflows are out of bounds even for a stream.
     for offset in [!31u64, !31u64 - (1 << 10)] {
         let b = one_tensor(TensorSpec::new("w", TensorType::F32, &[1 << 20]).at(offset));
-        assert!(
-            matches!(error_both(&b), GgufError::TensorOutOfBounds { ref tensor, .. } if tensor == "w")
-        );
+        assert!(matches!(error_both(&b), GgufError::TensorOutOfBounds { ref tensor, .. } if tensor == "w"));
     }
 }
 
@@ -670,9 +523,7 @@ fn bad_alignment() {
         let b = Gguf::new(3).kv("general.alignment", Value::U32(a)).bytes();
         assert_eq!(error_both(&b), GgufError::BadAlignment(u64::from(a)));
     }
-    let b = Gguf::new(3)
-        .kv("general.alignment", Value::U64(u64::MAX))
-        .bytes();
+    let b = Gguf::new(3).kv("general.alignment", Value::U64(u64::MAX)).bytes();
     assert_eq!(error_both(&b), GgufError::BadAlignment(u64::MAX));
     let wrong = [
         (Value::String("32".into()), "string"),
@@ -685,11 +536,7 @@ fn bad_alignment() {
         let b = Gguf::new(3).kv("general.alignment", v).bytes();
         assert_eq!(
             error_both(&b),
-            GgufError::WrongType {
-                key: "general.alignment".into(),
-                expected: "unsigned integer",
-                found
-            }
+            GgufError::WrongType { key: "general.alignment".into(), expected: "unsigned integer", found }
         );
     }
 }
@@ -697,18 +544,13 @@ fn bad_alignment() {
 /// A huge (power-of-two) alignment puts the data far away; it must not overflow.
 #[test]
 fn huge_alignment() {
-    let b = Gguf::new(3)
-        .kv("general.alignment", Value::U64(1 << 63))
-        .bytes();
+    let b = Gguf::new(3).kv("general.alignment", Value::U64(1 << 63)).bytes();
     assert_eq!(complete(&b, None).data_offset, 1 << 63);
     let mut g = Gguf::new(3)
         .kv("general.alignment", Value::U64(1 << 63))
         .tensor(TensorSpec::new("w", TensorType::F32, &[2]).at(1 << 63));
     g.with_data = false;
-    assert!(matches!(
-        error_both(&g.bytes()),
-        GgufError::TensorOutOfBounds { .. }
-    ));
+    assert!(matches!(error_both(&g.bytes()), GgufError::TensorOutOfBounds { .. }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -728,10 +570,7 @@ fn round_trip_all_value_types_and_tensors() {
         assert_eq!(index.data_offset % 32, 0);
 
         assert_eq!(index.architecture().unwrap(), "llama");
-        assert_eq!(
-            index.get_str("general.name").unwrap(),
-            "tiny \u{1F525} hearth"
-        );
+        assert_eq!(index.get_str("general.name").unwrap(), "tiny \u{1F525} hearth");
         assert_eq!(index.get("test.u8"), Some(&Value::U8(200)));
         assert_eq!(index.get("test.i8"), Some(&Value::I8(-5)));
         assert_eq!(index.get("test.u16"), Some(&Value::U16(65000)));
@@ -746,15 +585,9 @@ fn round_trip_all_value_types_and_tensors() {
         assert_eq!(index.get_str("test.empty_string").unwrap(), "");
         assert_eq!(
             index.get("test.strings"),
-            Some(&Value::Array(
-                ValueType::String,
-                vec![Value::String("a".into()), Value::String("".into())]
-            ))
+            Some(&Value::Array(ValueType::String, vec![Value::String("a".into()), Value::String("".into())]))
         );
-        assert_eq!(
-            index.get("test.empty_array"),
-            Some(&Value::Array(ValueType::F32, vec![]))
-        );
+        assert_eq!(index.get("test.empty_array"), Some(&Value::Array(ValueType::F32, vec![])));
         assert_eq!(
             index.get("test.nested"),
             Some(&Value::Array(
@@ -766,14 +599,8 @@ fn round_trip_all_value_types_and_tensors() {
             ))
         );
         assert_eq!(index.metadata.len(), 17);
-        assert!(matches!(
-            index.get_u64("general.name"),
-            Err(GgufError::WrongType { .. })
-        ));
-        assert!(matches!(
-            index.get_u64("nope"),
-            Err(GgufError::MissingKey { .. })
-        ));
+        assert!(matches!(index.get_u64("general.name"), Err(GgufError::WrongType { .. })));
+        assert!(matches!(index.get_u64("nope"), Err(GgufError::MissingKey { .. })));
 
         check_tensors(&g, &built, &index);
     }
@@ -793,23 +620,12 @@ fn check_tensors(g: &Gguf, built: &Built, index: &hearth_gguf::GgufIndex) {
         assert_eq!(index.tensor(&t.name), Some(t));
         let data = index.tensor_data(&built.bytes, &t.name).unwrap();
         assert_eq!(data, &built.bytes[start as usize..(start + n) as usize]);
-        assert_eq!(
-            data[0],
-            i as u8 * 7 + 1,
-            "{}: not the bytes written for it",
-            t.name
-        );
+        assert_eq!(data[0], i as u8 * 7 + 1, "{}: not the bytes written for it", t.name);
         // A buffer that stops one byte short of the tensor is reported, not sliced.
         let short = &built.bytes[..(start + n - 1) as usize];
-        assert!(matches!(
-            index.tensor_data(short, &t.name),
-            Err(GgufError::Truncated { .. })
-        ));
+        assert!(matches!(index.tensor_data(short, &t.name), Err(GgufError::Truncated { .. })));
     }
-    assert!(matches!(
-        index.tensor_data(&built.bytes, "missing"),
-        Err(GgufError::MissingTensor(_))
-    ));
+    assert!(matches!(index.tensor_data(&built.bytes, "missing"), Err(GgufError::MissingTensor(_))));
 }
 
 #[test]
@@ -824,10 +640,7 @@ fn custom_alignment() {
         let built = g.build();
         let index = complete(&built.bytes, Some(built.bytes.len() as u64));
         assert_eq!(index.alignment, u64::from(a));
-        assert_eq!(
-            index.data_offset,
-            built.info_end.div_ceil(u64::from(a)) * u64::from(a)
-        );
+        assert_eq!(index.data_offset, built.info_end.div_ceil(u64::from(a)) * u64::from(a));
         check_tensors(&g, &built, &index);
     }
     // Any unsigned integer type may hold the alignment.
@@ -860,11 +673,7 @@ fn fuzz_regressions() {
         let data = std::fs::read(&path).unwrap();
         for file_len in [Some(data.len() as u64), None] {
             let (r, peak) = peak_alloc(|| parse_index(&data, file_len));
-            assert!(
-                peak <= 64 * data.len().max(1 << 16),
-                "{}: allocated {peak} bytes",
-                path.display()
-            );
+            assert!(peak <= 64 * data.len().max(1 << 16), "{}: allocated {peak} bytes", path.display());
             if let Ok(Parse::Complete(index)) = r {
                 for t in &index.tensors {
                     let _ = index.tensor_data(&data, &t.name);
