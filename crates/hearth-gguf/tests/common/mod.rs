@@ -128,11 +128,7 @@ pub fn put_value(out: &mut Vec<u8>, v: &Value) {
             put_u32(out, type_id(*elem));
             put_u64(out, items.len() as u64);
             for item in items {
-                assert_eq!(
-                    value_type(item),
-                    *elem,
-                    "builder: array element of the wrong type"
-                );
+                assert_eq!(value_type(item), *elem, "builder: array element of the wrong type");
                 put_value(out, item);
             }
         }
@@ -159,13 +155,7 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn new(name: &str, ty: TensorType, dims: &[u64]) -> Self {
-        TensorSpec {
-            name: name.as_bytes().to_vec(),
-            dims: dims.to_vec(),
-            n_dims: None,
-            type_id: ty.id(),
-            offset: None,
-        }
+        TensorSpec { name: name.as_bytes().to_vec(), dims: dims.to_vec(), n_dims: None, type_id: ty.id(), offset: None }
     }
     pub fn raw_type(mut self, type_id: u32) -> Self {
         self.type_id = type_id;
@@ -280,10 +270,7 @@ impl Gguf {
         let mut out = Vec::new();
         out.extend_from_slice(&self.magic);
         put_u32(&mut out, self.version);
-        put_u64(
-            &mut out,
-            self.n_tensors.unwrap_or(self.tensors.len() as u64),
-        );
+        put_u64(&mut out, self.n_tensors.unwrap_or(self.tensors.len() as u64));
         put_u64(&mut out, self.n_kv.unwrap_or(self.kvs.len() as u64));
         for kv in &self.kvs {
             out.extend_from_slice(kv);
@@ -301,10 +288,7 @@ impl Gguf {
             let off = t.offset.unwrap_or(next);
             put_u64(&mut out, off);
             offsets.push(off);
-            next = off
-                .saturating_add(t.n_bytes())
-                .div_ceil(align)
-                .saturating_mul(align);
+            next = off.saturating_add(t.n_bytes()).div_ceil(align).saturating_mul(align);
         }
         let info_end = out.len() as u64;
         let data_offset = info_end.div_ceil(align) * align;
@@ -313,11 +297,7 @@ impl Gguf {
             ranges.push((data_offset.saturating_add(off), t.n_bytes()));
         }
         if self.with_data && !self.tensors.is_empty() {
-            let end = ranges
-                .iter()
-                .map(|&(s, n)| s.saturating_add(n))
-                .max()
-                .unwrap_or(data_offset);
+            let end = ranges.iter().map(|&(s, n)| s.saturating_add(n)).max().unwrap_or(data_offset);
             let end = end.div_ceil(align) * align;
             assert!(end < 1 << 24, "builder: tensor data would be {end} bytes");
             out.resize(end as usize, 0);
@@ -329,12 +309,7 @@ impl Gguf {
             }
         }
         out.extend_from_slice(&self.tail);
-        Built {
-            bytes: out,
-            info_end,
-            data_offset,
-            tensor_ranges: ranges,
-        }
+        Built { bytes: out, info_end, data_offset, tensor_ranges: ranges }
     }
 
     pub fn bytes(&self) -> Vec<u8> {
@@ -346,10 +321,7 @@ impl Gguf {
 pub fn sample(version: u32) -> Gguf {
     Gguf::new(version)
         .kv("general.architecture", Value::String("llama".into()))
-        .kv(
-            "general.name",
-            Value::String("tiny \u{1F525} hearth".into()),
-        )
+        .kv("general.name", Value::String("tiny \u{1F525} hearth".into()))
         .kv("test.u8", Value::U8(200))
         .kv("test.i8", Value::I8(-5))
         .kv("test.u16", Value::U16(65000))
@@ -362,13 +334,7 @@ pub fn sample(version: u32) -> Gguf {
         .kv("test.i64", Value::I64(i64::MIN))
         .kv("test.f64", Value::F64(-2.25))
         .kv("test.empty_string", Value::String(String::new()))
-        .kv(
-            "test.strings",
-            Value::Array(
-                ValueType::String,
-                vec![Value::String("a".into()), Value::String("".into())],
-            ),
-        )
+        .kv("test.strings", Value::Array(ValueType::String, vec![Value::String("a".into()), Value::String("".into())]))
         .kv("test.empty_array", Value::Array(ValueType::F32, vec![]))
         .kv(
             "test.nested",
@@ -380,21 +346,9 @@ pub fn sample(version: u32) -> Gguf {
                 ],
             ),
         )
-        .tensor(TensorSpec::new(
-            "token_embd.weight",
-            TensorType::F32,
-            &[4, 3],
-        ))
-        .tensor(TensorSpec::new(
-            "blk.0.attn_q.weight",
-            TensorType::Q4_0,
-            &[64, 2],
-        ))
-        .tensor(TensorSpec::new(
-            "blk.0.ffn.weight",
-            TensorType::Q6_K,
-            &[256],
-        ))
+        .tensor(TensorSpec::new("token_embd.weight", TensorType::F32, &[4, 3]))
+        .tensor(TensorSpec::new("blk.0.attn_q.weight", TensorType::Q4_0, &[64, 2]))
+        .tensor(TensorSpec::new("blk.0.ffn.weight", TensorType::Q6_K, &[256]))
         .tensor(TensorSpec::new("output_norm.weight", TensorType::F16, &[5]))
 }
 
@@ -417,32 +371,17 @@ pub fn error(bytes: &[u8], file_len: Option<u64>) -> GgufError {
 /// The same error with the file length known and unknown, each within [`ALLOC_BOUND`].
 pub fn error_both(bytes: &[u8]) -> GgufError {
     let (known, peak) = peak_alloc(|| error(bytes, Some(bytes.len() as u64)));
-    assert!(
-        peak <= ALLOC_BOUND,
-        "parse with a known length allocated {peak} bytes"
-    );
+    assert!(peak <= ALLOC_BOUND, "parse with a known length allocated {peak} bytes");
     let (unknown, peak) = peak_alloc(|| error(bytes, None));
-    assert!(
-        peak <= ALLOC_BOUND,
-        "parse with an unknown length allocated {peak} bytes"
-    );
+    assert!(peak <= ALLOC_BOUND, "parse with an unknown length allocated {peak} bytes");
     // Out-of-bounds tensors report the file length, unknown (u64::MAX) for a stream.
     let strip_len = |e: &GgufError| match e.clone() {
-        GgufError::TensorOutOfBounds {
-            tensor, start, end, ..
-        } => GgufError::TensorOutOfBounds {
-            tensor,
-            start,
-            end,
-            len: 0,
-        },
+        GgufError::TensorOutOfBounds { tensor, start, end, .. } => {
+            GgufError::TensorOutOfBounds { tensor, start, end, len: 0 }
+        }
         e => e,
     };
-    assert_eq!(
-        strip_len(&known),
-        strip_len(&unknown),
-        "the error depends on whether the file length is known"
-    );
+    assert_eq!(strip_len(&known), strip_len(&unknown), "the error depends on whether the file length is known");
     known
 }
 
@@ -456,10 +395,6 @@ pub fn assert_same_index(a: &GgufIndex, b: &GgufIndex) {
     assert_eq!(a.metadata.len(), b.metadata.len());
     for ((ka, va), (kb, vb)) in a.metadata.iter().zip(&b.metadata) {
         assert_eq!(ka, kb);
-        assert_eq!(
-            format!("{va:?}"),
-            format!("{vb:?}"),
-            "metadata {ka:?} differs"
-        );
+        assert_eq!(format!("{va:?}"), format!("{vb:?}"), "metadata {ka:?} differs");
     }
 }
