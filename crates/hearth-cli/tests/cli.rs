@@ -1,0 +1,148 @@
+//! The `hearth` binary end to end: its JSON interface against the llama.cpp oracle, the chat
+//! loop, and one-line errors on bad input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn testdata(rel: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata")).join(rel);
+    assert!(p.exists(), "test data {} is missing (it lives in ../shared/testdata beside the repository)", p.display());
+    p
+}
+
+fn model_path() -> PathBuf {
+    let p = std::env::var_os("HEARTH_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(p.exists(), "model {} is missing: run `cargo xtask fetch-model` (or `cargo xtask test`)", p.display());
+    p
+}
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = hearth(args);
+    assert!(out.status.success(), "hearth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON value")
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+/// A failure is one line on stderr, a non-zero exit, and no panic.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
+    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "error {err:?} does not mention {needle:?}");
+}
+
+#[test]
+fn generate_chat_json_matches_the_exact_oracle() {
+    let model = model_path();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(testdata("oracle/smollm2_exact_greedy.json")).unwrap()).unwrap();
+    // Two prompts keep the test short; tests/oracle.rs in hearth-model covers all eight.
+    for case in cases.as_array().unwrap().iter().take(2) {
+        let expected = ids(&case["greedy"]);
+        let max = expected.len().to_string();
+        let out = ok_json(&[
+            "generate", "--model", model.to_str().unwrap(), "--chat", case["prompt"].as_str().unwrap(),
+            "--temperature", "0", "--max-tokens", &max, "--json",
+        ]);
+        assert_eq!(ids(&out["prompt_tokens"]), ids(&case["prompt_tokens"]), "chat template + tokenizer differ from llama.cpp's prompt");
+        let got = ids(&out["tokens"]);
+        let margins = case["greedy_top2_margins"].as_array().unwrap();
+        let parted = got.iter().zip(&expected).position(|(a, b)| a != b);
+        match parted {
+            None => assert!(got.len() == expected.len() || out["stop_reason"] == "eos", "length differs: {got:?} vs {expected:?}"),
+            Some(i) => assert!(margins[i].as_f64().unwrap() < 0.005, "parted at step {i} with margin {}", margins[i]),
+        }
+        if parted.is_none() && got.len() == expected.len() {
+            assert_eq!(out["text"].as_str().unwrap(), case["greedy_text"].as_str().unwrap());
+        }
+        for key in ["stop_reason", "timings", "text"] {
+            assert!(out.get(key).is_some(), "--json output lacks {key}");
+        }
+    }
+}
+
+#[test]
+fn tokenize_flags_control_bos_and_special_tokens() {
+    let model = model_path();
+    let m = model.to_str().unwrap();
+    let plain = ids(&ok_json(&["tokenize", "--model", m, "--text", "<|im_start|>user", "--json"]));
+    let special = ids(&ok_json(&["tokenize", "--model", m, "--text", "<|im_start|>user", "--special", "--json"]));
+    assert_eq!(special[0], 1, "<|im_start|> is id 1 in SmolLM2");
+    assert!(plain.len() > special.len() && !plain.contains(&1), "without --special the marker is plain text");
+    // SmolLM2's BOS is <|endoftext|> (id 0); --bos adds it, without --bos nothing is added.
+    let with_bos = ids(&ok_json(&["tokenize", "--model", m, "--text", "Hello", "--bos", "--json"]));
+    let without = ids(&ok_json(&["tokenize", "--model", m, "--text", "Hello", "--json"]));
+    assert_eq!(with_bos[1..], without[..]);
+    assert_eq!(with_bos.len(), without.len() + 1);
+}
+
+#[test]
+fn chat_keeps_context_across_turns_and_reuses_the_cache() {
+    let model = model_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["chat", "--model", model.to_str().unwrap(), "--temperature", "0", "--max-tokens", "24"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Germany?\n/exit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chat failed: {stderr}");
+    assert!(stdout.contains("Paris"), "first reply: {stdout}");
+    assert!(stdout.contains("Berlin"), "second reply should use the context: {stdout}");
+    // Per-turn status lines: "[N new prompt tokens, ...". The second turn must run only the
+    // new message, not the whole conversation again.
+    let news: Vec<usize> = stderr
+        .lines()
+        .filter_map(|l| l.rsplit_once('[')?.1.split(" new prompt tokens").next()?.parse().ok())
+        .collect();
+    assert_eq!(news.len(), 2, "stderr: {stderr}");
+    assert!(news[1] < news[0], "second turn re-ran {} tokens (first: {})", news[1], news[0]);
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let dir = std::env::temp_dir().join(format!("hearth-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let out = hearth(&["generate", "--model", "/nonexistent/model.gguf", "--prompt", "hi"]);
+    assert_clean_error(&out, "cannot open model");
+
+    let not_gguf = dir.join("notes.gguf");
+    std::fs::write(&not_gguf, b"this is not a model at all").unwrap();
+    assert_clean_error(&hearth(&["generate", "--model", not_gguf.to_str().unwrap(), "--prompt", "hi"]), "not a GGUF");
+
+    let truncated = dir.join("truncated.gguf");
+    let bytes = std::fs::read(model_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..4096]).unwrap();
+    assert_clean_error(&hearth(&["generate", "--model", truncated.to_str().unwrap(), "--prompt", "hi"]), "truncated");
+
+    // A real GGUF of another architecture (Qwen2's vocab file): refused by name.
+    let qwen = testdata("vocab/ggml-vocab-qwen2.gguf");
+    assert_clean_error(&hearth(&["generate", "--model", qwen.to_str().unwrap(), "--prompt", "hi"]), "unsupported architecture \"qwen2\"");
+
+    let m = model_path();
+    let long = "word ".repeat(300);
+    assert_clean_error(
+        &hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", &long, "--ctx", "64", "--max-tokens", "4"]),
+        "context",
+    );
+    assert_clean_error(&hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", "hi", "--top-p", "3"]), "top-p");
+    let _ = std::fs::remove_dir_all(&dir);
+}
