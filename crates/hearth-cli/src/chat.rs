@@ -81,7 +81,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
 
         let mut common = tokens.iter().zip(&cached).take_while(|(a, b)| a == b).count();
         common = common.min(tokens.len() - 1); // at least one new token to run
-        cache.truncate(common, model.config.kv_dim());
+        cache.truncate(common);
         cached.truncate(common);
 
         let mut stdout = std::io::stdout();

@@ -21,6 +21,7 @@ pub struct KvCache {
     v: Vec<Vec<f32>>,
     len: usize,
     capacity: usize,
+    kv_dim: usize,
 }
 
 impl KvCache {
@@ -39,11 +40,11 @@ impl KvCache {
     }
 
     /// Forgets positions from `len` on (keeps a shared prefix between chat turns).
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
+    pub fn truncate(&mut self, len: usize) {
         if len < self.len {
             self.len = len;
             for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
-                layer.truncate(len * kv_dim);
+                layer.truncate(len * self.kv_dim);
             }
         }
     }
@@ -84,7 +85,13 @@ impl Model {
     /// An empty cache for up to `capacity` positions (at most the trained context).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let n = self.config.n_layers;
-        KvCache { k: vec![Vec::new(); n], v: vec![Vec::new(); n], len: 0, capacity: capacity.max(1) }
+        KvCache {
+            k: vec![Vec::new(); n],
+            v: vec![Vec::new(); n],
+            len: 0,
+            capacity: capacity.max(1),
+            kv_dim: self.config.kv_dim(),
+        }
     }
 
     /// Runs `tokens` at positions `cache.len()..`, appends their keys and values to the
