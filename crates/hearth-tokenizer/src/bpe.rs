@@ -80,7 +80,7 @@ impl Bpe {
                 syms[p].next = Some(i);
             }
         }
-        let text = |s: &Symbol| &word[s.start..s.start + s.len];
+        let text = |s: &Symbol| word.get(s.start..s.start + s.len).unwrap_or("");
 
         let mut queue = BinaryHeap::new();
         let push = |queue: &mut BinaryHeap<Bigram>, syms: &[Symbol], left: usize, right: usize| {

@@ -45,9 +45,17 @@ fn piece_into(kind: Kind, text: &str, a: u16, out: &mut Vec<u8>) {
             Kind::Bpe => bpe_decode_text(text, out),
         }
     } else if a & attr::BYTE != 0 {
-        // "<0xXX>": llama.cpp reads the two hex digits at offset 3 with strtol.
-        let hex = text.get(3..5).unwrap_or("");
-        out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+        // "<0xXX>": llama.cpp reads the two chars at offset 3 with strtol (base 16), which
+        // stops at the first non-hex char.
+        let two = text.as_bytes().get(3..).unwrap_or(&[]).iter().take(2);
+        let mut byte = 0u8;
+        for &c in two {
+            match (c as char).to_digit(16) {
+                Some(d) => byte = byte.wrapping_mul(16).wrapping_add(d as u8),
+                None => break,
+            }
+        }
+        out.push(byte);
     }
 }
 

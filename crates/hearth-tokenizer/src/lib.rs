@@ -154,11 +154,15 @@ impl Tokenizer {
     /// BOS / trailing EOS that the vocabulary adds itself; `unparse_special` renders CONTROL
     /// tokens as their text.
     pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> String {
-        let bytes = decode::detokenize(&self.vocab, &self.pieces, ids, remove_special, unparse_special);
-        match String::from_utf8(bytes) {
+        match String::from_utf8(self.detokenize_bytes(ids, remove_special, unparse_special)) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }
+    }
+
+    /// [`Tokenizer::detokenize`] before the lossy UTF-8 conversion: exactly llama.cpp's bytes.
+    pub fn detokenize_bytes(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> Vec<u8> {
+        decode::detokenize(&self.vocab, &self.pieces, ids, remove_special, unparse_special)
     }
 
     /// The vocabulary string of `id` (`▁Hello`, `Ġworld`, `<0x0A>`, `<|im_end|>`).

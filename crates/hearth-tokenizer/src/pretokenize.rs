@@ -14,7 +14,8 @@ use crate::error::TokenizerError;
 use crate::unicode::{self, Flags};
 use crate::vocab::PreFlags;
 
-// Regex sources, copied from llama.cpp's `llm_tokenizer_bpe` constructor.
+// Regex sources, as in llama.cpp's `llm_tokenizer_bpe` constructor. Non-ASCII chars are
+// written as escapes: several (e.g. U+1F7D, U+212A) would be changed by NFC normalization.
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3_ORIG: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -23,15 +24,15 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const DEEPSEEK3_MAIN: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##;
 const SPARK25_MAIN: &str = r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+|[\r\n]|\s+(?!\S)|\s+"##;
-const CJK_KANA: &str = "[一-龥぀-ゟ゠-ヿ]+";
-const YOUTU_CJK: &str = "[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|[一-龥぀-ゟ゠-ヿ]+";
+const CJK_KANA: &str = "[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+";
+const YOUTU_CJK: &str = "[\u{AC00}-\u{D7A3}\u{3131}-\u{318E}]+|[\u{FF01}\u{2026}\u{201C}\u{201D}\u{2018}\u{2019}\u{2014}\u{FF1A}\u{FF1B}\u{FF0C}\u{3001}-\u{303F}\u{FE30}-\u{FE4F}]+|[\u{3105}-\u{312F}]+|[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+";
 const YOUTU_MAIN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";
-const DEEPSEEK_LLM_PUNCT: &str = r"\s?[!-/:-~！-／：-～‘-‟　-。]+";
-const CJK_HANGUL: &str = "[一-龥ࠀ-一가-퟿]+";
+const DEEPSEEK_LLM_LETTERS: &str = "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}\u{295}-\u{2AF}\u{370}-\u{373}\u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\u{531}-\u{556}\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}\u{1D00}-\u{1D2B}\u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\u{1FD0}-\u{1FD3}\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}\u{210A}-\u{2113}\u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\u{A640}-\u{A66D}\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}\u{FB00}-\u{FB06}\u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+";
+const DEEPSEEK_LLM_PUNCT: &str = "\\s?[!-/:-~\u{FF01}-\u{FF0F}\u{FF1A}-\u{FF5E}\u{2018}-\u{201F}\u{3000}-\u{3002}]+";
+const CJK_HANGUL: &str = "[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+";
 const FALCON_PUNCT: &str = r"[\p{P}\$\+<=>\^~\|`]+";
 const DEFAULT_PUNCT: &str = r"[\p{P}\$\+<=>\^~\|]+";
-const PORO: &str = r" ?[^(\s|.,!?…。，、।۔،)]+";
+const PORO: &str = " ?[^(\\s|.,!?\u{2026}\u{3002}\u{FF0C}\u{3001}\u{964}\u{6D4}\u{60C})]+";
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const GRANITE_EMB_MULTI: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))*((?=[\p{L}\p{M}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}\p{M}])([^a-z]))+((?=[\p{L}\p{M}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -90,7 +91,8 @@ impl PreType {
             "poro-chat" => t(&[PORO], keep),
             "bloom" | "gpt3-finnish" => t(&[PORO], plain),
             "viking" => t(&[PORO, r"\p{N}"], keep),
-            "glm4" | "chatglm-bpe" => t(&[LLAMA3], PreFlags { no_bos: true, ..plain }),
+            "chatglm-bpe" => t(&[LLAMA3], PreFlags { no_bos: true, ..plain }),
+            "glm4" | "glm5" => t(&[LLAMA3], PreFlags { no_bos: true, ..f(true, false, false) }),
             "tekken" => t(&[TEKKEN], f(true, true, true)),
             "chameleon" => t(
                 &[
@@ -130,8 +132,9 @@ impl PreType {
 enum Splitter {
     /// `unicode_regex_split_custom_gpt2`.
     Gpt2,
-    /// `unicode_regex_split_custom_llama3`.
-    Llama3,
+    /// `unicode_regex_split_custom_llama3` (`digits` = 3), `_qwen2` (`digits` = 1) and
+    /// `_qwen35` (1, with combining marks joining letter runs).
+    Llama3Like { digits: usize, marks: bool },
     /// `std::regex` on the collapsed text (`collapsed`) or `std::wregex` on the real one.
     Regex { re: Regex, collapsed: bool },
 }
@@ -174,7 +177,7 @@ fn ascii_members(category: u8) -> &'static str {
         unicode::NUMBER => "0-9",
         unicode::LETTER => "A-Za-z",
         unicode::PUNCTUATION => r"!-#%-*,-/:-;?-@\[-\]_\{\}",
-        unicode::SYMBOL => r"\$\+<->\^`\|",
+        unicode::SYMBOL => r"\$\+<->\^`\|\~",
         _ => "",
     }
 }
@@ -269,7 +272,11 @@ impl PreTokenizer {
             let s = if r == GPT2 {
                 Splitter::Gpt2
             } else if r == LLAMA3 || r == LLAMA3_ORIG {
-                Splitter::Llama3
+                Splitter::Llama3Like { digits: 3, marks: false }
+            } else if r == QWEN2 {
+                Splitter::Llama3Like { digits: 1, marks: false }
+            } else if r == QWEN35 {
+                Splitter::Llama3Like { digits: 1, marks: true }
             } else if uses_categories(r) {
                 Splitter::Regex { re: compile(&collapse_regex(r), r)?, collapsed: true }
             } else {
@@ -291,7 +298,7 @@ impl PreTokenizer {
         for s in &self.splitters {
             lens = match s {
                 Splitter::Gpt2 => split_gpt2(&cpts, &flags, &lens),
-                Splitter::Llama3 => split_llama3(&cpts, &flags, &lens),
+                Splitter::Llama3Like { digits, marks } => split_llama3(&cpts, &flags, &lens, *digits, *marks),
                 Splitter::Regex { re, collapsed: true } => {
                     let m = collapsed.get_or_insert_with(|| {
                         Mapped::new(&cpts, |cp| {
@@ -504,8 +511,11 @@ fn is_pair(a: u32, b: u32, pair: &[u8; 2]) -> bool {
 }
 
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-fn split_llama3(cpts: &[u32], flags: &[Flags], lens: &[usize]) -> Vec<usize> {
+/// with `\p{N}{1,digits}`, and with `[\p{L}\p{M}]` for `\p{L}` when `marks` (Qwen 3.5).
+fn split_llama3(cpts: &[u32], flags: &[Flags], lens: &[usize], digits: usize, marks: bool) -> Vec<usize> {
     let is_crlf = |c: u32| c == '\r' as u32 || c == '\n' as u32;
+    let wordy = |f: Flags| f.is_letter() || (marks && f.category == unicode::MARK);
+    let other = |f: Flags| !(f.whitespace || wordy(f) || f.is_number()) && f.is_some();
     for_each_piece(cpts, flags, lens, |p| {
         let mut pos = p.ini;
         while pos < p.end {
@@ -528,9 +538,9 @@ fn split_llama3(cpts: &[u32], flags: &[Flags], lens: &[usize]) -> Vec<usize> {
             }
 
             // [^\r\n\p{L}\p{N}]?\p{L}+
-            if !(is_crlf(cpt) || f.is_number()) && (f.is_letter() || p.flags(pos + 1).is_letter()) {
+            if !(is_crlf(cpt) || f.is_number()) && (wordy(f) || wordy(p.flags(pos + 1))) {
                 pos += 1;
-                while p.flags(pos).is_letter() {
+                while wordy(p.flags(pos)) {
                     pos += 1;
                 }
                 p.add(pos);
@@ -542,7 +552,7 @@ fn split_llama3(cpts: &[u32], flags: &[Flags], lens: &[usize]) -> Vec<usize> {
                 let mut ini = pos;
                 while p.flags(pos).is_number() {
                     pos += 1;
-                    if pos - ini >= 3 {
+                    if pos - ini >= digits {
                         p.add(pos);
                         ini = pos;
                     }
@@ -555,9 +565,9 @@ fn split_llama3(cpts: &[u32], flags: &[Flags], lens: &[usize]) -> Vec<usize> {
             // the loop the next one's, exactly as llama.cpp does)
             let space = cpt == ' ' as u32;
             let mut f2 = if space { p.flags(pos + 1) } else { f };
-            if !(f2.whitespace || f2.is_letter() || f2.is_number()) && f.is_some() {
+            if !(f2.whitespace || wordy(f2) || f2.is_number()) && f.is_some() {
                 pos += space as usize;
-                while is_other(f2) {
+                while other(f2) {
                     pos += 1;
                     f2 = p.flags(pos);
                 }
@@ -606,6 +616,51 @@ mod tests {
 
     fn split(regexes: &[&str], text: &str) -> Vec<String> {
         PreTokenizer::new(regexes).unwrap().split(text).into_iter().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_known_pre_tokenizer_compiles() {
+        let names = [
+            "default",
+            "minicpm5",
+            "llama3",
+            "dbrx",
+            "jais-2",
+            "deepseek-llm",
+            "deepseek-coder",
+            "deepseek-v3",
+            "spark2_5",
+            "youtu",
+            "falcon",
+            "starcoder",
+            "smollm",
+            "gpt-2",
+            "trillion",
+            "qwen2",
+            "stablelm2",
+            "qwen35",
+            "poro-chat",
+            "bloom",
+            "viking",
+            "chatglm-bpe",
+            "glm4",
+            "tekken",
+            "chameleon",
+            "gpt-4o",
+            "granite-embed-multi-97m",
+            "bailingmoe",
+            "seed-coder",
+            "ufakzeka",
+            "grok-2",
+            "laguna",
+            "exaone-moe",
+        ];
+        for name in names {
+            let pre = PreType::lookup(Some(name)).unwrap();
+            if let Err(e) = PreTokenizer::new(pre.regexes) {
+                panic!("{name}: {e}");
+            }
+        }
     }
 
     #[test]
