@@ -2,8 +2,12 @@
 //! metadata, and chat templates rendered the way Hugging Face renders them.
 //!
 //! Supported: `tokenizer.ggml.model = "llama"` (SentencePiece BPE with byte fallback) and
-//! `"gpt2"` (byte-level BPE) with the pre-tokenizers listed in [`pretokenize`]'s table.
-//! Each step mirrors a named llama.cpp function; see the module docs.
+//! `"gpt2"` (byte-level BPE) with every `tokenizer.ggml.pre` of llama.cpp except those that
+//! need a tokenizer of their own (gemma4, sarvam-moe, whitespace, kimi-k2, afmoe, tiny_aya,
+//! superbpe): those, like other `tokenizer.ggml.model`s, are a typed error.
+//! Each step mirrors a named llama.cpp function (`llama_vocab::load`,
+//! `tokenizer_st_partition`, `llm_tokenizer_spm`/`_bpe`, `unicode_regex_split`,
+//! `token_to_piece`, `detokenize`).
 
 mod bpe;
 mod decode;

@@ -229,3 +229,10 @@ fn out_of_range_ids_are_harmless() {
     assert!(!tok.is_end_of_generation(bad));
     assert!(tok.encode("", false, false).is_empty());
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<StreamDecoder<'static>>();
+}
