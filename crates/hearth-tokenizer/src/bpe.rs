@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use hearth_gguf::GgufIndex;
 
 use crate::error::TokenizerError;
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 use crate::pretokenize::PreTokenizer;
 use crate::unicode;
 use crate::vocab::Vocab;

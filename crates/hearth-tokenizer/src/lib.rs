@@ -12,7 +12,6 @@
 mod bpe;
 mod decode;
 mod error;
-mod fxhash;
 mod pretokenize;
 mod special;
 mod spm;

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 use crate::vocab::Vocab;
 
 #[derive(Clone, Copy)]

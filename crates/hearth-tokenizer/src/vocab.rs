@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use hearth_gguf::{GgufIndex, Value};
 
 use crate::error::TokenizerError;
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 
 /// llama.cpp's `llama_token_attr` bits.
 pub(crate) mod attr {
