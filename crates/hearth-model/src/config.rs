@@ -182,15 +182,22 @@ impl Config {
         if !(freq_base.is_finite() && freq_base > 1.0) {
             return Err(bad(&m.key("rope.freq_base"), freq_base, "must be a number above 1"));
         }
+        // As llama.cpp (llama-model.cpp, load_hparams): a missing rope.scaling.type means
+        // linear, and the factor may also come under the older key rope.scale_linear. So a
+        // file with only a factor (older conversions) is linearly scaled, not left unscaled.
         let scaling_type = match m.opt("rope.scaling.type") {
             Some(v) => v.as_str().unwrap_or("").to_string(),
-            None => "none".to_string(),
+            None => "linear".to_string(),
         };
-        let factor = m.opt_f32("rope.scaling.factor")?;
+        let factor = match m.opt_f32("rope.scaling.factor")? {
+            Some(f) => Some(f),
+            None => m.opt_f32("rope.scale_linear")?,
+        };
         let mut freq_scale = 1.0;
         let mut llama3 = None;
         match (scaling_type.as_str(), factor) {
-            ("none", _) | ("", None) => {}
+            // linear without a factor scales by 1 in llama.cpp
+            ("none", _) | ("", None) | ("linear", None) => {}
             (_, Some(f)) if f == 0.0 || f == 1.0 => {}
             ("linear", Some(f)) if f.is_finite() && f > 0.0 => freq_scale = 1.0 / f,
             ("llama3", Some(f)) if f.is_finite() && f > 0.0 => {
