@@ -175,8 +175,10 @@ impl Config {
         }
 
         let n_rot = m.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(bad(&m.key("rope.dimension_count"), n_rot, "must be even and at most the head size"));
+        // llama.cpp refuses partial rotation for `llama` ("invalid n_rot"); so do we, rather
+        // than run a model it would not.
+        if n_rot != head_dim {
+            return Err(bad(&m.key("rope.dimension_count"), n_rot, "must equal the head size for llama models"));
         }
         let freq_base = m.opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
         if !(freq_base.is_finite() && freq_base > 1.0) {
