@@ -35,7 +35,10 @@ fn run() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("chat") => {
             let model = fetch_model()?;
-            cargo(&["run", "--release", "-p", "hearth-cli", "--", "chat", "--model"], &[model.as_os_str().to_str().context("model path is not UTF-8")?])
+            cargo(
+                &["run", "--release", "-p", "hearth-cli", "--", "chat", "--model"],
+                &[model.as_os_str().to_str().context("model path is not UTF-8")?],
+            )
         }
         _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | chat)"),
     }

@@ -75,7 +75,10 @@ pub fn run(a: ChatArgs) -> Result<()> {
         };
         let Some(tokens) = tokens else {
             messages.pop();
-            eprintln!("[that message is too long for a context of {} tokens; try a shorter one or --ctx]", cache.capacity());
+            eprintln!(
+                "[that message is too long for a context of {} tokens; try a shorter one or --ctx]",
+                cache.capacity()
+            );
             continue;
         };
 

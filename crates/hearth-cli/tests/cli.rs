@@ -2,25 +2,10 @@
 //! loop, and one-line errors on bad input.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use hearth_testdata::{model_path, testdata};
 use serde_json::Value;
-
-fn testdata(rel: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata")).join(rel);
-    assert!(p.exists(), "test data {} is missing (it lives in ../shared/testdata beside the repository)", p.display());
-    p
-}
-
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("HEARTH_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        PathBuf::from(home).join(".cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(p.exists(), "model {} is missing: run `cargo xtask fetch-model` (or `cargo xtask test`)", p.display());
-    p
-}
 
 fn hearth(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
@@ -48,21 +33,37 @@ fn assert_clean_error(out: &Output, needle: &str) {
 #[test]
 fn generate_chat_json_matches_the_exact_oracle() {
     let model = model_path();
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(testdata("oracle/smollm2_exact_greedy.json")).unwrap()).unwrap();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("oracle/smollm2_exact_greedy.json")).unwrap()).unwrap();
     // Two prompts keep the test short; tests/oracle.rs in hearth-model covers all eight.
     for case in cases.as_array().unwrap().iter().take(2) {
         let expected = ids(&case["greedy"]);
         let max = expected.len().to_string();
         let out = ok_json(&[
-            "generate", "--model", model.to_str().unwrap(), "--chat", case["prompt"].as_str().unwrap(),
-            "--temperature", "0", "--max-tokens", &max, "--json",
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--chat",
+            case["prompt"].as_str().unwrap(),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            &max,
+            "--json",
         ]);
-        assert_eq!(ids(&out["prompt_tokens"]), ids(&case["prompt_tokens"]), "chat template + tokenizer differ from llama.cpp's prompt");
+        assert_eq!(
+            ids(&out["prompt_tokens"]),
+            ids(&case["prompt_tokens"]),
+            "chat template + tokenizer differ from llama.cpp's prompt"
+        );
         let got = ids(&out["tokens"]);
         let margins = case["greedy_top2_margins"].as_array().unwrap();
         let parted = got.iter().zip(&expected).position(|(a, b)| a != b);
         match parted {
-            None => assert!(got.len() == expected.len() || out["stop_reason"] == "eos", "length differs: {got:?} vs {expected:?}"),
+            None => assert!(
+                got.len() == expected.len() || out["stop_reason"] == "eos",
+                "length differs: {got:?} vs {expected:?}"
+            ),
             Some(i) => assert!(margins[i].as_f64().unwrap() < 0.005, "parted at step {i} with margin {}", margins[i]),
         }
         if parted.is_none() && got.len() == expected.len() {
@@ -108,10 +109,8 @@ fn chat_keeps_context_across_turns_and_reuses_the_cache() {
     assert!(stdout.contains("Berlin"), "second reply should use the context: {stdout}");
     // Per-turn status lines: "[N new prompt tokens, ...". The second turn must run only the
     // new message, not the whole conversation again.
-    let news: Vec<usize> = stderr
-        .lines()
-        .filter_map(|l| l.rsplit_once('[')?.1.split(" new prompt tokens").next()?.parse().ok())
-        .collect();
+    let news: Vec<usize> =
+        stderr.lines().filter_map(|l| l.rsplit_once('[')?.1.split(" new prompt tokens").next()?.parse().ok()).collect();
     assert_eq!(news.len(), 2, "stderr: {stderr}");
     assert!(news[1] < news[0], "second turn re-ran {} tokens (first: {})", news[1], news[0]);
 }
@@ -135,7 +134,10 @@ fn bad_input_gives_one_clear_line() {
 
     // A real GGUF of another architecture (Qwen2's vocab file): refused by name.
     let qwen = testdata("vocab/ggml-vocab-qwen2.gguf");
-    assert_clean_error(&hearth(&["generate", "--model", qwen.to_str().unwrap(), "--prompt", "hi"]), "unsupported architecture \"qwen2\"");
+    assert_clean_error(
+        &hearth(&["generate", "--model", qwen.to_str().unwrap(), "--prompt", "hi"]),
+        "unsupported architecture \"qwen2\"",
+    );
 
     let m = model_path();
     let long = "word ".repeat(300);
@@ -143,6 +145,9 @@ fn bad_input_gives_one_clear_line() {
         &hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", &long, "--ctx", "64", "--max-tokens", "4"]),
         "context",
     );
-    assert_clean_error(&hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", "hi", "--top-p", "3"]), "top-p");
+    assert_clean_error(
+        &hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", "hi", "--top-p", "3"]),
+        "top-p",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -105,19 +105,13 @@ fn check_lengths(ty: TensorType, n_bytes: usize, n_elements: usize) -> Result<()
             "{n_elements} elements ({n_blocks} blocks of {type_size} bytes) take {expected} \
              bytes, but {n_bytes} bytes were given"
         )),
-        None => fail(format!(
-            "{n_elements} elements take more bytes than fit in memory"
-        )),
+        None => fail(format!("{n_elements} elements take more bytes than fit in memory")),
     }
 }
 
 /// Runs `block_fn` over each `B`-byte block of `bytes` and its `N` weights in `out`. The
 /// lengths have been checked to match, so the two sequences have the same length.
-fn blocks<const B: usize, const N: usize>(
-    bytes: &[u8],
-    out: &mut [f32],
-    block_fn: impl Fn(&[u8; B], &mut [f32; N]),
-) {
+fn blocks<const B: usize, const N: usize>(bytes: &[u8], out: &mut [f32], block_fn: impl Fn(&[u8; B], &mut [f32; N])) {
     for (b, y) in bytes.chunks_exact(B).zip(out.chunks_exact_mut(N)) {
         // chunks_exact yields slices of exactly B and N items: these conversions succeed.
         if let (Ok(b), Ok(y)) = (b.try_into(), y.try_into()) {
@@ -414,11 +408,7 @@ mod tests {
         assert_eq!(table.len(), SUPPORTED.len());
         for (ty, (block, type_size)) in table {
             assert!(SUPPORTED.contains(&ty));
-            assert_eq!(
-                (ty.block_size(), ty.type_size()),
-                (block, type_size),
-                "{ty}"
-            );
+            assert_eq!((ty.block_size(), ty.type_size()), (block, type_size), "{ty}");
         }
     }
 

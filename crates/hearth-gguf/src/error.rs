@@ -6,7 +6,9 @@ use crate::TensorType;
 pub enum GgufError {
     #[error("not a GGUF file: the first four bytes are {found:02x?}, expected \"GGUF\"")]
     BadMagic { found: [u8; 4] },
-    #[error("unsupported GGUF version {0}: Hearth reads versions 2 and 3 (re-convert the model with a current llama.cpp)")]
+    #[error(
+        "unsupported GGUF version {0}: Hearth reads versions 2 and 3 (re-convert the model with a current llama.cpp)"
+    )]
     UnsupportedVersion(u32),
     #[error("the file is truncated: {what} needs bytes up to offset {needed}, but the file has only {len} bytes")]
     Truncated { what: String, needed: u64, len: u64 },

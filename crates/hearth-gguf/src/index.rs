@@ -63,7 +63,9 @@ pub struct GgufIndex {
 pub enum Parse {
     Complete(GgufIndex),
     /// The index is not complete: call again with a prefix of at least this many bytes.
-    NeedMore { min_len: u64 },
+    NeedMore {
+        min_len: u64,
+    },
 }
 
 /// Parses the header, metadata and tensor index from `prefix`, the first bytes of a GGUF
@@ -314,8 +316,8 @@ fn read_index(cur: &mut Cursor) -> Result<GgufIndex, Stop> {
     for i in 0..n_kv {
         let key = cur.string(&|| format!("metadata key #{i}"))?;
         let type_id = cur.u32(&|| format!("type of {key:?}"))?;
-        let ty = ValueType::from_id(type_id)
-            .ok_or_else(|| GgufError::UnknownValueType { key: key.clone(), type_id })?;
+        let ty =
+            ValueType::from_id(type_id).ok_or_else(|| GgufError::UnknownValueType { key: key.clone(), type_id })?;
         let value = cur.value(ty, &key, 0)?;
         if metadata.insert(key.clone(), value).is_some() {
             return Err(GgufError::DuplicateKey(key).into());

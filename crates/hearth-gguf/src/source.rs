@@ -22,12 +22,7 @@ impl ReadAt for [u8] {
         let src = usize::try_from(offset)
             .ok()
             .and_then(|start| self.get(start..start.checked_add(buf.len())?))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "read past the end of the buffer",
-                )
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the buffer"))?;
         buf.copy_from_slice(src);
         Ok(())
     }

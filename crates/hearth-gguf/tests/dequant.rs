@@ -11,9 +11,7 @@
 //! expected (and current) result is bit-exact: max ulp 0. The budget allows 1 ulp so that a
 //! harmless reassociation does not fail the test, but nothing like a wrong scale or bit.
 
-use hearth_gguf::{
-    dequantize, dequantize_row, parse_index, GgufError, GgufIndex, Parse, TensorType,
-};
+use hearth_gguf::{dequantize, dequantize_row, parse_index, GgufError, GgufIndex, Parse, TensorType};
 
 const MAX_ULPS: u32 = 1;
 
@@ -75,9 +73,7 @@ fn ulps(a: f32, b: f32) -> u32 {
             i
         }
     }
-    (ordered(a) - ordered(b))
-        .unsigned_abs()
-        .min(u32::MAX as u64) as u32
+    (ordered(a) - ordered(b)).unsigned_abs().min(u32::MAX as u64) as u32
 }
 
 struct Report {
@@ -91,23 +87,10 @@ struct Report {
 
 fn compare(name: &str, ty: TensorType, got: &[f32], expected: &[f32]) -> Report {
     assert_eq!(got.len(), expected.len(), "{name}: length");
-    let mut r = Report {
-        name: name.into(),
-        ty,
-        n: got.len(),
-        max_ulps: 0,
-        max_abs: 0.0,
-        worst: None,
-    };
+    let mut r = Report { name: name.into(), ty, n: got.len(), max_ulps: 0, max_abs: 0.0, worst: None };
     for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
-        assert!(
-            !e.is_nan(),
-            "{name}: the oracle has NaN at {i}: the fixture is broken"
-        );
-        assert!(
-            !g.is_nan(),
-            "{name} ({ty}): NaN at element {i}, expected {e}"
-        );
+        assert!(!e.is_nan(), "{name}: the oracle has NaN at {i}: the fixture is broken");
+        assert!(!g.is_nan(), "{name} ({ty}): NaN at element {i}, expected {e}");
         let u = ulps(g, e);
         if u > r.max_ulps {
             r.max_ulps = u;
@@ -119,10 +102,7 @@ fn compare(name: &str, ty: TensorType, got: &[f32], expected: &[f32]) -> Report 
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 #[test]
@@ -134,15 +114,9 @@ fn matches_gguf_py_oracle() {
             continue;
         }
         let exp_name = format!("{}.expected", t.name);
-        let exp = index
-            .tensor(&exp_name)
-            .unwrap_or_else(|| panic!("{exp_name} missing"));
+        let exp = index.tensor(&exp_name).unwrap_or_else(|| panic!("{exp_name} missing"));
         assert_eq!(exp.ty, TensorType::F32, "{exp_name}");
-        assert_eq!(
-            exp.dims, t.dims,
-            "{}: shape differs from its .expected",
-            t.name
-        );
+        assert_eq!(exp.dims, t.dims, "{}: shape differs from its .expected", t.name);
 
         let bytes = index.tensor_data(&file, &t.name).unwrap();
         let mut got = vec![f32::NAN; t.n_elements() as usize];
@@ -158,9 +132,7 @@ fn matches_gguf_py_oracle() {
             dequantize_row(t.ty, chunk, &mut row).unwrap();
             let whole = &got[r * ne0..(r + 1) * ne0];
             assert!(
-                row.iter()
-                    .zip(whole)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                row.iter().zip(whole).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{}: row {r} differs from the whole-tensor result",
                 t.name
             );
@@ -185,10 +157,7 @@ fn matches_gguf_py_oracle() {
             failures.push(format!("{} ({}): {} ulps{worst}", r.name, r.ty, r.max_ulps));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "over the budget of {MAX_ULPS} ulp: {failures:#?}"
-    );
+    assert!(failures.is_empty(), "over the budget of {MAX_ULPS} ulp: {failures:#?}");
 
     for ty in SUPPORTED {
         assert!(
@@ -205,10 +174,7 @@ fn detail(ty: TensorType, bytes: &[u8], n: usize) -> String {
             assert_eq!(t, ty);
             detail
         }
-        other => panic!(
-            "{ty}: {n} elements from {} bytes gave {other:?}",
-            bytes.len()
-        ),
+        other => panic!("{ty}: {n} elements from {} bytes gave {other:?}", bytes.len()),
     }
 }
 
@@ -249,17 +215,11 @@ fn unsupported_types_say_so() {
         let d = detail(ty, &bytes, n);
         assert!(d.contains(&format!("unsupported tensor type {ty}")), "{d}");
         assert!(d.contains("re-quantize"), "{d}");
-        assert!(
-            d.contains("Q4_K") && d.contains("Q8_0") && d.contains("F16"),
-            "{d}"
-        );
+        assert!(d.contains("Q4_K") && d.contains("Q8_0") && d.contains("F16"), "{d}");
         // the Display of the error is the whole story
         let mut out = vec![0f32; n];
         let msg = dequantize(ty, &bytes, &mut out).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!("dequantizing {ty}: unsupported")),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("dequantizing {ty}: unsupported")), "{msg}");
     }
 }
 

@@ -141,9 +141,7 @@ impl Config {
         let m = Meta { index, arch };
 
         if m.opt_usize("expert_count").unwrap_or(None).unwrap_or(0) > 0 {
-            return Err(ModelError::Unsupported(
-                "mixture-of-experts models (Mixtral) are not supported yet".into(),
-            ));
+            return Err(ModelError::Unsupported("mixture-of-experts models (Mixtral) are not supported yet".into()));
         }
 
         let dim = m.usize("embedding_length")?;
@@ -207,9 +205,7 @@ impl Config {
                     factor: f,
                     low_freq_factor: m.opt_f32("rope.scaling.low_freq_factor")?.unwrap_or(1.0),
                     high_freq_factor: m.opt_f32("rope.scaling.high_freq_factor")?.unwrap_or(4.0),
-                    original_context: m
-                        .opt_usize("rope.scaling.original_context_length")?
-                        .unwrap_or(8192) as f32,
+                    original_context: m.opt_usize("rope.scaling.original_context_length")?.unwrap_or(8192) as f32,
                 })
             }
             (other, _) => {

@@ -18,7 +18,9 @@ pub enum ModelError {
     BadShape { tensor: String, expected: Vec<u64>, found: Vec<u64> },
     #[error("tensor {tensor:?} is stored as {ty}, which Hearth cannot run: re-quantize to Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, F16 or F32")]
     UnsupportedTensorType { tensor: String, ty: TensorType },
-    #[error("the prompt needs {needed} positions but the context holds {max}: shorten the prompt or raise the context size")]
+    #[error(
+        "the prompt needs {needed} positions but the context holds {max}: shorten the prompt or raise the context size"
+    )]
     ContextFull { needed: usize, max: usize },
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },

@@ -168,11 +168,9 @@ mod tests {
         let stops = vec!["</end>".to_string()];
         let mut sink = TextSink::new(&stops);
         let mut out = String::new();
-        let mut emit = |s: &str| out.push_str(s);
-        assert!(!sink.push("Hello </e", &mut emit));
-        assert!(sink.push("nd> more", &mut emit));
+        assert!(!sink.push("Hello </e", &mut |s| out.push_str(s)));
+        assert!(sink.push("nd> more", &mut |s| out.push_str(s)));
         assert_eq!(sink.text, "Hello ");
-        drop(emit);
         assert_eq!(out, "Hello ");
     }
 
@@ -181,11 +179,9 @@ mod tests {
         let stops = vec!["STOP".to_string()];
         let mut sink = TextSink::new(&stops);
         let mut out = String::new();
-        let mut emit = |s: &str| out.push_str(s);
-        assert!(!sink.push("a ST", &mut emit));
-        assert!(!sink.push("ar é", &mut emit));
-        sink.flush(&mut emit);
-        drop(emit);
+        assert!(!sink.push("a ST", &mut |s| out.push_str(s)));
+        assert!(!sink.push("ar é", &mut |s| out.push_str(s)));
+        sink.flush(&mut |s| out.push_str(s));
         assert_eq!(out, "a STar é");
     }
 }

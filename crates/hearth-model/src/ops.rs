@@ -170,7 +170,14 @@ mod tests {
 
     #[test]
     fn rope_rotation_preserves_pair_norms_and_matches_closed_form() {
-        let rope = Rope { mode: RopeMode::Interleaved, head_dim: 6, n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, freq_factors: None };
+        let rope = Rope {
+            mode: RopeMode::Interleaved,
+            head_dim: 6,
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            freq_factors: None,
+        };
         let mut x = vec![1.0, 0.0, 0.0, 1.0, 5.0, 7.0];
         let cs = rope.cos_sin(3);
         rope.apply(&mut x, &cs);

@@ -18,7 +18,11 @@ pub fn perplexity(
     on_window: &mut dyn FnMut(usize, usize),
 ) -> Result<Perplexity, ModelError> {
     if ctx < 2 {
-        return Err(ModelError::BadConfig { key: "ctx".into(), value: ctx.to_string(), why: "must be at least 2".into() });
+        return Err(ModelError::BadConfig {
+            key: "ctx".into(),
+            value: ctx.to_string(),
+            why: "must be at least 2".into(),
+        });
     }
     let n_windows = tokens.len() / ctx;
     if n_windows == 0 {

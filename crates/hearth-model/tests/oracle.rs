@@ -2,10 +2,9 @@
 //! llama.cpp on the same weights dequantized to F32, with an f32 KV cache; see
 //! ../shared/testdata/README.md). Needs the model: `cargo xtask fetch-model`.
 
-use std::path::PathBuf;
-
 use hearth_gguf::{read_index, FileSource};
 use hearth_model::{argmax, perplexity, Logits, Model};
+use hearth_testdata::{json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -16,31 +15,12 @@ const LOGIT_TOLERANCE: f64 = 1e-3;
 const PPL_EXACT_REL: f64 = 0.001;
 const PPL_DEFAULT_REL: f64 = 0.015;
 
-fn testdata(rel: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata")).join(rel);
-    assert!(p.exists(), "test data {} is missing (it lives in ../shared/testdata beside the repository)", p.display());
-    p
-}
-
-fn model_path() -> PathBuf {
-    let p = std::env::var_os("HEARTH_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        PathBuf::from(home).join(".cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(p.exists(), "model {} is missing: run `cargo xtask fetch-model` (or `cargo xtask test`)", p.display());
-    p
-}
-
 fn load() -> (Model, Tokenizer) {
     let src = FileSource::open(model_path()).expect("open model");
     let index = read_index(&src).expect("read GGUF index");
     let model = Model::load(&index, &src).expect("load model");
     let tok = Tokenizer::from_gguf(&index).expect("tokenizer");
     (model, tok)
-}
-
-fn json(rel: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(testdata(rel)).unwrap()).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -55,7 +35,8 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
     for (i, case) in cases.as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["prompt_tokens"]);
         let expected = ids(&case["greedy"]);
-        let margins: Vec<f64> = case["greedy_top2_margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
+        let margins: Vec<f64> =
+            case["greedy_top2_margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
 
         let mut cache = model.new_cache(prompt.len() + expected.len() + 1);
         let mut logits = model.forward(&mut cache, &prompt, Logits::Last).unwrap();
@@ -71,7 +52,10 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
             }
         }
         if worst.1 > LOGIT_TOLERANCE {
-            failures.push(format!("prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})", worst.0, worst.1));
+            failures.push(format!(
+                "prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})",
+                worst.0, worst.1
+            ));
         }
 
         for (step, &want) in expected.iter().enumerate() {
@@ -79,9 +63,15 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
             let got = argmax(&candidates);
             if got != want {
                 if margins[step] < NEAR_TIE {
-                    eprintln!("prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted", margins[step]);
+                    eprintln!(
+                        "prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted",
+                        margins[step]
+                    );
                 } else {
-                    failures.push(format!("prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})", margins[step]));
+                    failures.push(format!(
+                        "prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})",
+                        margins[step]
+                    ));
                 }
                 break;
             }
@@ -102,13 +92,21 @@ fn perplexity_matches_the_oracle() {
     let tokens = tok.encode(&text, false, false);
     for (exact, default) in spec["results_exact"].as_array().unwrap().iter().zip(spec["results"].as_array().unwrap()) {
         let ctx = exact["ctx"].as_u64().unwrap() as usize;
-        assert_eq!(tokens.len() as u64, default["file_tokens"].as_u64().unwrap(), "file token count differs from llama.cpp's");
+        assert_eq!(
+            tokens.len() as u64,
+            default["file_tokens"].as_u64().unwrap(),
+            "file token count differs from llama.cpp's"
+        );
         let got = perplexity(&model, &tokens, ctx, &mut |_, _| {}).unwrap();
         let want = exact["ppl"].as_f64().unwrap();
         let want_default = default["ppl"].as_f64().unwrap();
         eprintln!("ctx {ctx}: ppl {:.6} (exact oracle {want:.6}, llama.cpp default {want_default:.6})", got.ppl);
         assert_eq!(got.scored_tokens as u64, exact["scored_tokens"].as_u64().unwrap());
         assert!((got.ppl / want - 1.0).abs() < PPL_EXACT_REL, "ctx {ctx}: ppl {} vs exact {want}", got.ppl);
-        assert!((got.ppl / want_default - 1.0).abs() < PPL_DEFAULT_REL, "ctx {ctx}: ppl {} vs default {want_default}", got.ppl);
+        assert!(
+            (got.ppl / want_default - 1.0).abs() < PPL_DEFAULT_REL,
+            "ctx {ctx}: ppl {} vs default {want_default}",
+            got.ppl
+        );
     }
 }

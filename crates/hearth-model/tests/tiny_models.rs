@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hearth_gguf::{read_index, read_tensor, GgufIndex, TensorType, Value, ValueType};
+use hearth_gguf::{read_index, read_tensor, GgufIndex, TensorType, Value};
 use hearth_model::{Config, Logits, Model, ModelError};
 use serde_json::Value as Json;
 
@@ -422,7 +422,7 @@ impl Gguf {
         out.extend((self.metadata.len() as u64).to_le_bytes());
         for (k, v) in &self.metadata {
             put_str(&mut out, k);
-            out.extend((value_type(v) as u32).to_le_bytes());
+            out.extend((v.value_type() as u32).to_le_bytes());
             put_value(&mut out, v);
         }
         let align = |n: u64| n.div_ceil(self.alignment) * self.alignment;
@@ -442,24 +442,6 @@ impl Gguf {
             out.extend(&t.data);
         }
         out
-    }
-}
-
-fn value_type(v: &Value) -> ValueType {
-    match v {
-        Value::U8(_) => ValueType::U8,
-        Value::I8(_) => ValueType::I8,
-        Value::U16(_) => ValueType::U16,
-        Value::I16(_) => ValueType::I16,
-        Value::U32(_) => ValueType::U32,
-        Value::I32(_) => ValueType::I32,
-        Value::F32(_) => ValueType::F32,
-        Value::Bool(_) => ValueType::Bool,
-        Value::String(_) => ValueType::String,
-        Value::Array(..) => ValueType::Array,
-        Value::U64(_) => ValueType::U64,
-        Value::I64(_) => ValueType::I64,
-        Value::F64(_) => ValueType::F64,
     }
 }
 

@@ -6,10 +6,10 @@ use std::collections::BinaryHeap;
 use hearth_gguf::GgufIndex;
 
 use crate::error::TokenizerError;
-use rustc_hash::FxHashMap;
 use crate::pretokenize::PreTokenizer;
 use crate::unicode;
 use crate::vocab::Vocab;
+use rustc_hash::FxHashMap;
 
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
 

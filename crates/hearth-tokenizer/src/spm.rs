@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
 use crate::vocab::Vocab;
+use rustc_hash::FxHashMap;
 
 #[derive(Clone, Copy)]
 struct Symbol {

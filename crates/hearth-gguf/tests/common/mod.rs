@@ -94,24 +94,6 @@ pub fn type_id(ty: ValueType) -> u32 {
     ty as u32
 }
 
-pub fn value_type(v: &Value) -> ValueType {
-    match v {
-        Value::U8(_) => ValueType::U8,
-        Value::I8(_) => ValueType::I8,
-        Value::U16(_) => ValueType::U16,
-        Value::I16(_) => ValueType::I16,
-        Value::U32(_) => ValueType::U32,
-        Value::I32(_) => ValueType::I32,
-        Value::F32(_) => ValueType::F32,
-        Value::Bool(_) => ValueType::Bool,
-        Value::String(_) => ValueType::String,
-        Value::Array(..) => ValueType::Array,
-        Value::U64(_) => ValueType::U64,
-        Value::I64(_) => ValueType::I64,
-        Value::F64(_) => ValueType::F64,
-    }
-}
-
 /// The payload of `v` (without its own type id).
 pub fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
@@ -128,7 +110,7 @@ pub fn put_value(out: &mut Vec<u8>, v: &Value) {
             put_u32(out, type_id(*elem));
             put_u64(out, items.len() as u64);
             for item in items {
-                assert_eq!(value_type(item), *elem, "builder: array element of the wrong type");
+                assert_eq!(item.value_type(), *elem, "builder: array element of the wrong type");
                 put_value(out, item);
             }
         }
@@ -239,7 +221,7 @@ impl Gguf {
     pub fn kv(mut self, key: &str, v: Value) -> Self {
         let mut e = Vec::new();
         put_str(&mut e, key.as_bytes());
-        put_u32(&mut e, type_id(value_type(&v)));
+        put_u32(&mut e, type_id(v.value_type()));
         put_value(&mut e, &v);
         self.kvs.push(e);
         self

@@ -1,0 +1,29 @@
+//! Test-only helpers that find the outside data tests compare against. A test that needs it
+//! and cannot find it fails with a message saying where it should be, never passes silently.
+
+use std::path::PathBuf;
+
+/// `../shared/testdata/<rel>` beside the repository.
+pub fn testdata(rel: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata")).join(rel);
+    assert!(p.exists(), "test data {} is missing (it lives in ../shared/testdata beside the repository)", p.display());
+    p
+}
+
+/// The default test model (SmolLM2-135M-Instruct Q4_1): `$HEARTH_TEST_MODEL` (set by
+/// `cargo xtask test`), else where `cargo xtask fetch-model` caches it by default.
+pub fn model_path() -> PathBuf {
+    let p = std::env::var_os("HEARTH_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(p.exists(), "model {} is missing: run `cargo xtask fetch-model` (or `cargo xtask test`)", p.display());
+    p
+}
+
+/// A JSON file from the test data.
+pub fn json(rel: &str) -> serde_json::Value {
+    let path = testdata(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
