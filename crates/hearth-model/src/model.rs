@@ -1,10 +1,8 @@
 //! The Llama forward pass, once, in f32: the CPU reference.
 
-use rayon::prelude::*;
-
 use hearth_gguf::{GgufIndex, ReadAt};
 
-use crate::ops::{add_assign, matmul, rmsnorm_rows, softmax, swiglu, Rope, RopeMode};
+use crate::ops::{add_assign, attention, matmul, rmsnorm_rows, swiglu, Rope, RopeMode};
 use crate::weights::Weights;
 use crate::{Config, ModelError};
 
@@ -139,7 +137,7 @@ impl Model {
             }
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            attention(c, &mut att, &q, &cache.k[l], &cache.v[l], start);
+            attention(&mut att, &q, &cache.k[l], &cache.v[l], start, c.n_heads, c.n_kv_heads, c.head_dim);
             matmul(&mut xb, &att, &lw.wo);
             add_assign(&mut x, &xb);
 
@@ -163,33 +161,4 @@ impl Model {
         matmul(&mut logits, &normed, &w.output);
         Ok(logits)
     }
-}
-
-/// Causal grouped-query attention for a batch whose first token sits at position `start`.
-/// q, out: (n × n_heads · head_dim); k_cache, v_cache: (positions × n_kv_heads · head_dim),
-/// already holding this batch. Query head h reads KV head h / (n_heads / n_kv_heads).
-fn attention(c: &Config, out: &mut [f32], q: &[f32], k_cache: &[f32], v_cache: &[f32], start: usize) {
-    let (hd, q_dim, kv_dim) = (c.head_dim, c.q_dim(), c.kv_dim());
-    let scale = 1.0 / (hd as f32).sqrt();
-    out.par_chunks_mut(q_dim).zip(q.par_chunks(q_dim)).enumerate().for_each(|(t, (out_t, q_t))| {
-        let n_pos = start + t + 1; // token t sees positions 0..=start+t
-        let mut scores = vec![0f32; n_pos];
-        for h in 0..c.n_heads {
-            let kvh = h / c.gqa_group();
-            let qh = &q_t[h * hd..(h + 1) * hd];
-            for (p, s) in scores.iter_mut().enumerate() {
-                let kp = &k_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                *s = crate::ops::dot(qh, kp) * scale;
-            }
-            softmax(&mut scores);
-            let oh = &mut out_t[h * hd..(h + 1) * hd];
-            oh.fill(0.0);
-            for (p, &s) in scores.iter().enumerate() {
-                let vp = &v_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                for (o, &vv) in oh.iter_mut().zip(vp) {
-                    *o += s * vv;
-                }
-            }
-        }
-    });
 }

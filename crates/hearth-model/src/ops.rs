@@ -149,6 +149,46 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// Causal grouped-query attention for a batch whose first token sits at position `start`.
+/// q, out: (n × n_heads · head_dim); k_cache, v_cache: (positions × n_kv_heads · head_dim),
+/// already holding this batch. Query head h reads KV head h / (n_heads / n_kv_heads);
+/// scores are scaled by 1/√head_dim.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    out: &mut [f32],
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    start: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+) {
+    let (hd, q_dim, kv_dim) = (head_dim, n_heads * head_dim, n_kv_heads * head_dim);
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.par_chunks_mut(q_dim).zip(q.par_chunks(q_dim)).enumerate().for_each(|(t, (out_t, q_t))| {
+        let n_pos = start + t + 1; // token t sees positions 0..=start+t
+        let mut scores = vec![0f32; n_pos];
+        for h in 0..n_heads {
+            let kvh = h / group;
+            let qh = &q_t[h * hd..(h + 1) * hd];
+            for (p, s) in scores.iter_mut().enumerate() {
+                *s = dot(qh, &k_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd]) * scale;
+            }
+            softmax(&mut scores);
+            let oh = &mut out_t[h * hd..(h + 1) * hd];
+            oh.fill(0.0);
+            for (p, &s) in scores.iter().enumerate() {
+                let vp = &v_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+                for (o, &vv) in oh.iter_mut().zip(vp) {
+                    *o += s * vv;
+                }
+            }
+        }
+    });
+}
+
 /// `x += y`.
 pub fn add_assign(x: &mut [f32], y: &[f32]) {
     for (a, &b) in x.iter_mut().zip(y) {

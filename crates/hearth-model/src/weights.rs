@@ -20,6 +20,29 @@ pub struct Matrix {
 }
 
 impl Matrix {
+    /// A matrix over `data` in dtype `ty` (GPU tests build references this way). Checks that
+    /// the bytes hold exactly `rows` rows and that the dtype can be dequantized.
+    pub fn new(name: &str, ty: TensorType, rows: usize, cols: usize, data: Arc<[u8]>) -> Result<Self, ModelError> {
+        let shape_err = || ModelError::BadShape {
+            tensor: name.to_string(),
+            expected: vec![cols as u64, rows as u64],
+            found: vec![data.len() as u64],
+        };
+        let row_bytes = ty.bytes_for(cols as u64).ok_or_else(shape_err)? as usize;
+        if rows == 0 || data.len() != rows * row_bytes {
+            return Err(shape_err());
+        }
+        let mut probe = vec![0f32; cols];
+        dequantize(ty, &data[..row_bytes], &mut probe)
+            .map_err(|_| ModelError::UnsupportedTensorType { tensor: name.to_string(), ty })?;
+        Ok(Matrix { name: name.to_string(), ty, rows, cols, row_bytes, data })
+    }
+
+    /// The raw bytes, rows back to back in the file's block layout.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
     /// Dequantizes row `r` into `out` (`cols` long).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let bytes = &self.data[r * self.row_bytes..(r + 1) * self.row_bytes];
@@ -85,18 +108,8 @@ impl<R: ReadAt + ?Sized> Loader<'_, R> {
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
         let info = self.info(name)?;
         Self::check_shape(info, &[cols as u64, rows as u64])?;
-        let ty = info.ty;
-        let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| ModelError::BadShape {
-            tensor: name.to_string(),
-            expected: vec![cols as u64, rows as u64],
-            found: info.dims.clone(),
-        })? as usize;
-        let data: Arc<[u8]> = read_tensor(self.src, info)?.into();
-        // Dequantize one row now: an unsupported dtype fails here, at load, not mid-forward.
-        let mut probe = vec![0f32; cols];
-        dequantize(ty, &data[..row_bytes], &mut probe)
-            .map_err(|_| ModelError::UnsupportedTensorType { tensor: name.to_string(), ty })?;
-        Ok(Matrix { name: name.to_string(), ty, rows, cols, row_bytes, data })
+        // Matrix::new dequantizes one row: an unsupported dtype fails here, at load.
+        Matrix::new(name, info.ty, rows, cols, read_tensor(self.src, info)?.into())
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {

@@ -1,0 +1,140 @@
+//! The device: adapter, limits, and pipeline creation that fails loudly.
+
+use crate::GpuError;
+
+/// Choices made when opening the device.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Ask for at most this storage-buffer binding size, below the adapter's. Tests use it
+    /// to exercise tensors split across bindings without needing a 4 GB model.
+    pub max_storage_buffer_binding_size: Option<u64>,
+    /// Ask for at most this buffer size (tests of the out-of-memory path).
+    pub max_buffer_size: Option<u64>,
+}
+
+/// An open device and what it can do. Kernels take `&Gpu`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The limits granted: the adapter's own (not wgpu's conservative defaults), lowered
+    /// only where [`GpuOptions`] asked.
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl Gpu {
+    /// Opens the best adapter. Core WGSL only: no optional feature is required, so the
+    /// same kernels run in every browser.
+    pub async fn new(options: &GpuOptions) -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false, // we want the adapter's real limits
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let mut limits = adapter.limits();
+        if let Some(n) = options.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(n);
+        }
+        if let Some(n) = options.max_buffer_size {
+            limits.max_buffer_size = limits.max_buffer_size.min(n);
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("hearth"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        Ok(Gpu { info: adapter.get_info(), features: adapter.features(), limits, device, queue })
+    }
+
+    /// [`Gpu::new`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: &GpuOptions) -> Result<Gpu, GpuError> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// Compiles `source` and builds a compute pipeline for `entry`, with `constants` for its
+    /// `override` declarations. Errors name the kernel and carry the compiler's message.
+    pub fn compute_pipeline(
+        &self,
+        kernel: &str,
+        source: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+            cache: None,
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(pipeline),
+            Some(e) => Err(GpuError::Shader { kernel: kernel.to_string(), message: e.to_string() }),
+        }
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// A uniform buffer holding one parameter struct.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Copies `buffer` back to the CPU and waits (tests, and the sampled token id). Native
+    /// only: the browser must await the mapping instead of blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_back<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer) -> Result<Vec<T>, GpuError> {
+        let size = buffer.size();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,18 @@
+/// What can go wrong on the GPU. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found: {0}. Use `--backend cpu`, or install a Vulkan driver (Linux: mesa-vulkan-drivers gives a CPU one, lavapipe)")]
+    NoAdapter(String),
+    #[error("the GPU refused a device with the limits Hearth asked for: {0}")]
+    RequestDevice(String),
+    #[error("kernel {kernel:?} failed to compile: {message}")]
+    Shader { kernel: String, message: String },
+    #[error(
+        "{what} needs {needed} bytes of GPU memory, but this adapter allows {allowed}: pick a smaller model or context"
+    )]
+    TooLarge { what: String, needed: u64, allowed: u64 },
+    #[error("the GPU device was lost ({0}); re-create it")]
+    DeviceLost(String),
+    #[error("reading results back from the GPU failed: {0}")]
+    Readback(String),
+}

@@ -1,0 +1,16 @@
+//! The GPU engine: WGSL kernels (in `shaders/`) run through wgpu — WebGPU in the browser;
+//! Vulkan, Metal or DX12 natively.
+//!
+//! Portable first: every kernel is core WGSL with no `shader-f16` and no subgroups (browsers
+//! give neither reliably); reductions use workgroup memory and accumulate in f32. Each op
+//! has one module in `ops/` that owns its pipeline, its parameter struct and its dispatch,
+//! with its test beside it, comparing against the CPU reference in `hearth_model::ops`.
+
+mod context;
+mod error;
+pub mod ops;
+#[cfg(test)]
+mod testing;
+
+pub use context::{Gpu, GpuOptions};
+pub use error::GpuError;
