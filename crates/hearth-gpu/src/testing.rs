@@ -99,6 +99,8 @@ pub struct Budget {
 impl Budget {
     /// f32 arithmetic against the CPU's f32-with-f64-sums: rounding only.
     pub const RMSNORM: Budget = Budget { name: "rmsnorm (f32)", nmse: 1e-10 };
+    pub const SWIGLU: Budget = Budget { name: "swiglu (f32)", nmse: 3e-14 };
+    pub const ADD: Budget = Budget { name: "residual add (f32, exact)", nmse: 0.0 };
 }
 
 /// Compares `got` with the CPU reference `want`; any NaN or Inf fails outright.

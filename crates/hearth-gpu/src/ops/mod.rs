@@ -1,1 +1,2 @@
 pub mod rmsnorm;
+pub mod elementwise;

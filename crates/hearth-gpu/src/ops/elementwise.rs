@@ -1,0 +1,229 @@
+//! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU and the residual add.
+//! CPU references: `hearth_model::ops::{swiglu, add_assign}`.
+
+use crate::{Gpu, GpuError};
+
+pub const SOURCE: &str = include_str!("../../../../shaders/elementwise.wgsl");
+
+/// Threads per workgroup, one element each.
+pub const WORKGROUP: u32 = 256;
+
+/// The WGSL `Params` struct, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+impl Params {
+    pub fn new(n: u32) -> Self {
+        Params { n, _pad: [0; 3] }
+    }
+}
+
+/// Which entry point of `elementwise.wgsl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `x = silu(x) * y` (x: gate, y: up).
+    SwiGlu,
+    /// `x += y`.
+    Add,
+}
+
+/// One element-wise op: `x ← f(x, y)` over `n` elements, both (n) f32.
+pub struct Elementwise {
+    pipeline: wgpu::ComputePipeline,
+    workgroup: u32,
+    /// Workgroups per grid dimension: the device's limit (tests lower it).
+    max_groups: u32,
+}
+
+impl Elementwise {
+    pub fn new(gpu: &Gpu, kind: Kind) -> Result<Self, GpuError> {
+        Self::with_workgroup(gpu, kind, WORKGROUP)
+    }
+
+    pub fn with_workgroup(gpu: &Gpu, kind: Kind, workgroup: u32) -> Result<Self, GpuError> {
+        let entry = match kind {
+            Kind::SwiGlu => "swiglu",
+            Kind::Add => "add",
+        };
+        let pipeline = gpu.compute_pipeline(entry, SOURCE, entry, &[("WG", f64::from(workgroup))])?;
+        Ok(Elementwise { pipeline, workgroup, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
+    }
+
+    /// `x` is read and written in place; `y` is read.
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        params: wgpu::BufferBinding,
+        x: wgpu::BufferBinding,
+        y: wgpu::BufferBinding,
+    ) -> wgpu::BindGroup {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("elementwise"),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(x) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(y) },
+            ],
+        })
+    }
+
+    /// Records the op over `n` elements (the `n` in the bound params).
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n: u32) {
+        let (gx, gy) = grid(n, self.workgroup, self.max_groups);
+        if gx == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+    }
+}
+
+/// The (x, y) workgroup grid covering `n` elements with at most `max_groups` per dimension;
+/// the shader numbers workgroup (wx, wy) as `wy * gx + wx`, so a ragged last row is bounded
+/// by `n`.
+pub fn grid(n: u32, workgroup: u32, max_groups: u32) -> (u32, u32) {
+    let groups = n.div_ceil(workgroup);
+    if groups <= max_groups {
+        (groups, 1)
+    } else {
+        let gy = groups.div_ceil(max_groups);
+        (groups.div_ceil(gy), gy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, Budget, GUARD};
+
+    #[test]
+    fn shader_is_valid_and_params_match() {
+        testing::check_uniform::<Params>(SOURCE, "Params", &[("n", std::mem::offset_of!(Params, n))]);
+    }
+
+    /// An in-place buffer: `[guard × G][data][guard × G]`, bound to the middle.
+    struct InPlace {
+        buffer: wgpu::Buffer,
+        g: usize,
+        n: usize,
+    }
+
+    impl InPlace {
+        fn new(gpu: &Gpu, data: &[f32]) -> Self {
+            let g = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(64);
+            let mut words = vec![GUARD; g];
+            words.extend(data.iter().map(|v| v.to_bits()));
+            words.extend(std::iter::repeat_n(GUARD, g));
+            InPlace { buffer: gpu.upload("x", &words), g, n: data.len() }
+        }
+
+        fn binding(&self) -> wgpu::BufferBinding<'_> {
+            wgpu::BufferBinding {
+                buffer: &self.buffer,
+                offset: (self.g * 4) as u64,
+                size: std::num::NonZeroU64::new(self.n as u64 * 4),
+            }
+        }
+
+        fn read(&self, gpu: &Gpu) -> Vec<f32> {
+            let words: Vec<u32> = gpu.read_back(&self.buffer).expect("read back");
+            for (i, &w) in words[..self.g].iter().chain(&words[self.g + self.n..]).enumerate() {
+                assert_eq!(w, GUARD, "guard word {i} was overwritten: out-of-bounds write");
+            }
+            words[self.g..self.g + self.n].iter().map(|&w| f32::from_bits(w)).collect()
+        }
+    }
+
+    fn run_op(op: &Elementwise, x: &[f32], y: &[f32]) -> Vec<f32> {
+        let gpu = testing::gpu();
+        let params = gpu.uniform("params", &Params::new(x.len() as u32));
+        let xb = InPlace::new(gpu, x);
+        let yb = gpu.upload("y", y);
+        let bind = op.bind(gpu, params.as_entire_buffer_binding(), xb.binding(), yb.as_entire_buffer_binding());
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, x.len() as u32));
+        xb.read(gpu)
+    }
+
+    fn check(op: &Elementwise, kind: Kind, n: usize, seed: u64) {
+        let mut rng = testing::rng(seed);
+        let x = testing::random(&mut rng, n, 8.0);
+        let y = testing::random(&mut rng, n, 2.0);
+        let mut want = x.clone();
+        let budget = match kind {
+            Kind::SwiGlu => {
+                hearth_model::ops::swiglu(&mut want, &y);
+                Budget::SWIGLU
+            }
+            Kind::Add => {
+                hearth_model::ops::add_assign(&mut want, &y);
+                Budget::ADD
+            }
+        };
+        let got = run_op(op, &x, &y);
+        testing::assert_close(&format!("{kind:?} n={n}"), &got, &want, budget);
+    }
+
+    #[test]
+    fn matches_cpu_reference_at_awkward_sizes() {
+        let gpu = testing::gpu();
+        for kind in [Kind::SwiGlu, Kind::Add] {
+            let op = Elementwise::new(gpu, kind).unwrap();
+            for (seed, n) in [1, 3, 255, 257, 1000, 4097].into_iter().enumerate() {
+                check(&op, kind, n, seed as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn swiglu_is_finite_at_extreme_gates() {
+        let gpu = testing::gpu();
+        let op = Elementwise::new(gpu, Kind::SwiGlu).unwrap();
+        let x: Vec<f32> = [-1e4f32, -1e3, -100.0, -89.0, -88.0, -20.0, -0.0, 0.0, 20.0, 88.0, 89.0, 100.0, 1e3, 1e4]
+            .into_iter()
+            .collect();
+        let y: Vec<f32> = (0..x.len()).map(|i| if i % 2 == 0 { 1.5 } else { -0.5 }).collect();
+        let got = run_op(&op, &x, &y);
+        for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+            assert!(g.is_finite(), "silu({v}) * {} = {g}", y[i]);
+            let v = f64::from(v);
+            let want = v / (1.0 + (-v).exp()) * f64::from(y[i]);
+            let tol = 1e-6 * want.abs() + 1e-30;
+            assert!((f64::from(g) - want).abs() <= tol, "silu({v}) * {}: {g} vs {want}", y[i]);
+        }
+    }
+
+    #[test]
+    fn grid_spreads_over_two_dimensions() {
+        assert_eq!(grid(0, 64, 65535), (0, 1));
+        assert_eq!(grid(1, 64, 65535), (1, 1));
+        assert_eq!(grid(65535 * 64, 64, 65535), (65535, 1));
+        assert_eq!(grid(65535 * 64 + 7, 64, 65535), (32768, 2));
+        // A tiny per-dimension limit runs the 2D index math on the device, with a ragged
+        // last row of workgroups that must write nothing.
+        let gpu = testing::gpu();
+        for kind in [Kind::SwiGlu, Kind::Add] {
+            let mut op = Elementwise::with_workgroup(gpu, kind, 64).unwrap();
+            op.max_groups = 3;
+            for n in [64 * 3 + 1, 64 * 7 + 5, 64 * 9] {
+                assert!(grid(n as u32, 64, 3).1 > 1);
+                check(&op, kind, n, 40 + n as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn more_workgroups_than_one_dimension_allows() {
+        let gpu = testing::gpu();
+        let op = Elementwise::with_workgroup(gpu, Kind::Add, 64).unwrap();
+        let n = op.max_groups as usize * 64 + 7;
+        let t = std::time::Instant::now();
+        check(&op, Kind::Add, n, 99);
+        eprintln!("add over {n} elements: {:?}", t.elapsed());
+    }
+}
