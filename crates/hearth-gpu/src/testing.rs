@@ -101,6 +101,9 @@ impl Budget {
     pub const RMSNORM: Budget = Budget { name: "rmsnorm (f32)", nmse: 1e-10 };
     pub const SWIGLU: Budget = Budget { name: "swiglu (f32)", nmse: 3e-14 };
     pub const ADD: Budget = Budget { name: "residual add (f32, exact)", nmse: 0.0 };
+    /// θ as the CPU builds it (bit-exact on lavapipe: 2e-15 measured); leaves room for GPU
+    /// cos/sin on [-π, π] with ~1e-6 absolute error. θ by pow() instead would cost 3e-7.
+    pub const ROPE: Budget = Budget { name: "rope (f32)", nmse: 1e-12 };
 }
 
 /// Compares `got` with the CPU reference `want`; any NaN or Inf fails outright.

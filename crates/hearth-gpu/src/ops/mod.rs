@@ -1,2 +1,3 @@
 pub mod rmsnorm;
 pub mod elementwise;
+pub mod rope;
