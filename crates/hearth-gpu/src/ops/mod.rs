@@ -1,3 +1,4 @@
 pub mod rmsnorm;
 pub mod elementwise;
 pub mod rope;
+pub mod matmul;

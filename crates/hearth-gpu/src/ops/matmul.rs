@@ -1,0 +1,397 @@
+//! Matrix × activations on weights in their GGUF block layout (`shaders/matmul.wgsl` with
+//! one `shaders/quant/*.wgsl` format). CPU reference: `hearth_model::ops::matmul`.
+//!
+//! Weights are uploaded as the file's raw bytes ([`upload_weights`]) and dequantized in the
+//! kernel, 32 weights at a time, in f32 with ggml's arithmetic. Decode (one token) and
+//! prefill (a tile of tokens per workgroup, each dequantized piece applied to all of them)
+//! are the same kernel with different `override` constants.
+//!
+//! Raw GGUF blocks vs repacking at load (not done yet). To decide, measure on a real GPU
+//! (not lavapipe), per format, for decode shapes (e.g. 2048 × 2048, 8192 × 2048, vocab ×
+//! 2048) and prefill (n = 64, 512): achieved weight bandwidth (bytes of W / kernel time,
+//! against the adapter's peak) and prefill GFLOP/s. Repacking candidates: scales split
+//! from quants so both are 4-byte aligned (no straddling reads; Q4_0's 18-byte blocks
+//! become 16 B of nibbles + a separate f16 array), K-quant scales pre-expanded to f16/f32,
+//! and quants interleaved across the threads of a row so that neighbouring threads read
+//! neighbouring words (coalesced). Costs to weigh: load time, a second copy of the layout
+//! to keep bit-exact with ggml, and larger buffers where scales are widened.
+
+use hearth_gguf::TensorType;
+
+use crate::{Gpu, GpuError};
+
+pub const SOURCE: &str = include_str!("../../../../shaders/matmul.wgsl");
+
+/// Byte readers shared by every format snippet.
+pub const QUANT_COMMON: &str = include_str!("../../../../shaders/quant/common.wgsl");
+
+/// The WGSL snippet defining `dequant_piece` for `ty`, or `None` if no kernel reads it yet.
+/// Formats are separate sources because WGSL cannot select a block layout otherwise.
+pub fn quant_snippet(ty: TensorType) -> Option<&'static str> {
+    use TensorType::*;
+    Some(match ty {
+        F32 => include_str!("../../../../shaders/quant/f32.wgsl"),
+        F16 => include_str!("../../../../shaders/quant/f16.wgsl"),
+        Q8_0 => include_str!("../../../../shaders/quant/q8_0.wgsl"),
+        Q4_0 => include_str!("../../../../shaders/quant/q4_0.wgsl"),
+        Q4_1 => include_str!("../../../../shaders/quant/q4_1.wgsl"),
+        Q4_K => include_str!("../../../../shaders/quant/q4_k.wgsl"),
+        Q6_K => include_str!("../../../../shaders/quant/q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+/// The formats the GPU kernels read.
+pub const FORMATS: &[TensorType] = &[
+    TensorType::F32,
+    TensorType::F16,
+    TensorType::Q8_0,
+    TensorType::Q4_0,
+    TensorType::Q4_1,
+    TensorType::Q4_K,
+    TensorType::Q6_K,
+];
+
+/// `kernel` (a source using `w`, `p.cols`, `PIECE`, `dequant_piece`) for weights of type `ty`.
+pub(crate) fn source_for(op: &str, kernel: &str, ty: TensorType) -> Result<String, GpuError> {
+    let snippet = quant_snippet(ty).ok_or_else(|| GpuError::Shader {
+        kernel: format!("{op} {ty}"),
+        message: format!(
+            "no GPU kernel reads {ty} weights; supported: {}",
+            FORMATS.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    Ok(format!("{QUANT_COMMON}\n{snippet}\n{kernel}"))
+}
+
+/// A storage buffer holding raw GGUF bytes, zero-padded to whole u32 words.
+pub fn upload_weights(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    gpu.upload(label, &words)
+}
+
+/// Threads per workgroup.
+pub const WORKGROUP: u32 = 256;
+/// Rows per workgroup for decode: 64 threads per row, enough for rows of 2048 weights
+/// (64 pieces) to keep every thread busy.
+pub const DECODE_ROWS: u32 = 4;
+/// Rows and tokens per workgroup for prefill. Workgroup memory: WORKGROUP × tile × 4 bytes.
+pub const PREFILL_ROWS: u32 = 4;
+pub const PREFILL_TILE: u32 = 8;
+
+/// The WGSL `Params` struct, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub rows: u32,
+    pub cols: u32,
+    pub n_tokens: u32,
+    pub row_bytes: u32,
+    pub y_stride: u32,
+    pub _pad: [u32; 3],
+}
+
+struct Variant {
+    pipeline: wgpu::ComputePipeline,
+    rows: u32,
+    tile: u32,
+}
+
+pub struct MatMul {
+    pub ty: TensorType,
+    decode: Variant,
+    prefill: Variant,
+    /// Workgroups per dispatch dimension (the device limit; lowered by tests).
+    max_groups: u32,
+}
+
+impl MatMul {
+    pub fn new(gpu: &Gpu, ty: TensorType) -> Result<Self, GpuError> {
+        let source = source_for("matmul", SOURCE, ty)?;
+        let variant = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
+            let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
+            let pipeline = gpu.compute_pipeline(&format!("matmul {ty}"), &source, "main", &constants)?;
+            Ok(Variant { pipeline, rows, tile })
+        };
+        Ok(MatMul {
+            ty,
+            decode: variant(DECODE_ROWS, 1)?,
+            prefill: variant(PREFILL_ROWS, PREFILL_TILE)?,
+            max_groups: gpu.limits.max_compute_workgroups_per_dimension,
+        })
+    }
+
+    /// Parameters for `y = x Wᵀ` with W (rows × cols) of this op's type and `n_tokens` rows
+    /// of x; y is (n_tokens × rows). Fails if `cols` is not a whole number of blocks or the
+    /// weights exceed the kernel's 32-bit byte addressing.
+    pub fn params(&self, rows: usize, cols: usize, n_tokens: usize) -> Result<Params, GpuError> {
+        let too_large = |needed: u64| GpuError::TooLarge {
+            what: format!("a {rows} × {cols} {} matrix", self.ty),
+            needed,
+            allowed: u64::from(u32::MAX),
+        };
+        let row_bytes = self.ty.bytes_for(cols as u64).ok_or_else(|| too_large(u64::MAX))?;
+        let total = row_bytes.saturating_mul(rows as u64);
+        if total > u64::from(u32::MAX) || rows > u32::MAX as usize || n_tokens > u32::MAX as usize {
+            return Err(too_large(total));
+        }
+        Ok(Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            n_tokens: n_tokens as u32,
+            row_bytes: row_bytes as u32,
+            y_stride: rows as u32,
+            _pad: [0; 3],
+        })
+    }
+
+    fn variant(&self, n_tokens: u32) -> &Variant {
+        if n_tokens <= 1 {
+            &self.decode
+        } else {
+            &self.prefill
+        }
+    }
+
+    /// Binds the buffers for a dispatch over `n_tokens` tokens (the pipeline, hence the
+    /// layout, depends on it): `w` raw GGUF bytes ([`upload_weights`]), `x` (n × cols) f32,
+    /// `y` (n × y_stride) f32.
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        n_tokens: u32,
+        params: wgpu::BufferBinding,
+        w: wgpu::BufferBinding,
+        x: wgpu::BufferBinding,
+        y: wgpu::BufferBinding,
+    ) -> wgpu::BindGroup {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul"),
+            layout: &self.variant(n_tokens).pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(w) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(x) },
+                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(y) },
+            ],
+        })
+    }
+
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, rows: u32, n_tokens: u32) {
+        let v = self.variant(n_tokens);
+        let (gx, gy) = grid(rows.div_ceil(v.rows), self.max_groups);
+        pass.set_pipeline(&v.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(gx, gy, n_tokens.div_ceil(v.tile));
+    }
+}
+
+/// Lays `groups` workgroups out as x × y with x ≤ `max` (the kernel computes x + y · x_dim
+/// and skips the surplus).
+pub(crate) fn grid(groups: u32, max: u32) -> (u32, u32) {
+    let x = groups.clamp(1, max);
+    (x, groups.div_ceil(x).max(1))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use hearth_model::Matrix;
+    use rand_chacha::rand_core::RngCore;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::testing::{self, Budget, Output};
+
+    /// f32 → IEEE half bits, truncating the mantissa; values below the half normal range
+    /// become zero. Enough to make test data: the reference reads back the same bits.
+    pub fn f16_bits(v: f32) -> u16 {
+        let b = v.to_bits();
+        let sign = ((b >> 16) & 0x8000) as u16;
+        let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+        if exp <= 0 {
+            return sign;
+        }
+        assert!(exp < 31, "{v} overflows f16");
+        sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
+    }
+
+    fn f16_value(bits: u16) -> f32 {
+        let mut out = [0f32];
+        hearth_gguf::dequantize(TensorType::F16, &bits.to_le_bytes(), &mut out).unwrap();
+        out[0]
+    }
+
+    /// A random f16 scale in [2^-7, 2^-6) (≈ 1e-2), as bytes.
+    fn random_scale(rng: &mut ChaCha8Rng) -> [u8; 2] {
+        ((8u16 << 10) | (rng.next_u32() & 0x3ff) as u16).to_le_bytes()
+    }
+
+    /// Random (rows × cols) weights in `ty`'s GGUF layout: legacy formats by quantizing
+    /// random floats, K-quants as random blocks with sane scales (any bytes are a valid block).
+    pub fn random_weights(rng: &mut ChaCha8Rng, ty: TensorType, rows: usize, cols: usize) -> Vec<u8> {
+        let n = rows * cols;
+        let mut out = Vec::new();
+        match ty {
+            TensorType::F32 => testing::random(rng, n, 1.0).iter().for_each(|v| out.extend(v.to_le_bytes())),
+            TensorType::F16 => testing::random(rng, n, 1.0).iter().for_each(|&v| out.extend(f16_bits(v).to_le_bytes())),
+            TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q4_1 => {
+                for block in testing::random(rng, n, 1.0).chunks_exact(32) {
+                    let (lo, hi) = block.iter().fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                    let amax = hi.max(-lo);
+                    let (levels, offset) = match ty {
+                        TensorType::Q8_0 => (127.0, 0.0),
+                        TensorType::Q4_0 => (7.0, 8.0),
+                        _ => (15.0, 0.0),
+                    };
+                    let (d_bits, m) = match ty {
+                        TensorType::Q4_1 => (f16_bits((hi - lo) / levels), f16_bits(lo)),
+                        _ => (f16_bits(amax / levels), 0),
+                    };
+                    let (d, m_val) = (f16_value(d_bits), f16_value(m));
+                    out.extend(d_bits.to_le_bytes());
+                    if ty == TensorType::Q4_1 {
+                        out.extend(m.to_le_bytes());
+                    }
+                    let q: Vec<i32> = block.iter().map(|&v| ((v - m_val) / d).round() as i32 + offset as i32).collect();
+                    match ty {
+                        TensorType::Q8_0 => out.extend(q.iter().map(|&v| v.clamp(-127, 127) as i8 as u8)),
+                        _ => out.extend((0..16).map(|j| (q[j].clamp(0, 15) | (q[j + 16].clamp(0, 15) << 4)) as u8)),
+                    }
+                }
+            }
+            TensorType::Q4_K | TensorType::Q6_K => {
+                let size = ty.type_size() as usize;
+                for _ in 0..n / 256 {
+                    let mut b: Vec<u8> = (0..size).map(|_| rng.next_u32() as u8).collect();
+                    if ty == TensorType::Q4_K {
+                        b[0..2].copy_from_slice(&random_scale(rng));
+                        b[2..4].copy_from_slice(&random_scale(rng));
+                    } else {
+                        b[208..210].copy_from_slice(&random_scale(rng));
+                    }
+                    out.extend(b);
+                }
+            }
+            _ => panic!("no test data for {ty}"),
+        }
+        assert_eq!(out.len(), rows * ty.bytes_for(cols as u64).unwrap() as usize);
+        out
+    }
+
+    /// The per-format budget.
+    fn budget(ty: TensorType) -> Budget {
+        match ty {
+            TensorType::F32 => Budget::MATMUL_F32,
+            TensorType::F16 => Budget::MATMUL_F16,
+            TensorType::Q8_0 => Budget::MATMUL_Q8_0,
+            TensorType::Q4_0 => Budget::MATMUL_Q4_0,
+            TensorType::Q4_1 => Budget::MATMUL_Q4_1,
+            TensorType::Q4_K => Budget::MATMUL_Q4_K,
+            TensorType::Q6_K => Budget::MATMUL_Q6_K,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Runs y = x Wᵀ on the GPU and on the CPU and compares them.
+    fn check(op: &MatMul, rng: &mut ChaCha8Rng, rows: usize, cols: usize, n: usize) {
+        let gpu = testing::gpu();
+        let ty = op.ty;
+        let bytes = random_weights(rng, ty, rows, cols);
+        let x = testing::random(rng, n * cols, 1.0);
+        let mut want = vec![0f32; n * rows];
+        let m = Matrix::new("w", ty, rows, cols, Arc::from(bytes.as_slice())).unwrap();
+        hearth_model::ops::matmul(&mut want, &x, &m);
+
+        let params = gpu.uniform("params", &op.params(rows, cols, n).unwrap());
+        let wb = upload_weights(gpu, "w", &bytes);
+        let xb = gpu.upload("x", &x);
+        let out = Output::new(gpu, n * rows);
+        let bind = op.bind(
+            gpu,
+            n as u32,
+            params.as_entire_buffer_binding(),
+            wb.as_entire_buffer_binding(),
+            xb.as_entire_buffer_binding(),
+            out.binding(),
+        );
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, rows as u32, n as u32));
+        let got = out.read(gpu);
+        testing::assert_close(&format!("matmul {ty} {rows}x{cols}, n = {n}"), &got, &want, budget(ty));
+    }
+
+    #[test]
+    fn shader_is_valid_and_params_match() {
+        for &ty in FORMATS {
+            testing::check_uniform::<Params>(
+                &source_for("matmul", SOURCE, ty).unwrap(),
+                "Params",
+                &[
+                    ("rows", std::mem::offset_of!(Params, rows)),
+                    ("cols", std::mem::offset_of!(Params, cols)),
+                    ("n_tokens", std::mem::offset_of!(Params, n_tokens)),
+                    ("row_bytes", std::mem::offset_of!(Params, row_bytes)),
+                    ("y_stride", std::mem::offset_of!(Params, y_stride)),
+                ],
+            );
+        }
+    }
+
+    /// Column counts per format: not multiples of 4 blocks (nor, for F32/F16, of 4 or 32).
+    fn awkward_cols(ty: TensorType) -> &'static [usize] {
+        match ty.block_size() {
+            1 => &[57, 96, 255],
+            32 => &[96, 224, 1056],
+            _ => &[256, 768, 1280],
+        }
+    }
+
+    #[test]
+    fn matvec_matches_cpu_reference_at_awkward_shapes() {
+        let mut rng = testing::rng(2);
+        for &ty in FORMATS {
+            let op = MatMul::new(testing::gpu(), ty).unwrap();
+            for (i, &cols) in awkward_cols(ty).iter().enumerate() {
+                for rows in [7, 33, 130] {
+                    if i == 2 && rows != 33 {
+                        continue; // the longest rows once is enough
+                    }
+                    check(&op, &mut rng, rows, cols, 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_matches_cpu_reference_at_awkward_shapes() {
+        let mut rng = testing::rng(3);
+        for &ty in FORMATS {
+            let op = MatMul::new(testing::gpu(), ty).unwrap();
+            let cols = awkward_cols(ty);
+            for (rows, cols, n) in [(7, cols[0], 2), (33, cols[1], 5), (130, cols[0], 37), (33, cols[1], 64)] {
+                check(&op, &mut rng, rows, cols, n);
+            }
+        }
+    }
+
+    #[test]
+    fn rows_beyond_one_dispatch_dimension_wrap_into_y() {
+        // 130 rows = 33 row groups laid out 5 × 7 (two surplus groups) for decode, and
+        // the same for prefill.
+        let mut op = MatMul::new(testing::gpu(), TensorType::Q4_0).unwrap();
+        op.max_groups = 5;
+        let mut rng = testing::rng(4);
+        check(&op, &mut rng, 130, 96, 1);
+        check(&op, &mut rng, 130, 96, 9);
+        assert_eq!(grid(33, 5), (5, 7));
+        assert_eq!(grid(3, 65535), (3, 1));
+    }
+
+    #[test]
+    fn unsupported_format_is_an_error_naming_it() {
+        let err = MatMul::new(testing::gpu(), TensorType::Q5_K).err().unwrap().to_string();
+        assert!(err.contains("Q5_K") && err.contains("Q4_K"), "{err}");
+    }
+}

@@ -1,0 +1,103 @@
+// Quantized matrix × activations: y[t, r] = Σ_c W[r, c] · x[t, c].
+// W: (rows, cols) row-major in its GGUF block layout (ggml dims [cols, rows]); row r is
+//    `row_bytes` bytes at byte r * row_bytes of `w`, as raw bytes in u32 words.
+// x: (n_tokens, cols) row-major f32;  y: (n_tokens, y_stride) row-major f32, columns 0..rows.
+//
+// The format is not a parameter: the host prepends quant/common.wgsl and one
+// quant/<format>.wgsl (which define PIECE and dequant_piece), since WGSL has no way to
+// select a block layout per pipeline other than by source (ops/matmul.rs).
+//
+// A workgroup takes ROWS rows and TILE_N tokens; each row has WG / ROWS threads that stride
+// over its 32-weight pieces, dequantize a piece once and apply it to every token of the tile.
+// Partial sums live in workgroup memory (one slot per thread and token) and are reduced
+// there (no subgroups: browsers lack them). Decode uses TILE_N = 1.
+// Workgroups: x + y * (dispatched x) is the row group (rows can exceed 65535), z the tile.
+
+override WG: u32 = 256u;   // threads per workgroup; set by the host
+override ROWS: u32 = 4u;   // rows per workgroup; WG / ROWS must be a power of two
+override TILE_N: u32 = 1u; // tokens per workgroup
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    n_tokens: u32,
+    row_bytes: u32, // bytes per row of W: cols / QK * BLOCK_BYTES
+    y_stride: u32,  // elements between tokens in y (rows, unless y is part of a wider buffer)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;       // (rows, row_bytes) bytes, padded to words
+@group(0) @binding(2) var<storage, read> x: array<f32>;       // (n_tokens, cols)
+@group(0) @binding(3) var<storage, read_write> y: array<f32>; // (n_tokens, y_stride)
+
+var<workgroup> partial: array<f32, WG * TILE_N>; // [token][thread]
+
+// x[i..i + 4], the columns from `col` on; columns past the row's end (F32/F16 rows of any
+// length) read as zero.
+fn load_x4(i: u32, col: u32) -> vec4<f32> {
+    if (col + 3u < p.cols) {
+        return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+    }
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (col + e < p.cols) {
+            v[e] = x[i + e];
+        }
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    let t0 = wid.z * TILE_N;
+    if (group * ROWS >= p.rows || t0 >= p.n_tokens) {
+        return; // uniform per workgroup, so no barrier is skipped by part of it
+    }
+    let tpr = WG / ROWS; // threads per row
+    let lane = lid.x % tpr;
+    let row = group * ROWS + lid.x / tpr;
+    let nt = min(TILE_N, p.n_tokens - t0);
+
+    for (var t = 0u; t < TILE_N; t++) {
+        partial[t * WG + lid.x] = 0.0;
+    }
+    if (row < p.rows) {
+        let row_off = row * p.row_bytes;
+        let n_pieces = (p.cols + PIECE - 1u) / PIECE;
+        for (var pc = lane; pc < n_pieces; pc += tpr) {
+            var wv: array<vec4<f32>, 8>;
+            dequant_piece(row_off, pc, &wv);
+            let c0 = pc * PIECE;
+            for (var t = 0u; t < nt; t++) {
+                let xo = (t0 + t) * p.cols + c0;
+                var s = 0.0;
+                for (var k = 0u; k < 8u; k++) {
+                    s += dot(wv[k], load_x4(xo + 4u * k, c0 + 4u * k));
+                }
+                partial[t * WG + lid.x] += s;
+            }
+        }
+    }
+    workgroupBarrier();
+    for (var stride = tpr / 2u; stride > 0u; stride /= 2u) {
+        if (lane < stride) {
+            for (var t = 0u; t < nt; t++) {
+                partial[t * WG + lid.x] += partial[t * WG + lid.x + stride];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (row < p.rows) {
+        for (var t = lane; t < nt; t += tpr) {
+            y[(t0 + t) * p.y_stride + row] = partial[t * WG + lid.x - lane];
+        }
+    }
+}

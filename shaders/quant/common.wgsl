@@ -1,0 +1,58 @@
+// Byte access to GGUF blocks, shared by every quant format (see the other files here).
+// The including kernel declares `w: array<u32>`: the tensor's raw GGUF bytes, little-endian,
+// uploaded as-is (padded to a multiple of 4 bytes). Blocks are not 4-byte aligned (a Q4_0
+// block is 18 bytes), so fields are read by byte address. All block sizes are even, so
+// every f16 field sits at an even address and never straddles two words.
+//
+// Each format file defines, for the kernels:
+//   const QK: u32           weights per block (1 for F32/F16)
+//   const BLOCK_BYTES: u32  bytes per block
+//   fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8>>)
+//     writes weights [32 * piece, 32 * piece + 32) of the row starting at byte row_off,
+//     computed as ggml does (crates/hearth-gguf/src/dequant.rs), in f32.
+
+// Weights per piece: the unit one thread dequantizes at a time (a Q4_0 block, an eighth of
+// a K-quant super-block). Every quantized row length is a multiple of it.
+const PIECE: u32 = 32u;
+
+fn read_u8(a: u32) -> u32 {
+    return (w[a >> 2u] >> ((a & 3u) * 8u)) & 0xffu;
+}
+
+// IEEE half bits (low 16 bits of h) to f32, exactly. Done by hand: naga validates
+// unpack2x16float only with the SHADER_FLOAT16_IN_FLOAT32 capability, which core WGSL
+// validation (testing::check_uniform) does not grant.
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let exp = (h >> 10u) & 0x1fu;
+    let mant = h & 0x3ffu;
+    if (exp == 0u) {
+        // Zero or subnormal: mant × 2^-24, exact in f32.
+        return bitcast<f32>(sign | bitcast<u32>(f32(mant) * 5.9604645e-8));
+    }
+    if (exp == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (mant << 13u)); // Inf, NaN
+    }
+    return bitcast<f32>(sign | ((exp + 112u) << 23u) | (mant << 13u));
+}
+
+// The f16 at byte a (a even).
+fn read_f16(a: u32) -> f32 {
+    return f16_to_f32(w[a >> 2u] >> ((a & 2u) * 8u));
+}
+
+// Four bytes at any alignment. The second word is read only when the bytes straddle it,
+// so this never reads past the padded upload.
+fn read_u32(a: u32) -> u32 {
+    let i = a >> 2u;
+    let s = (a & 3u) * 8u;
+    if (s == 0u) {
+        return w[i];
+    }
+    return (w[i] >> s) | (w[i + 1u] << (32u - s));
+}
+
+// The four bytes of a word as unsigned values, byte 0 first.
+fn bytes4(q: u32) -> vec4<u32> {
+    return vec4<u32>(q & 0xffu, (q >> 8u) & 0xffu, (q >> 16u) & 0xffu, q >> 24u);
+}

@@ -1,0 +1,14 @@
+// block_q8_0 (34 bytes): d: f16, qs: [i8; 32].  w[j] = d * q[j].  One piece per block.
+const QK: u32 = 32u;
+const BLOCK_BYTES: u32 = 34u;
+
+fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8>>) {
+    let b = row_off + piece * BLOCK_BYTES;
+    let d = read_f16(b);
+    for (var k = 0u; k < 8u; k++) {
+        let q = read_u32(b + 2u + 4u * k);
+        // Sign-extend each byte: shift it to the top, then arithmetic-shift it down.
+        let v = vec4<i32>(i32(q << 24u), i32(q << 16u), i32(q << 8u), i32(q)) >> vec4<u32>(24u);
+        (*out)[k] = vec4<f32>(v) * d;
+    }
+}
