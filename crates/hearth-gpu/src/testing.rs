@@ -115,6 +115,8 @@ impl Budget {
     /// θ as the CPU builds it (bit-exact on lavapipe: 2e-15 measured); leaves room for GPU
     /// cos/sin on [-π, π] with ~1e-6 absolute error. θ by pow() instead would cost 3e-7.
     pub const ROPE: Budget = Budget { name: "rope (f32)", nmse: 1e-12 };
+    /// f32 exp and sum against the CPU's f64 sum: rounding only (1.5e-14 measured).
+    pub const SOFTMAX: Budget = Budget { name: "softmax (f32)", nmse: 2e-13 };
 }
 
 /// Compares `got` with the CPU reference `want`; any NaN or Inf fails outright.

@@ -2,3 +2,4 @@ pub mod rmsnorm;
 pub mod elementwise;
 pub mod rope;
 pub mod matmul;
+pub mod softmax;
