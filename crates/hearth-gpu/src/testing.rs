@@ -110,6 +110,8 @@ impl Budget {
     pub const MATMUL_Q4_1: Budget = Budget { name: "matmul Q4_1", nmse: 6e-13 };
     pub const MATMUL_Q4_K: Budget = Budget { name: "matmul Q4_K", nmse: 1e-12 };
     pub const MATMUL_Q6_K: Budget = Budget { name: "matmul Q6_K", nmse: 2e-12 };
+    /// Embedding rows are dequantized with ggml's f32 arithmetic, as on the CPU: bit-exact.
+    pub const EMBEDDING: Budget = Budget { name: "embedding (exact dequant)", nmse: 0.0 };
     pub const SWIGLU: Budget = Budget { name: "swiglu (f32)", nmse: 3e-14 };
     pub const ADD: Budget = Budget { name: "residual add (f32, exact)", nmse: 0.0 };
     /// θ as the CPU builds it (bit-exact on lavapipe: 2e-15 measured); leaves room for GPU

@@ -3,3 +3,4 @@ pub mod elementwise;
 pub mod rope;
 pub mod matmul;
 pub mod softmax;
+pub mod embedding;
