@@ -390,6 +390,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn two_matrices_fill_one_output_through_y_stride() {
+        // y = [x Aᵀ | x Bᵀ] (n × 97): A's 64 rows at column 0, B's 33 at column 64 (a
+        // 256-byte binding offset), as for fused projections or a matrix split in two.
+        let gpu = testing::gpu();
+        let mut rng = testing::rng(6);
+        let (cols, n, ra, rb) = (768, 3, 64, 33);
+        for (ty, tokens) in [(TensorType::Q4_K, 1), (TensorType::Q6_K, n)] {
+            let op = MatMul::new(gpu, ty).unwrap();
+            let x = testing::random(&mut rng, tokens * cols, 1.0);
+            let out = Output::new(gpu, tokens * (ra + rb));
+            let mut want = vec![0f32; tokens * (ra + rb)];
+            let mut keep = Vec::new();
+            for (rows, col0) in [(ra, 0), (rb, ra)] {
+                let bytes = random_weights(&mut rng, ty, rows, cols);
+                let mut part = vec![0f32; tokens * rows];
+                let m = Matrix::new("w", ty, rows, cols, Arc::from(bytes.as_slice())).unwrap();
+                hearth_model::ops::matmul(&mut part, &x, &m);
+                for t in 0..tokens {
+                    want[t * (ra + rb) + col0..][..rows].copy_from_slice(&part[t * rows..][..rows]);
+                }
+                let params = Params { y_stride: (ra + rb) as u32, ..op.params(rows, cols, tokens).unwrap() };
+                keep.push((gpu.uniform("params", &params), upload_weights(gpu, "w", &bytes), rows, col0));
+            }
+            let xb = gpu.upload("x", &x);
+            let whole = out.binding();
+            let binds: Vec<_> = keep
+                .iter()
+                .map(|(params, wb, _, col0)| {
+                    let y = wgpu::BufferBinding {
+                        buffer: whole.buffer,
+                        offset: whole.offset + (*col0 as u64) * 4,
+                        size: std::num::NonZeroU64::new((tokens * (ra + rb) - col0) as u64 * 4),
+                    };
+                    let (p, w, x) = (
+                        params.as_entire_buffer_binding(),
+                        wb.as_entire_buffer_binding(),
+                        xb.as_entire_buffer_binding(),
+                    );
+                    op.bind(gpu, tokens as u32, p, w, x, y)
+                })
+                .collect();
+            testing::run(gpu, |pass| {
+                for (bind, (_, _, rows, _)) in binds.iter().zip(&keep) {
+                    op.dispatch(pass, bind, *rows as u32, tokens as u32);
+                }
+            });
+            let got = out.read(gpu);
+            testing::assert_close(&format!("matmul {ty} [A | B], n = {tokens}"), &got, &want, budget(ty));
+        }
+    }
+
+    #[test]
     fn unsupported_format_is_an_error_naming_it() {
         let err = MatMul::new(testing::gpu(), TensorType::Q5_K).err().unwrap().to_string();
         assert!(err.contains("Q5_K") && err.contains("Q4_K"), "{err}");
