@@ -9,8 +9,10 @@
 mod context;
 mod error;
 pub mod ops;
+mod plan;
 #[cfg(test)]
 mod testing;
 
 pub use context::{Gpu, GpuOptions};
 pub use error::GpuError;
+pub use plan::{human, MemoryPlan, KV_BYTES};
