@@ -4,6 +4,7 @@
 
 mod chat;
 mod generate;
+mod info;
 mod load;
 mod perplexity;
 mod tokenize;
@@ -29,6 +30,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Interactive chat in the terminal; context is kept across turns.
     Chat(chat::ChatArgs),
+    /// The GPU adapter, its features and limits, and whether a model fits.
+    Info(info::InfoArgs),
 }
 
 /// Where the model runs.
@@ -104,6 +107,7 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Chat(a) => chat::run(a),
+        Command::Info(a) => info::run(a),
     };
     if let Err(e) = result {
         eprintln!("hearth: error: {e:#}");

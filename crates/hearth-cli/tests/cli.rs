@@ -116,6 +116,17 @@ fn chat_keeps_context_across_turns_and_reuses_the_cache() {
 }
 
 #[test]
+fn info_reports_the_adapter_and_whether_the_model_fits() {
+    let model = model_path();
+    let out = ok_json(&["info", "--model", model.to_str().unwrap(), "--ctx", "2048", "--json"]);
+    assert!(!out["adapter"]["name"].as_str().unwrap().is_empty());
+    assert!(out["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+    assert_eq!(out["model"]["fits"], true, "{out}");
+    // 30 layers × K and V × 2048 positions × 192 × 2 bytes (f16)
+    assert_eq!(out["model"]["kv_cache_bytes"].as_u64().unwrap(), 30 * 2 * 2048 * 192 * 2);
+}
+
+#[test]
 fn bad_input_gives_one_clear_line() {
     let dir = std::env::temp_dir().join(format!("hearth-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
