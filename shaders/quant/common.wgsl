@@ -56,3 +56,16 @@ fn read_u32(a: u32) -> u32 {
 fn bytes4(q: u32) -> vec4<u32> {
     return vec4<u32>(q & 0xffu, (q >> 8u) & 0xffu, (q >> 16u) & 0xffu, q >> 24u);
 }
+
+// Scale and min of sub-block j (0..8) of a Q4_K / Q5_K block, 6 bits each, packed in the 12
+// bytes at `a` (ggml's get_scale_min_k4):
+//   j < 4:  scale = bytes[j] & 63,   min = bytes[j + 4] & 63
+//   j >= 4: scale = low nibble of bytes[j + 4] | (top 2 bits of bytes[j - 4]) << 4
+//           min   = high nibble of bytes[j + 4] | (top 2 bits of bytes[j]) << 4
+fn scale_min_k4(a: u32, j: u32) -> vec2<u32> {
+    if (j < 4u) {
+        return vec2<u32>(read_u8(a + j) & 63u, read_u8(a + j + 4u) & 63u);
+    }
+    let hi = read_u8(a + j + 4u);
+    return vec2<u32>((hi & 15u) | ((read_u8(a + j - 4u) >> 6u) << 4u), (hi >> 4u) | ((read_u8(a + j) >> 6u) << 4u));
+}

@@ -10,19 +10,9 @@ fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8
     let j = piece % 8u;
     let d = read_f16(b);
     let dmin = read_f16(b + 2u);
-    // ggml's get_scale_min_k4 over the 12 scale bytes at b + 4.
-    var sc: u32;
-    var m: u32;
-    if (j < 4u) {
-        sc = read_u8(b + 4u + j) & 63u;
-        m = read_u8(b + 8u + j) & 63u;
-    } else {
-        let hi = read_u8(b + 8u + j);
-        sc = (hi & 15u) | ((read_u8(b + j) >> 6u) << 4u);
-        m = (hi >> 4u) | ((read_u8(b + 4u + j) >> 6u) << 4u);
-    }
-    let dl = d * f32(sc);
-    let ml = dmin * f32(m);
+    let sm = scale_min_k4(b + 4u, j);
+    let dl = d * f32(sm.x);
+    let ml = dmin * f32(sm.y);
     let qs = b + 16u + 32u * (j / 2u);
     let shift = vec4<u32>(4u * (j % 2u));
     for (var k = 0u; k < 8u; k++) {

@@ -101,14 +101,18 @@ impl Budget {
     pub const RMSNORM: Budget = Budget { name: "rmsnorm (f32)", nmse: 1e-10 };
     /// Matmul per weight format: dequantization is exact (ggml's f32 arithmetic), so only the
     /// f32 dot-product order differs from the CPU's. Each is ~10× the worst NMSE measured on
-    /// lavapipe over the tests' shapes (F32 2.6e-14, F16 4.1e-14, Q8_0 3.1e-14, Q4_0 5.4e-14,
-    /// Q4_1 5.4e-14, Q4_K 8.4e-14, Q6_K 1.8e-13).
+    /// lavapipe over the tests' shapes and two seeds (F32 2.6e-14, F16 4.1e-14, Q8_0 3.1e-14,
+    /// Q4_0 5.4e-14, Q4_1 5.4e-14, Q5_0 4.4e-14, Q5_1 1.8e-13, Q4_K 1.6e-13, Q5_K 5.6e-14,
+    /// Q6_K 1.8e-13).
     pub const MATMUL_F32: Budget = Budget { name: "matmul F32", nmse: 3e-13 };
     pub const MATMUL_F16: Budget = Budget { name: "matmul F16", nmse: 4e-13 };
     pub const MATMUL_Q8_0: Budget = Budget { name: "matmul Q8_0", nmse: 3e-13 };
     pub const MATMUL_Q4_0: Budget = Budget { name: "matmul Q4_0", nmse: 6e-13 };
     pub const MATMUL_Q4_1: Budget = Budget { name: "matmul Q4_1", nmse: 6e-13 };
-    pub const MATMUL_Q4_K: Budget = Budget { name: "matmul Q4_K", nmse: 1e-12 };
+    pub const MATMUL_Q5_0: Budget = Budget { name: "matmul Q5_0", nmse: 5e-13 };
+    pub const MATMUL_Q5_1: Budget = Budget { name: "matmul Q5_1", nmse: 2e-12 };
+    pub const MATMUL_Q4_K: Budget = Budget { name: "matmul Q4_K", nmse: 2e-12 };
+    pub const MATMUL_Q5_K: Budget = Budget { name: "matmul Q5_K", nmse: 6e-13 };
     pub const MATMUL_Q6_K: Budget = Budget { name: "matmul Q6_K", nmse: 2e-12 };
     /// Embedding rows are dequantized with ggml's f32 arithmetic, as on the CPU: bit-exact.
     pub const EMBEDDING: Budget = Budget { name: "embedding (exact dequant)", nmse: 0.0 };

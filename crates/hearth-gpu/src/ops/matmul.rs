@@ -1,5 +1,6 @@
 //! Matrix × activations on weights in their GGUF block layout (`shaders/matmul.wgsl` with
-//! one `shaders/quant/*.wgsl` format). CPU reference: `hearth_model::ops::matmul`.
+//! one `shaders/quant/*.wgsl` format: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+//! Q6_K). CPU reference: `hearth_model::ops::matmul`.
 //!
 //! Weights are uploaded as the file's raw bytes ([`upload_weights`]) and dequantized in the
 //! kernel, 32 weights at a time, in f32 with ggml's arithmetic. Decode (one token) and
@@ -35,7 +36,10 @@ pub fn quant_snippet(ty: TensorType) -> Option<&'static str> {
         Q8_0 => include_str!("../../../../shaders/quant/q8_0.wgsl"),
         Q4_0 => include_str!("../../../../shaders/quant/q4_0.wgsl"),
         Q4_1 => include_str!("../../../../shaders/quant/q4_1.wgsl"),
+        Q5_0 => include_str!("../../../../shaders/quant/q5_0.wgsl"),
+        Q5_1 => include_str!("../../../../shaders/quant/q5_1.wgsl"),
         Q4_K => include_str!("../../../../shaders/quant/q4_k.wgsl"),
+        Q5_K => include_str!("../../../../shaders/quant/q5_k.wgsl"),
         Q6_K => include_str!("../../../../shaders/quant/q6_k.wgsl"),
         _ => return None,
     })
@@ -48,7 +52,10 @@ pub const FORMATS: &[TensorType] = &[
     TensorType::Q8_0,
     TensorType::Q4_0,
     TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q5_1,
     TensorType::Q4_K,
+    TensorType::Q5_K,
     TensorType::Q6_K,
 ];
 
@@ -262,15 +269,18 @@ pub(crate) mod tests {
                     }
                 }
             }
-            TensorType::Q4_K | TensorType::Q6_K => {
+            TensorType::Q5_0 | TensorType::Q5_1 | TensorType::Q4_K | TensorType::Q5_K | TensorType::Q6_K => {
                 let size = ty.type_size() as usize;
-                for _ in 0..n / 256 {
+                // Byte offsets of the f16 scales (d, and m or dmin).
+                let scales: &[usize] = match ty {
+                    TensorType::Q5_0 => &[0],
+                    TensorType::Q6_K => &[208],
+                    _ => &[0, 2],
+                };
+                for _ in 0..n / ty.block_size() as usize {
                     let mut b: Vec<u8> = (0..size).map(|_| rng.next_u32() as u8).collect();
-                    if ty == TensorType::Q4_K {
-                        b[0..2].copy_from_slice(&random_scale(rng));
-                        b[2..4].copy_from_slice(&random_scale(rng));
-                    } else {
-                        b[208..210].copy_from_slice(&random_scale(rng));
+                    for &at in scales {
+                        b[at..at + 2].copy_from_slice(&random_scale(rng));
                     }
                     out.extend(b);
                 }
@@ -289,7 +299,10 @@ pub(crate) mod tests {
             TensorType::Q8_0 => Budget::MATMUL_Q8_0,
             TensorType::Q4_0 => Budget::MATMUL_Q4_0,
             TensorType::Q4_1 => Budget::MATMUL_Q4_1,
+            TensorType::Q5_0 => Budget::MATMUL_Q5_0,
+            TensorType::Q5_1 => Budget::MATMUL_Q5_1,
             TensorType::Q4_K => Budget::MATMUL_Q4_K,
+            TensorType::Q5_K => Budget::MATMUL_Q5_K,
             TensorType::Q6_K => Budget::MATMUL_Q6_K,
             _ => unreachable!(),
         }
@@ -443,7 +456,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unsupported_format_is_an_error_naming_it() {
-        let err = MatMul::new(testing::gpu(), TensorType::Q5_K).err().unwrap().to_string();
-        assert!(err.contains("Q5_K") && err.contains("Q4_K"), "{err}");
+        let err = MatMul::new(testing::gpu(), TensorType::Q3_K).err().unwrap().to_string();
+        assert!(err.contains("Q3_K") && err.contains("Q4_K"), "{err}");
     }
 }
