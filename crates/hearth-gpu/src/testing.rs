@@ -123,6 +123,11 @@ impl Budget {
     pub const ROPE: Budget = Budget { name: "rope (f32)", nmse: 1e-12 };
     /// f32 exp and sum against the CPU's f64 sum: rounding only (1.5e-14 measured).
     pub const SOFTMAX: Budget = Budget { name: "softmax (f32)", nmse: 2e-13 };
+    /// Attention on an f16 KV cache against the CPU on the same f16-rounded K/V: f32 rounding
+    /// and the online softmax's order only (1.1e-12 measured).
+    pub const ATTENTION: Budget = Budget { name: "attention (f32 on f16 K/V)", nmse: 1e-11 };
+    /// How far f16 K/V storage moves attention from f32 K/V (CPU both ways; 3e-7 measured).
+    pub const KV_F16: Budget = Budget { name: "f16 KV cache storage", nmse: 3e-6 };
 }
 
 /// Compares `got` with the CPU reference `want`; any NaN or Inf fails outright.

@@ -4,3 +4,4 @@ pub mod rope;
 pub mod matmul;
 pub mod softmax;
 pub mod embedding;
+pub mod attention;

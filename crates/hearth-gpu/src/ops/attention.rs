@@ -1,0 +1,354 @@
+//! Grouped-query attention over an f16 KV cache (`shaders/attention.wgsl`), and the kernel that
+//! appends a batch's K and V rows to the cache (`shaders/kv_cache.wgsl`). CPU reference:
+//! `hearth_model::ops::attention`.
+//!
+//! Cache layout, per layer and for K and V alike: (positions, n_kv_heads, head_dim) f16,
+//! row-major, two f16 per u32 word (element 2w in the low half of word w), so one position is
+//! `n_kv_heads · head_dim / 2` words and head_dim must be even.
+
+use crate::{Gpu, GpuError};
+
+pub const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
+pub const KV_WRITE_SOURCE: &str = include_str!("../../../../shaders/kv_cache.wgsl");
+
+/// Threads per attention workgroup.
+pub const WORKGROUP: u32 = 64;
+/// Cache positions per step of the online softmax.
+pub const CHUNK: u32 = 64;
+/// At most this many query heads share one workgroup (and so one read of their KV head).
+pub const MAX_HEADS_PER_WORKGROUP: u32 = 8;
+/// Threads per KV-write workgroup.
+pub const KV_WRITE_WORKGROUP: u32 = 64;
+/// Workgroup memory used, at most: WebGPU's guaranteed minimum.
+const WORKGROUP_STORAGE: u32 = 16384;
+
+/// The WGSL `Params` struct of `attention.wgsl`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    /// Position of the batch's first token; the cache holds positions `0..start + n_tokens`.
+    pub start: u32,
+    /// 1/√head_dim.
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}
+
+impl Params {
+    pub fn new(n_tokens: u32, n_heads: u32, n_kv_heads: u32, head_dim: u32, start: u32) -> Self {
+        let scale = 1.0 / (head_dim as f32).sqrt(); // as the CPU reference computes it
+        Params { n_tokens, n_heads, n_kv_heads, start, scale, _pad: [0; 3] }
+    }
+}
+
+/// The WGSL `Params` struct of `kv_cache.wgsl`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct KvWriteParams {
+    pub n_tokens: u32,
+    /// n_kv_heads · head_dim (even).
+    pub kv_dim: u32,
+    /// Cache position of the batch's first token.
+    pub start: u32,
+    pub _pad: u32,
+}
+
+/// Attention for one model shape: head_dim and the heads per workgroup are compiled in.
+pub struct Attention {
+    pipeline: wgpu::ComputePipeline,
+    head_dim: u32,
+    /// Query heads per workgroup (G in the shader).
+    heads_per_workgroup: u32,
+}
+
+impl Attention {
+    /// For a model with `head_dim` and `group` = n_heads / n_kv_heads query heads per KV head.
+    pub fn new(gpu: &Gpu, head_dim: u32, group: u32) -> Result<Self, GpuError> {
+        Self::with_heads_per_workgroup(gpu, head_dim, group.min(MAX_HEADS_PER_WORKGROUP))
+    }
+
+    /// As [`Attention::new`] with at most `heads` query heads per workgroup (tests use it to
+    /// split a group across workgroups).
+    pub fn with_heads_per_workgroup(gpu: &Gpu, head_dim: u32, heads: u32) -> Result<Self, GpuError> {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || heads == 0 {
+            return Err(GpuError::Shader {
+                kernel: "attention".into(),
+                message: format!("head_dim {head_dim} must be even and positive"),
+            });
+        }
+        // q_sh, o_sh: G·HD each; s_sh: G·CHUNK; m, l, a: G each (f32).
+        let limit = gpu.limits.max_compute_workgroup_storage_size.min(WORKGROUP_STORAGE);
+        let bytes = |g: u32| 4 * g * (2 * head_dim + CHUNK + 3);
+        let mut g = heads;
+        while g > 1 && bytes(g) > limit {
+            g -= 1;
+        }
+        let constants = [
+            ("WG", f64::from(WORKGROUP)),
+            ("CHUNK", f64::from(CHUNK)),
+            ("G", f64::from(g)),
+            ("HD", f64::from(head_dim)),
+        ];
+        let pipeline = gpu.compute_pipeline("attention", SOURCE, "main", &constants)?;
+        Ok(Attention { pipeline, head_dim, heads_per_workgroup: g })
+    }
+
+    /// q, out: (n_tokens, n_heads, head_dim) f32; k_cache, v_cache: one layer's cache holding
+    /// positions `0..start + n_tokens` (layout in the module docs).
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        params: wgpu::BufferBinding,
+        q: wgpu::BufferBinding,
+        k_cache: wgpu::BufferBinding,
+        v_cache: wgpu::BufferBinding,
+        out: wgpu::BufferBinding,
+    ) -> wgpu::BindGroup {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("attention"),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(q) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(k_cache) },
+                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(v_cache) },
+                wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::Buffer(out) },
+            ],
+        })
+    }
+
+    /// Workgroups: (n_kv_heads · batches of the group, n_tokens).
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &Params) {
+        let group = params.n_heads / params.n_kv_heads;
+        debug_assert_eq!(group * params.n_kv_heads, params.n_heads, "n_kv_heads must divide n_heads");
+        let batches = group.div_ceil(self.heads_per_workgroup);
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(params.n_kv_heads * batches, params.n_tokens, 1);
+    }
+
+    pub fn head_dim(&self) -> u32 {
+        self.head_dim
+    }
+}
+
+/// Appends K and V rows (f32) to a layer's f16 cache.
+pub struct KvWrite {
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl KvWrite {
+    pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
+        let constants = [("WG", f64::from(KV_WRITE_WORKGROUP))];
+        Ok(KvWrite { pipeline: gpu.compute_pipeline("kv cache write", KV_WRITE_SOURCE, "main", &constants)? })
+    }
+
+    /// k_new, v_new: (n_tokens, kv_dim) f32; k_cache, v_cache: (positions, kv_dim / 2) u32.
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        params: wgpu::BufferBinding,
+        k_new: wgpu::BufferBinding,
+        v_new: wgpu::BufferBinding,
+        k_cache: wgpu::BufferBinding,
+        v_cache: wgpu::BufferBinding,
+    ) -> wgpu::BindGroup {
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("kv cache write"),
+            layout: &self.pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(k_new) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(v_new) },
+                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(k_cache) },
+                wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::Buffer(v_cache) },
+            ],
+        })
+    }
+
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &KvWriteParams) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups((params.kv_dim / 2).div_ceil(KV_WRITE_WORKGROUP), params.n_tokens, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, Budget, Output};
+    use half::f16;
+
+    /// naga validation of a whole shader that uses pack2x16float/unpack2x16float: core WGSL,
+    /// but naga gates them behind `SHADER_FLOAT16_IN_FLOAT32`, which wgpu grants on WebGPU,
+    /// Vulkan, Metal and DX12 and which [`testing::check_uniform`] does not grant.
+    fn validate_with_f16_packing(source: &str) {
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+        let caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("naga rejects the shader: {e:?}"));
+    }
+
+    /// The shader's `struct Params { .. }` alone, for the layout check.
+    fn params_struct(source: &str) -> &str {
+        let start = source.find("struct Params {").expect("struct Params");
+        &source[start..start + source[start..].find("\n}\n").expect("end of struct Params") + 3]
+    }
+
+    #[test]
+    fn attention_shaders_are_valid_and_params_match() {
+        use std::mem::offset_of;
+        validate_with_f16_packing(SOURCE);
+        validate_with_f16_packing(KV_WRITE_SOURCE);
+        testing::check_uniform::<Params>(
+            params_struct(SOURCE),
+            "Params",
+            &[
+                ("n_tokens", offset_of!(Params, n_tokens)),
+                ("n_heads", offset_of!(Params, n_heads)),
+                ("n_kv_heads", offset_of!(Params, n_kv_heads)),
+                ("start", offset_of!(Params, start)),
+                ("scale", offset_of!(Params, scale)),
+            ],
+        );
+        testing::check_uniform::<KvWriteParams>(
+            params_struct(KV_WRITE_SOURCE),
+            "Params",
+            &[
+                ("n_tokens", offset_of!(KvWriteParams, n_tokens)),
+                ("kv_dim", offset_of!(KvWriteParams, kv_dim)),
+                ("start", offset_of!(KvWriteParams, start)),
+            ],
+        );
+    }
+
+    /// Packs f32 rows into the cache's words, rounding to nearest f16 as the CPU does.
+    fn pack(x: &[f32]) -> Vec<u32> {
+        x.chunks_exact(2)
+            .map(|p| u32::from(f16::from_f32(p[0]).to_bits()) | u32::from(f16::from_f32(p[1]).to_bits()) << 16)
+            .collect()
+    }
+
+    fn round_f16(x: &[f32]) -> Vec<f32> {
+        x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+    }
+
+    fn nmse(got: &[f32], want: &[f32]) -> f64 {
+        let err: f64 = got.iter().zip(want).map(|(&g, &w)| (f64::from(g) - f64::from(w)).powi(2)).sum();
+        err / want.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>()
+    }
+
+    /// A cache of `capacity` positions holding `rows` (positions × kv_dim) and, past them,
+    /// f16 NaNs: a read beyond the visible positions poisons the result.
+    fn cache_buffer(gpu: &crate::Gpu, rows: &[f32], kv_dim: usize, capacity: usize) -> wgpu::Buffer {
+        let mut words = pack(rows);
+        words.resize(capacity * kv_dim / 2, 0x7e00_7e00);
+        gpu.upload("cache", &words)
+    }
+
+    #[test]
+    fn attention_matches_cpu_reference_on_f16_cache() {
+        let gpu = testing::gpu();
+        let mut rng = testing::rng(7);
+        let mut worst_storage = 0f64;
+        // (n_heads, n_kv_heads, head_dim, heads per workgroup): SmolLM2-like, MHA, an awkward
+        // head_dim, and a group split over workgroups with a partial last batch.
+        for (n_heads, n_kv_heads, hd, per_wg) in [(9, 3, 64, 8), (4, 4, 64, 8), (6, 2, 40, 8), (9, 3, 64, 2)] {
+            let op = Attention::with_heads_per_workgroup(gpu, hd, (n_heads / n_kv_heads).min(per_wg)).unwrap();
+            let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
+            for len in [1usize, 17, 300] {
+                // Decode (one token at the end), short and longer prefills ending at `len`.
+                for n in [1, len.min(5), len.min(40)] {
+                    let start = len - n;
+                    let q = testing::random(&mut rng, n * q_dim, 4.0);
+                    let k = testing::random(&mut rng, len * kv_dim, 2.0);
+                    let v = testing::random(&mut rng, len * kv_dim, 1.0);
+                    let (k16, v16) = (round_f16(&k), round_f16(&v));
+                    let mut want = vec![0f32; n * q_dim];
+                    let (nh, nkv, hdu) = (n_heads as usize, n_kv_heads as usize, hd as usize);
+                    hearth_model::ops::attention(&mut want, &q, &k16, &v16, start, nh, nkv, hdu);
+                    let mut want32 = vec![0f32; n * q_dim];
+                    hearth_model::ops::attention(&mut want32, &q, &k, &v, start, nh, nkv, hdu);
+                    worst_storage = worst_storage.max(nmse(&want, &want32));
+
+                    let params = Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32);
+                    let pb = gpu.uniform("params", &params);
+                    let qb = gpu.upload("q", &q);
+                    let kb = cache_buffer(gpu, &k, kv_dim, len + 3);
+                    let vb = cache_buffer(gpu, &v, kv_dim, len + 3);
+                    let out = Output::new(gpu, n * q_dim);
+                    let bind = op.bind(
+                        gpu,
+                        pb.as_entire_buffer_binding(),
+                        qb.as_entire_buffer_binding(),
+                        kb.as_entire_buffer_binding(),
+                        vb.as_entire_buffer_binding(),
+                        out.binding(),
+                    );
+                    testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
+                    let got = out.read(gpu);
+                    let label = format!(
+                        "attention {n_heads}/{n_kv_heads}x{hd} (G {per_wg}) len {len} tokens {n} start {start}"
+                    );
+                    eprintln!("{label}: NMSE {:.3e}", nmse(&got, &want));
+                    testing::assert_close(&label, &got, &want, Budget::ATTENTION);
+                }
+            }
+        }
+        eprintln!("f16 K/V storage against f32 K/V (CPU reference both): worst NMSE {worst_storage:.3e}");
+        assert!(worst_storage <= Budget::KV_F16.nmse, "f16 storage moved attention by NMSE {worst_storage:.3e}");
+    }
+
+    #[test]
+    fn kv_write_packs_rows_at_start() {
+        let gpu = testing::gpu();
+        let op = KvWrite::new(gpu).unwrap();
+        let mut rng = testing::rng(8);
+        const SENTINEL: u32 = 0x5a5a_a5a5;
+        // (kv_dim, capacity, start, n_tokens); 3·40 = 120 and 194 are not multiples of 2·WG.
+        for (kv_dim, capacity, start, n) in [(192usize, 20usize, 0usize, 1usize), (120, 33, 17, 5), (194, 301, 250, 51)]
+        {
+            let k = testing::random(&mut rng, n * kv_dim, 3.0);
+            let v = testing::random(&mut rng, n * kv_dim, 1.0);
+            let params = KvWriteParams { n_tokens: n as u32, kv_dim: kv_dim as u32, start: start as u32, _pad: 0 };
+            let pb = gpu.uniform("params", &params);
+            let (kn, vn) = (gpu.upload("k", &k), gpu.upload("v", &v));
+            let words = vec![SENTINEL; capacity * kv_dim / 2];
+            let (kc, vc) = (gpu.upload("k cache", &words), gpu.upload("v cache", &words));
+            let bind = op.bind(
+                gpu,
+                pb.as_entire_buffer_binding(),
+                kn.as_entire_buffer_binding(),
+                vn.as_entire_buffer_binding(),
+                kc.as_entire_buffer_binding(),
+                vc.as_entire_buffer_binding(),
+            );
+            testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
+            for (name, buf, src) in [("k", &kc, &k), ("v", &vc, &v)] {
+                let got: Vec<u32> = gpu.read_back(buf).unwrap();
+                let (w0, w1) = (start * kv_dim / 2, (start + n) * kv_dim / 2);
+                let outside = got[..w0].iter().chain(&got[w1..]).position(|&w| w != SENTINEL);
+                assert!(outside.is_none(), "{name}: a word outside positions {start}..{} was written", start + n);
+                // WGSL leaves pack2x16float's rounding to the implementation: allow one f16 ulp.
+                let want = pack(src);
+                for (i, (&g, &w)) in got[w0..w1].iter().zip(&want).enumerate() {
+                    for shift in [0, 16] {
+                        let (g, w) = ((g >> shift) as u16, (w >> shift) as u16);
+                        assert!(
+                            (i32::from(g) - i32::from(w)).abs() <= 1,
+                            "{name}: element {} is f16 {g:#06x}, want {w:#06x}",
+                            2 * i + shift as usize / 16
+                        );
+                    }
+                }
+                let exact = got[w0..w1] == want[..];
+                eprintln!(
+                    "kv write {name} kv_dim {kv_dim} start {start} n {n}: bit-exact with half's rounding: {exact}"
+                );
+            }
+        }
+    }
+}
