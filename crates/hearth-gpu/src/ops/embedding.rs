@@ -17,11 +17,15 @@ pub const WORKGROUP: u32 = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
-    pub vocab: u32,
+    /// Rows of the table in the bound `w`.
+    pub n_rows: u32,
     /// The embedding width (`cols`, the name the format snippets read).
     pub cols: u32,
     pub n_tokens: u32,
     pub row_bytes: u32,
+    /// The table row that the bound `w` starts with.
+    pub row_start: u32,
+    pub _pad: [u32; 3],
 }
 
 pub struct Embedding {
@@ -39,21 +43,34 @@ impl Embedding {
         Ok(Embedding { ty, pipeline, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
     }
 
-    /// Parameters for gathering `n_tokens` rows of a (vocab × dim) matrix of this op's type.
-    /// Fails if `dim` is not a whole number of blocks or the table exceeds the kernel's 32-bit
-    /// byte addressing. Token ids must be below `vocab` (the kernel clamps larger ones).
-    pub fn params(&self, vocab: usize, dim: usize, n_tokens: usize) -> Result<Params, GpuError> {
+    /// Parameters for gathering `n_tokens` rows from table rows `rows` (all of a vocab × dim
+    /// table of this op's type, or the part of it in one binding when it is split by rows:
+    /// then one dispatch per part, each filling the tokens whose rows it holds). Fails if
+    /// `dim` is not a whole number of blocks or the part exceeds the kernel's 32-bit byte
+    /// addressing. Token ids must be below the vocabulary size: the host checks them.
+    pub fn params(&self, rows: std::ops::Range<usize>, dim: usize, n_tokens: usize) -> Result<Params, GpuError> {
         let too_large = |needed: u64| GpuError::TooLarge {
-            what: format!("a {vocab} × {dim} {} embedding table", self.ty),
+            what: format!("rows {rows:?} of a {} embedding table of width {dim}", self.ty),
             needed,
             allowed: u64::from(u32::MAX),
         };
         let row_bytes = self.ty.bytes_for(dim as u64).ok_or_else(|| too_large(u64::MAX))?;
-        let total = row_bytes.saturating_mul(vocab as u64);
-        if vocab == 0 || total > u64::from(u32::MAX) || n_tokens > u32::MAX as usize {
+        let total = row_bytes.saturating_mul(rows.len() as u64);
+        if rows.is_empty()
+            || total > u64::from(u32::MAX)
+            || rows.end > u32::MAX as usize
+            || n_tokens > u32::MAX as usize
+        {
             return Err(too_large(total));
         }
-        Ok(Params { vocab: vocab as u32, cols: dim as u32, n_tokens: n_tokens as u32, row_bytes: row_bytes as u32 })
+        Ok(Params {
+            n_rows: rows.len() as u32,
+            cols: dim as u32,
+            n_tokens: n_tokens as u32,
+            row_bytes: row_bytes as u32,
+            row_start: rows.start as u32,
+            _pad: [0; 3],
+        })
     }
 
     /// `w` raw GGUF bytes ([`upload_weights`](super::matmul::upload_weights)), `ids`
@@ -105,7 +122,7 @@ mod tests {
         for (row, &id) in want.chunks_exact_mut(dim).zip(ids) {
             m.row_into(id as usize, row);
         }
-        let params = gpu.uniform("params", &op.params(vocab, dim, ids.len()).unwrap());
+        let params = gpu.uniform("params", &op.params(0..vocab, dim, ids.len()).unwrap());
         let wb = upload_weights(gpu, "w", bytes);
         let idb = gpu.upload("ids", ids);
         let out = Output::new(gpu, ids.len() * dim);
@@ -128,10 +145,11 @@ mod tests {
                 &source_for("embedding", SOURCE, ty).unwrap(),
                 "Params",
                 &[
-                    ("vocab", std::mem::offset_of!(Params, vocab)),
+                    ("n_rows", std::mem::offset_of!(Params, n_rows)),
                     ("cols", std::mem::offset_of!(Params, cols)),
                     ("n_tokens", std::mem::offset_of!(Params, n_tokens)),
                     ("row_bytes", std::mem::offset_of!(Params, row_bytes)),
+                    ("row_start", std::mem::offset_of!(Params, row_start)),
                 ],
             );
         }
@@ -174,5 +192,43 @@ mod tests {
         let op = Embedding::new(testing::gpu(), TensorType::F16).unwrap();
         let ids: Vec<u32> = (0..vocab as u32).collect();
         check(&op, &bytes, vocab, dim, &ids);
+    }
+
+    #[test]
+    fn a_table_split_by_rows_fills_the_output_in_one_dispatch_per_part() {
+        // Rows 0..20 and 20..37 of a Q6_K table in two buffers, as for a table beyond the
+        // binding limit; tokens from both parts, interleaved.
+        let gpu = testing::gpu();
+        let (ty, vocab, dim, split) = (TensorType::Q6_K, 37, 768, 20);
+        let mut rng = testing::rng(7);
+        let bytes = random_weights(&mut rng, ty, vocab, dim);
+        let ids = [36u32, 0, 19, 20, 7, 25, 25, 3];
+        let m = Matrix::new("token_embd", ty, vocab, dim, Arc::from(bytes.as_slice())).unwrap();
+        let mut want = vec![0f32; ids.len() * dim];
+        for (row, &id) in want.chunks_exact_mut(dim).zip(&ids) {
+            m.row_into(id as usize, row);
+        }
+        let op = Embedding::new(gpu, ty).unwrap();
+        let row_bytes = bytes.len() / vocab;
+        let idb = gpu.upload("ids", &ids);
+        let out = Output::new(gpu, ids.len() * dim);
+        let parts: Vec<_> = [0..split, split..vocab]
+            .into_iter()
+            .map(|rows| {
+                let params = gpu.uniform("params", &op.params(rows.clone(), dim, ids.len()).unwrap());
+                let wb = upload_weights(gpu, "w", &bytes[rows.start * row_bytes..rows.end * row_bytes]);
+                (params, wb)
+            })
+            .collect();
+        let binds: Vec<_> = parts
+            .iter()
+            .map(|(params, wb)| {
+                let (p, w, ids) =
+                    (params.as_entire_buffer_binding(), wb.as_entire_buffer_binding(), idb.as_entire_buffer_binding());
+                op.bind(gpu, p, w, ids, out.binding())
+            })
+            .collect();
+        testing::run(gpu, |pass| binds.iter().for_each(|bind| op.dispatch(pass, bind, ids.len() as u32)));
+        testing::assert_close("embedding Q6_K split in two", &out.read(gpu), &want, Budget::EMBEDDING);
     }
 }
