@@ -40,6 +40,12 @@ impl Params {
         Params { n, top_k: 1, top_p: 1.0, min_p: 0.0, temperature: 0.0, u: 0.0, chunk, n_partials }
     }
 
+    /// Whether [`Params::sample`] follows `s` completely: the repetition penalty is not
+    /// applied on the device, so with one the caller samples on the CPU.
+    pub fn supports(s: &hearth_model::SamplingParams) -> bool {
+        s.repeat_penalty == 1.0
+    }
+
     /// Sampling over `n` logits with `s`'s temperature, top-k, top-p and min-p (not its
     /// repetition penalty or seed), drawing with `u` in [0, 1).
     pub fn sample(n: u32, s: &hearth_model::SamplingParams, u: f32) -> Self {
@@ -210,10 +216,12 @@ mod tests {
     fn argmax_matches_cpu_on_random_logits() {
         let op = Argmax::new(testing::gpu()).unwrap();
         let mut rng = testing::rng(7);
-        for n in [1, 2, 1000, 4097, 49152, 128256] {
+        // The last size needs more than MAX_PARTIALS chunks of ARGMAX_CHUNK: longer chunks.
+        for n in [1, 2, 1000, 4097, 49152, 128256, (MAX_PARTIALS * ARGMAX_CHUNK) as usize + 5] {
             let logits = testing::random(&mut rng, n, 10.0);
             assert_eq!(gpu_argmax(&op, &logits), cpu_argmax(&logits), "argmax of {n} random logits");
         }
+        assert_eq!(Params::argmax(MAX_PARTIALS * ARGMAX_CHUNK + 5).n_partials, MAX_PARTIALS);
     }
 
     #[test]
