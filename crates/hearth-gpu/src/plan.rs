@@ -37,12 +37,8 @@ impl MemoryPlan {
         let weights = index.tensors.iter().map(|t| t.n_bytes).sum();
         let largest = index.tensors.iter().max_by_key(|t| t.n_bytes);
         let largest_tensor = largest.map_or((String::new(), 0), |t| (t.name.clone(), t.n_bytes));
-        let largest_row = index
-            .tensors
-            .iter()
-            .filter_map(|t| t.ty.bytes_for(*t.dims.first().unwrap_or(&1)))
-            .max()
-            .unwrap_or(0);
+        let largest_row =
+            index.tensors.iter().filter_map(|t| t.ty.bytes_for(*t.dims.first().unwrap_or(&1))).max().unwrap_or(0);
         let kv_per_layer = context as u64 * config.kv_dim() as u64 * KV_BYTES;
         let kv_cache = 2 * config.n_layers as u64 * kv_per_layer;
         let per_token = config.dim * 2 + config.q_dim() * 2 + config.kv_dim() * 2 + config.ffn_dim * 2;

@@ -160,7 +160,10 @@ pub fn assert_close(label: &str, got: &[f32], want: &[f32], budget: Budget) {
 /// offsets of the Rust struct `T` that fills it: host and shader cannot drift apart.
 pub fn check_uniform<T>(source: &str, name: &str, fields: &[(&str, usize)]) {
     let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    // pack2x16float / unpack2x16float are core WGSL; naga files them under this capability,
+    // which does not need the `f16` extension. Nothing else is granted.
+    let caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("naga rejects the shader: {e:?}"));
     let (members, span) = module
