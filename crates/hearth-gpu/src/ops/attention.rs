@@ -302,6 +302,59 @@ mod tests {
         assert!(worst_storage <= Budget::KV_F16.nmse, "f16 storage moved attention by NMSE {worst_storage:.3e}");
     }
 
+    /// As the engine runs a layer: a prefill batch, then a decode step, each appending its K/V
+    /// rows and attending in the same compute pass.
+    #[test]
+    fn kv_write_then_attention_prefill_then_decode() {
+        let gpu = testing::gpu();
+        let (n_heads, n_kv_heads, hd) = (6u32, 2u32, 40u32);
+        let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
+        let (write, attn) = (KvWrite::new(gpu).unwrap(), Attention::new(gpu, hd, n_heads / n_kv_heads).unwrap());
+        let mut rng = testing::rng(9);
+        let capacity = 80;
+        let zeros = vec![0u32; capacity * kv_dim / 2];
+        let (kc, vc) = (gpu.upload("k cache", &zeros), gpu.upload("v cache", &zeros));
+        let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
+        for (start, n) in [(0usize, 70usize), (70, 1)] {
+            let q = testing::random(&mut rng, n * q_dim, 4.0);
+            let k = testing::random(&mut rng, n * kv_dim, 2.0);
+            let v = testing::random(&mut rng, n * kv_dim, 1.0);
+            k_all.extend(round_f16(&k));
+            v_all.extend(round_f16(&v));
+            let mut want = vec![0f32; n * q_dim];
+            let (nh, nkv) = (n_heads as usize, n_kv_heads as usize);
+            hearth_model::ops::attention(&mut want, &q, &k_all, &v_all, start, nh, nkv, hd as usize);
+
+            let wp = KvWriteParams { n_tokens: n as u32, kv_dim: kv_dim as u32, start: start as u32, _pad: 0 };
+            let ap = Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32);
+            let (wpb, apb) = (gpu.uniform("write params", &wp), gpu.uniform("attention params", &ap));
+            let (kb, vb, qb) = (gpu.upload("k", &k), gpu.upload("v", &v), gpu.upload("q", &q));
+            let out = Output::new(gpu, n * q_dim);
+            let wbind = write.bind(
+                gpu,
+                wpb.as_entire_buffer_binding(),
+                kb.as_entire_buffer_binding(),
+                vb.as_entire_buffer_binding(),
+                kc.as_entire_buffer_binding(),
+                vc.as_entire_buffer_binding(),
+            );
+            let abind = attn.bind(
+                gpu,
+                apb.as_entire_buffer_binding(),
+                qb.as_entire_buffer_binding(),
+                kc.as_entire_buffer_binding(),
+                vc.as_entire_buffer_binding(),
+                out.binding(),
+            );
+            testing::run(gpu, |pass| {
+                write.dispatch(pass, &wbind, &wp);
+                attn.dispatch(pass, &abind, &ap);
+            });
+            let got = out.read(gpu);
+            testing::assert_close(&format!("write + attention, {n} tokens at {start}"), &got, &want, Budget::ATTENTION);
+        }
+    }
+
     #[test]
     fn kv_write_packs_rows_at_start() {
         let gpu = testing::gpu();
