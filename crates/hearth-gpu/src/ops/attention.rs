@@ -75,7 +75,9 @@ impl Attention {
         if head_dim == 0 || !head_dim.is_multiple_of(2) || heads == 0 {
             return Err(GpuError::Shader {
                 kernel: "attention".into(),
-                message: format!("head_dim {head_dim} must be even and positive"),
+                message: format!(
+                    "head_dim ({head_dim}) must be even and positive, heads per workgroup ({heads}) at least 1"
+                ),
             });
         }
         // q_sh, o_sh: G·HD each; s_sh: G·CHUNK; m, l, a: G each (f32).
