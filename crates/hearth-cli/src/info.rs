@@ -65,7 +65,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
     println!(
         "limits    buffer {}, storage binding {}, workgroup storage {} B, {} invocations/workgroup",
         human(l.max_buffer_size),
-        human(u64::from(l.max_storage_buffer_binding_size)),
+        human(l.max_storage_buffer_binding_size),
         l.max_compute_workgroup_storage_size,
         l.max_compute_invocations_per_workgroup
     );

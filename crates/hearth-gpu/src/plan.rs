@@ -53,7 +53,7 @@ impl MemoryPlan {
 
     /// Checks every buffer against the limits; the error says what to shrink.
     pub fn check(&self, limits: &wgpu::Limits) -> Result<(), GpuError> {
-        let binding = u64::from(limits.max_storage_buffer_binding_size);
+        let binding = limits.max_storage_buffer_binding_size;
         let buffer = limits.max_buffer_size;
         if self.largest_row > binding.min(buffer) {
             return Err(GpuError::TooLarge {

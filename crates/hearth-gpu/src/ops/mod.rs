@@ -1,8 +1,8 @@
-pub mod rmsnorm;
+pub mod attention;
 pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod rmsnorm;
 pub mod rope;
 pub mod sample;
-pub mod matmul;
 pub mod softmax;
-pub mod embedding;
-pub mod attention;

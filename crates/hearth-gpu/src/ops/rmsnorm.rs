@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn matches_cpu_reference_at_awkward_shapes() {
         let gpu = testing::gpu();
-        let op = RmsNorm::new(&gpu).unwrap();
+        let op = RmsNorm::new(gpu).unwrap();
         let mut rng = testing::rng(1);
         for (n_rows, dim) in [(1, 1), (3, 57), (2, 255), (5, 576), (1, 2049)] {
             let x = testing::random(&mut rng, n_rows * dim, 3.0);
@@ -89,16 +89,16 @@ mod tests {
             let params = gpu.uniform("params", &Params { dim: dim as u32, n_rows: n_rows as u32, eps, _pad: 0 });
             let xb = gpu.upload("x", &x);
             let wb = gpu.upload("w", &w);
-            let out = Output::new(&gpu, n_rows * dim);
+            let out = Output::new(gpu, n_rows * dim);
             let bind = op.bind(
-                &gpu,
+                gpu,
                 params.as_entire_buffer_binding(),
                 xb.as_entire_buffer_binding(),
                 wb.as_entire_buffer_binding(),
                 out.binding(),
             );
-            testing::run(&gpu, |pass| op.dispatch(pass, &bind, n_rows as u32));
-            let got = out.read(&gpu);
+            testing::run(gpu, |pass| op.dispatch(pass, &bind, n_rows as u32));
+            let got = out.read(gpu);
             testing::assert_close(&format!("rmsnorm {n_rows}x{dim}"), &got, &want, Budget::RMSNORM);
         }
     }
