@@ -29,15 +29,14 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let loaded = crate::load::open(&a.model.model)?;
     let template = loaded.chat_template()?;
     let (bos, eos) = loaded.special_texts();
-    let model = loaded.model(&a.model)?;
-    let mut cache = crate::load::new_cache(&model, a.sampling.ctx)?;
+    let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
     let mut params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: Vec::new() };
 
     let mut messages: Vec<Message> = a.system.iter().map(|s| Message::system(s.clone())).collect();
     let n_fixed = messages.len();
     let mut cached: Vec<u32> = Vec::new(); // the tokens whose keys and values are in `cache`
 
-    eprintln!("Chatting with {} on the CPU. /reset starts over, /exit or Ctrl-D quits.", a.model.model.display());
+    eprintln!("Chatting with {}. /reset starts over, /exit or Ctrl-D quits.", a.model.model.display());
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -49,7 +48,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
             "/exit" | "/quit" => break,
             "/reset" => {
                 messages.truncate(n_fixed);
-                cache.clear();
+                engine.truncate_cache(0);
                 cached.clear();
                 eprintln!("[conversation cleared]");
                 continue;
@@ -60,11 +59,11 @@ pub fn run(a: ChatArgs) -> Result<()> {
 
         // Render; when the conversation no longer fits (leaving room for a reply), drop the
         // oldest exchange and say so.
-        let reserve = params.max_tokens.min(cache.capacity() / 4);
+        let reserve = params.max_tokens.min(engine.cache_capacity() / 4);
         let tokens = loop {
             let rendered = template.render(&messages, true, &bos, &eos)?;
             let tokens = loaded.tokenize_chat(&rendered);
-            if tokens.len() + reserve <= cache.capacity() {
+            if tokens.len() + reserve <= engine.cache_capacity() {
                 break Some(tokens);
             }
             if messages.len() - n_fixed <= 1 {
@@ -77,18 +76,18 @@ pub fn run(a: ChatArgs) -> Result<()> {
             messages.pop();
             eprintln!(
                 "[that message is too long for a context of {} tokens; try a shorter one or --ctx]",
-                cache.capacity()
+                engine.cache_capacity()
             );
             continue;
         };
 
         let mut common = tokens.iter().zip(&cached).take_while(|(a, b)| a == b).count();
         common = common.min(tokens.len() - 1); // at least one new token to run
-        cache.truncate(common);
+        engine.truncate_cache(common);
         cached.truncate(common);
 
         let mut stdout = std::io::stdout();
-        let g = generate(&model, &loaded.tokenizer, &mut cache, &cached, &tokens[common..], &params, &mut |s| {
+        let g = generate(engine.as_mut(), &loaded.tokenizer, &cached, &tokens[common..], &params, &mut |s| {
             let _ = write!(stdout, "{s}");
             let _ = stdout.flush();
         })?;
@@ -98,10 +97,10 @@ pub fn run(a: ChatArgs) -> Result<()> {
             g.timings.prompt_tokens,
             g.timings.generated_tokens,
             g.timings.generate_tokens_per_second(),
-            cache.len(),
-            cache.capacity()
+            engine.cache_len(),
+            engine.cache_capacity()
         );
-        cached = tokens.iter().chain(&g.tokens).copied().take(cache.len()).collect();
+        cached = tokens.iter().chain(&g.tokens).copied().take(engine.cache_len()).collect();
         messages.push(Message::assistant(g.text));
         params.sampling.seed = params.sampling.seed.wrapping_add(1);
     }

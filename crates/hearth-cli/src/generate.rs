@@ -54,8 +54,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if prompt_tokens.is_empty() {
         anyhow::bail!("the prompt is empty");
     }
-    let model = loaded.model(&a.model)?;
-    let mut cache = crate::load::new_cache(&model, a.sampling.ctx)?;
+    let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
     let params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: a.stop.clone() };
 
     let mut stdout = std::io::stdout();
@@ -65,7 +64,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             let _ = stdout.flush();
         }
     };
-    let g = generate(&model, tok, &mut cache, &[], &prompt_tokens, &params, &mut on_text)?;
+    let g = generate(engine.as_mut(), tok, &[], &prompt_tokens, &params, &mut on_text)?;
     let t = &g.timings;
     if a.json {
         let out = json!({

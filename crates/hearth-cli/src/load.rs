@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use hearth_gguf::{read_index, FileSource, GgufIndex};
-use hearth_model::{KvCache, Model};
+use hearth_model::{CpuEngine, Engine, Model};
 use hearth_tokenizer::template::ChatTemplate;
 use hearth_tokenizer::Tokenizer;
 
@@ -24,9 +24,13 @@ pub fn open(path: &std::path::Path) -> Result<Loaded> {
 }
 
 impl Loaded {
-    pub fn model(&self, args: &ModelArgs) -> Result<Model> {
+    /// Loads the weights onto the chosen backend with a KV cache of `context` positions
+    /// (default: the model's trained context, at most 4096).
+    pub fn engine(&self, args: &ModelArgs, context: Option<usize>) -> Result<Box<dyn Engine>> {
         let _ = args.backend; // one backend so far: the CPU reference
-        Model::load(&self.index, &self.src).with_context(|| format!("loading {}", self.path))
+        let model = Model::load(&self.index, &self.src).with_context(|| format!("loading {}", self.path))?;
+        let ctx = context_size(model.config.max_context, context)?;
+        Ok(Box::new(CpuEngine::new(model, ctx)))
     }
 
     pub fn chat_template(&self) -> Result<ChatTemplate> {
@@ -55,15 +59,10 @@ impl Loaded {
 }
 
 /// A context size: the one asked for, else the model's, capped at 4096 to keep memory modest.
-pub fn context_size(model: &Model, asked: Option<usize>) -> Result<usize> {
-    let max = model.config.max_context;
+pub fn context_size(max: usize, asked: Option<usize>) -> Result<usize> {
     match asked {
         Some(n) if n == 0 || n > max => anyhow::bail!("--ctx {n} is outside 1..={max} (this model's trained context)"),
         Some(n) => Ok(n),
         None => Ok(max.min(4096)),
     }
-}
-
-pub fn new_cache(model: &Model, asked: Option<usize>) -> Result<KvCache> {
-    Ok(model.new_cache(context_size(model, asked)?))
 }

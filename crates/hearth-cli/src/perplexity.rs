@@ -24,15 +24,12 @@ pub fn run(a: PerplexityArgs) -> Result<()> {
     let loaded = crate::load::open(&a.model.model)?;
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let tokens = loaded.tokenizer.encode(&text, false, false);
-    let model = loaded.model(&a.model)?;
-    if a.ctx > model.config.max_context {
-        anyhow::bail!("--ctx {} is above this model's trained context of {}", a.ctx, model.config.max_context);
-    }
+    let mut engine = loaded.engine(&a.model, Some(a.ctx))?;
     if tokens.len() < a.ctx {
         anyhow::bail!("{} has {} tokens, fewer than one window of --ctx {}", a.file.display(), tokens.len(), a.ctx);
     }
     let quiet = a.json;
-    let p = hearth_model::perplexity(&model, &tokens, a.ctx, &mut |done, total| {
+    let p = hearth_model::perplexity(engine.as_mut(), &tokens, a.ctx, &mut |done, total| {
         if !quiet {
             eprint!("\rwindow {done}/{total}");
         }

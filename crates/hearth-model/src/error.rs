@@ -24,6 +24,8 @@ pub enum ModelError {
     ContextFull { needed: usize, max: usize },
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },
+    #[error("{0}")]
+    Backend(String),
     #[error("nothing to evaluate: the token list is empty")]
     EmptyInput,
 }

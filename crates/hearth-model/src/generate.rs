@@ -4,7 +4,7 @@
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 use web_time::Instant;
 
-use crate::{KvCache, Logits, Model, ModelError, Sampler, SamplingParams};
+use crate::{Engine, ModelError, Sampler, SamplingParams};
 
 #[derive(Debug, Clone)]
 pub struct GenerateParams {
@@ -61,13 +61,12 @@ pub struct Generation {
     pub timings: Timings,
 }
 
-/// Runs `new_tokens` after what `cache` already holds and generates. `history` is every
-/// token the cache holds (for the repetition penalty). `on_text` receives the text as it
-/// becomes final: complete UTF-8, and never the start of a possible stop string.
+/// Runs `new_tokens` after what the engine's cache already holds and generates. `history`
+/// is every token the cache holds (for the repetition penalty). `on_text` receives the text
+/// as it becomes final: complete UTF-8, and never the start of a possible stop string.
 pub fn generate(
-    model: &Model,
+    engine: &mut dyn Engine,
     tokenizer: &Tokenizer,
-    cache: &mut KvCache,
     history: &[u32],
     new_tokens: &[u32],
     params: &GenerateParams,
@@ -77,19 +76,19 @@ pub fn generate(
     let mut all: Vec<u32> = history.iter().chain(new_tokens).copied().collect();
     let mut timings = Timings { prompt_tokens: new_tokens.len(), ..Default::default() };
 
-    let t0 = Instant::now();
-    let mut logits = model.forward(cache, new_tokens, Logits::Last)?;
-    timings.prompt_seconds = t0.elapsed().as_secs_f64();
-
-    let t1 = Instant::now();
     let mut tokens = Vec::new();
     let mut decoder = StreamDecoder::new(tokenizer);
     let mut text = TextSink::new(&params.stop);
+    if params.max_tokens == 0 {
+        engine.forward(new_tokens, crate::Logits::Last)?;
+        return Ok(Generation { tokens, text: String::new(), stop_reason: StopReason::MaxTokens, timings });
+    }
+    let t0 = Instant::now();
+    let mut next = engine.forward_and_sample(new_tokens, &mut sampler, &all)?;
+    timings.prompt_seconds = t0.elapsed().as_secs_f64();
+
+    let t1 = Instant::now();
     let stop_reason = loop {
-        if tokens.len() >= params.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        let next = sampler.sample(&logits, &all);
         if tokenizer.is_end_of_generation(next) {
             break StopReason::EndOfGeneration;
         }
@@ -101,10 +100,10 @@ pub fn generate(
         if tokens.len() >= params.max_tokens {
             break StopReason::MaxTokens;
         }
-        if cache.len() >= cache.capacity() {
+        if engine.cache_len() >= engine.cache_capacity() {
             break StopReason::ContextFull;
         }
-        logits = model.forward(cache, &[next], Logits::Last)?;
+        next = engine.forward_and_sample(&[next], &mut sampler, &all)?;
     };
     if stop_reason != StopReason::StopString && !text.push(&decoder.finish(), on_text) {
         text.flush(on_text);

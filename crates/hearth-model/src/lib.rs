@@ -5,6 +5,7 @@
 //! dtype) → [`Model::forward`] over a [`KvCache`] → logits → [`Sampler`] → [`generate`].
 
 mod config;
+mod engine;
 mod error;
 mod generate;
 mod model;
@@ -14,6 +15,7 @@ mod sampling;
 mod weights;
 
 pub use config::{Config, Llama3Scaling, RopeConfig};
+pub use engine::{CpuEngine, Engine};
 pub use error::ModelError;
 pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
 pub use model::{KvCache, Logits, Model};

@@ -2,7 +2,7 @@
 //! consecutive windows of `ctx` tokens (the remainder dropped), each from an empty cache;
 //! the negative log-likelihood of positions 1..ctx-1 of each window; ppl = exp(mean NLL).
 
-use crate::{Logits, Model, ModelError};
+use crate::{Engine, Logits, ModelError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Perplexity {
@@ -12,7 +12,7 @@ pub struct Perplexity {
 
 /// `on_window(done, total)` reports progress after each window.
 pub fn perplexity(
-    model: &Model,
+    engine: &mut dyn Engine,
     tokens: &[u32],
     ctx: usize,
     on_window: &mut dyn FnMut(usize, usize),
@@ -28,12 +28,14 @@ pub fn perplexity(
     if n_windows == 0 {
         return Err(ModelError::ContextFull { needed: ctx, max: tokens.len() });
     }
-    let vocab = model.config.vocab_size;
-    let mut cache = model.new_cache(ctx);
+    if engine.cache_capacity() < ctx {
+        return Err(ModelError::ContextFull { needed: ctx, max: engine.cache_capacity() });
+    }
+    let vocab = engine.config().vocab_size;
     let (mut nll, mut scored) = (0f64, 0usize);
     for (w, window) in tokens.chunks_exact(ctx).enumerate() {
-        cache.clear();
-        let logits = model.forward(&mut cache, window, Logits::All)?;
+        engine.truncate_cache(0);
+        let logits = engine.forward(window, Logits::All)?;
         for i in 1..ctx {
             let row = &logits[(i - 1) * vocab..i * vocab];
             nll -= log_softmax_at(row, window[i] as usize);

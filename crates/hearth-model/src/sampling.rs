@@ -69,6 +69,12 @@ impl Sampler {
         &self.params
     }
 
+    /// A uniform draw in [0, 1) from this sampler's seeded stream, for a device-side sampler
+    /// that applies the same rule.
+    pub fn next_uniform(&mut self) -> f32 {
+        (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+    }
+
     /// Picks the next token from `logits`, given the tokens so far (`history`).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         if logits.is_empty() {

@@ -3,7 +3,7 @@
 //! ../shared/testdata/README.md). Needs the model: `cargo xtask fetch-model`.
 
 use hearth_gguf::{read_index, FileSource};
-use hearth_model::{argmax, perplexity, Logits, Model};
+use hearth_model::{argmax, perplexity, CpuEngine, Logits, Model};
 use hearth_testdata::{json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
@@ -87,6 +87,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
 #[test]
 fn perplexity_matches_the_oracle() {
     let (model, tok) = load();
+    let mut engine = CpuEngine::new(model, 512);
     let spec = json("oracle/smollm2_perplexity.json");
     let text = std::fs::read_to_string(testdata("oracle/perplexity_text.md")).unwrap();
     let tokens = tok.encode(&text, false, false);
@@ -97,7 +98,7 @@ fn perplexity_matches_the_oracle() {
             default["file_tokens"].as_u64().unwrap(),
             "file token count differs from llama.cpp's"
         );
-        let got = perplexity(&model, &tokens, ctx, &mut |_, _| {}).unwrap();
+        let got = perplexity(&mut engine, &tokens, ctx, &mut |_, _| {}).unwrap();
         let want = exact["ppl"].as_f64().unwrap();
         let want_default = default["ppl"].as_f64().unwrap();
         eprintln!("ctx {ctx}: ppl {:.6} (exact oracle {want:.6}, llama.cpp default {want_default:.6})", got.ppl);
