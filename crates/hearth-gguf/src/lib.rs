@@ -13,6 +13,7 @@ mod index;
 mod source;
 mod tensor_type;
 mod value;
+mod writer;
 
 pub use dequant::{dequantize, dequantize_row};
 pub use error::GgufError;
@@ -20,3 +21,4 @@ pub use index::{parse_index, GgufIndex, Parse, TensorInfo, DEFAULT_ALIGNMENT, MA
 pub use source::{read_index, read_tensor, FileSource, ReadAt, ReadError};
 pub use tensor_type::TensorType;
 pub use value::{Value, ValueType};
+pub use writer::{write_header, Header, TensorSpec};

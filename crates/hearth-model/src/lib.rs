@@ -12,6 +12,7 @@ mod model;
 pub mod ops;
 mod perplexity;
 mod sampling;
+mod synthetic;
 mod weights;
 
 pub use config::{Config, Llama3Scaling, RopeConfig};
@@ -21,4 +22,5 @@ pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
 pub use model::{KvCache, Logits, Model};
 pub use perplexity::{log_softmax_at, perplexity, Perplexity};
 pub use sampling::{argmax, Sampler, SamplingParams};
+pub use synthetic::{SyntheticModel, SyntheticShape};
 pub use weights::{LayerWeights, Matrix, Weights};
