@@ -3,6 +3,15 @@
 
 use crate::{Config, KvCache, Logits, Model, ModelError, Sampler};
 
+/// Work done per decoded token, for `hearth bench`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineStats {
+    /// Kernel launches per decoded token (0 where the backend has none).
+    pub dispatches_per_token: f64,
+    /// Queue submits per decoded token.
+    pub submits_per_token: f64,
+}
+
 pub trait Engine {
     fn config(&self) -> &Config;
     /// Positions held in the KV cache.
@@ -14,6 +23,10 @@ pub trait Engine {
     /// Runs `tokens` at positions `cache_len()..` and returns logits (vocab per selected
     /// position, position-major).
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ModelError>;
+    /// Counters from the last decoded token.
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
     /// Runs `tokens` and picks the next token. By default the last logits are read back and
     /// sampled on the CPU; a GPU engine samples on the device and reads back 4 bytes.
     fn forward_and_sample(

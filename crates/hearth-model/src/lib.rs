@@ -16,7 +16,7 @@ mod synthetic;
 mod weights;
 
 pub use config::{Config, Llama3Scaling, RopeConfig};
-pub use engine::{CpuEngine, Engine};
+pub use engine::{CpuEngine, Engine, EngineStats};
 pub use error::ModelError;
 pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
 pub use model::{KvCache, Logits, Model};

@@ -32,6 +32,14 @@ struct Dims {
 impl SyntheticShape {
     pub const NAMES: &'static [&'static str] = &["llama2-7b", "llama3-8b", "smollm2-135m"];
 
+    pub fn name(self) -> &'static str {
+        match self {
+            SyntheticShape::Llama2_7b => "llama2-7b",
+            SyntheticShape::Llama3_8b => "llama3-8b",
+            SyntheticShape::SmolLM2_135m => "smollm2-135m",
+        }
+    }
+
     fn dims(self) -> Dims {
         match self {
             SyntheticShape::Llama2_7b => Dims {
