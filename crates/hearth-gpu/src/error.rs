@@ -15,4 +15,7 @@ pub enum GpuError {
     DeviceLost(String),
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
+    /// The model itself: its metadata, tensors or file.
+    #[error(transparent)]
+    Model(#[from] hearth_model::ModelError),
 }

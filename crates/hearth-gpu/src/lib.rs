@@ -6,13 +6,21 @@
 //! has one module in `ops/` that owns its pipeline, its parameter struct and its dispatch,
 //! with its test beside it, comparing against the CPU reference in `hearth_model::ops`.
 
+mod binds;
+mod buffers;
 mod context;
+mod engine;
 mod error;
+mod model;
 pub mod ops;
 mod plan;
+mod step;
 #[cfg(test)]
 mod testing;
+mod weights;
 
 pub use context::{Gpu, GpuOptions};
+pub use engine::{GpuEngine, StepStats};
 pub use error::GpuError;
+pub use model::{GpuModel, MAX_BATCH};
 pub use plan::{human, MemoryPlan, KV_BYTES};

@@ -1,0 +1,95 @@
+//! Activation buffers for a batch of up to `batch` tokens, the f16 KV cache, and the staging
+//! buffers results come back through. All allocated once, at load.
+
+use hearth_model::Config;
+
+use crate::Gpu;
+
+fn storage(gpu: &Gpu, label: &str, words: usize) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: 4 * words.max(1) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+fn staging(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.div_ceil(8) * 8, // whole mapping granules
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Row-major f32 activations, B = the prefill batch.
+pub struct Activations {
+    pub x: wgpu::Buffer,      // (B, dim) the residual stream
+    pub xb: wgpu::Buffer,     // (B, dim) normed x, then a block's output before the residual add
+    pub q: wgpu::Buffer,      // (B, n_heads, head_dim)
+    pub k: wgpu::Buffer,      // (B, n_kv_heads, head_dim)
+    pub v: wgpu::Buffer,      // (B, n_kv_heads, head_dim)
+    pub att: wgpu::Buffer,    // (B, n_heads, head_dim) attention output
+    pub gate: wgpu::Buffer,   // (B, ffn_dim), then silu(gate) ⊙ up
+    pub up: wgpu::Buffer,     // (B, ffn_dim)
+    pub x_last: wgpu::Buffer, // (dim) the last token's x, for logits of the last position only
+    pub logits: wgpu::Buffer, // (B, vocab); row 0 only when the last position's are wanted
+    pub sampled: wgpu::Buffer, // (1) u32 the token picked on the device
+    /// (B, vocab) f32, mappable: logits come back through it.
+    pub logits_readback: wgpu::Buffer,
+    /// (2) u32, mappable: the sampled id (8 bytes, the mapping granularity).
+    pub token_readback: wgpu::Buffer,
+}
+
+impl Activations {
+    pub fn new(gpu: &Gpu, c: &Config, batch: usize) -> Self {
+        let b = batch;
+        Activations {
+            x: storage(gpu, "x", b * c.dim),
+            xb: storage(gpu, "xb", b * c.dim),
+            q: storage(gpu, "q", b * c.q_dim()),
+            k: storage(gpu, "k", b * c.kv_dim()),
+            v: storage(gpu, "v", b * c.kv_dim()),
+            att: storage(gpu, "att", b * c.q_dim()),
+            gate: storage(gpu, "gate", b * c.ffn_dim),
+            up: storage(gpu, "up", b * c.ffn_dim),
+            x_last: storage(gpu, "x_last", c.dim),
+            logits: storage(gpu, "logits", b * c.vocab_size),
+            sampled: storage(gpu, "sampled", 2),
+            logits_readback: staging(gpu, "logits readback", 4 * (b * c.vocab_size) as u64),
+            token_readback: staging(gpu, "token readback", 8),
+        }
+    }
+}
+
+/// Keys and values of every position, per layer: (context, n_kv_heads, head_dim) f16, two
+/// per u32 word (see `ops::attention`).
+pub struct KvLayer {
+    pub k: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+}
+
+pub fn kv_cache(gpu: &Gpu, c: &Config, context: usize) -> Vec<KvLayer> {
+    let words = context * c.kv_dim() / 2;
+    (0..c.n_layers).map(|_| KvLayer { k: storage(gpu, "k cache", words), v: storage(gpu, "v cache", words) }).collect()
+}
+
+/// Copies `bytes` bytes of `buffer` (a mappable staging buffer already holding them) back.
+/// Native only: the browser must await the mapping instead of blocking.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, crate::GpuError> {
+    use crate::GpuError;
+    let slice = buffer.slice(..bytes.div_ceil(8) * 8);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+    let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+    let out = view[..bytes as usize].to_vec();
+    drop(view);
+    buffer.unmap();
+    Ok(out)
+}

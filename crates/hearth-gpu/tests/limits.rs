@@ -1,0 +1,78 @@
+//! The GPU engine at lowered adapter limits: a table split across storage bindings, and a
+//! model and context that cannot fit, refused before anything is uploaded.
+
+use std::sync::Arc;
+
+use hearth_gguf::{read_index, FileSource};
+use hearth_gpu::{Gpu, GpuEngine, GpuError, GpuOptions};
+use hearth_model::{Engine, Logits};
+use hearth_testdata::{json, model_path};
+
+fn open() -> (FileSource, hearth_gguf::GgufIndex) {
+    let src = FileSource::open(model_path()).expect("open model");
+    let index = read_index(&src).expect("read GGUF index");
+    (src, index)
+}
+
+fn gpu(options: GpuOptions) -> Arc<Gpu> {
+    Arc::new(Gpu::new_blocking(&options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+}
+
+#[test]
+fn tables_split_across_bindings_give_the_same_logits() {
+    let (src, index) = open();
+    let case = &json("oracle/smollm2_exact_greedy.json")[0];
+    let prompt: Vec<u32> = case["prompt_tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+
+    let mut whole = GpuEngine::load(gpu(GpuOptions::default()), &index, &src, 64).unwrap();
+    let want = whole.forward(&prompt, Logits::Last).unwrap();
+
+    // 8 MB bindings: the 30 MB Q8_0 embedding (tied output) spans four.
+    let limit = 8 << 20;
+    let options = GpuOptions { max_storage_buffer_binding_size: Some(limit), ..Default::default() };
+    let embd = index.tensor("token_embd.weight").unwrap().n_bytes;
+    assert!(embd > 3 * limit, "the test needs a table over three bindings ({embd} bytes)");
+    let mut split = GpuEngine::load(gpu(options), &index, &src, 64).unwrap();
+    let got = split.forward(&prompt, Logits::Last).unwrap();
+    // Each part is one dispatch of the embedding and of the logits matmul.
+    let parts = embd.div_ceil(limit) as usize;
+    assert!(split.last_call().dispatches >= whole.last_call().dispatches + 2 * (parts - 1), "{:?}", split.last_call());
+
+    // The same kernels on the same rows: bit for bit.
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("split into {parts} bindings: max |Δ| {max:e} against one binding");
+    assert_eq!(got, want);
+    // And the oracle's top logits still hold (as in oracle.rs).
+    for pair in case["last_logits_top64"].as_array().unwrap() {
+        let (id, logit) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+        assert!((f64::from(got[id]) - logit).abs() < 2e-2, "token {id}: {} vs oracle {logit}", got[id]);
+    }
+}
+
+#[test]
+fn a_model_and_context_too_large_are_refused_before_upload() {
+    let (src, index) = open();
+    // 2 MB buffers: the KV cache of one layer at 8192 positions (3.1 MB) cannot fit.
+    let options = GpuOptions { max_buffer_size: Some(2 << 20), ..Default::default() };
+    let gpu = gpu(options);
+    let err = match GpuEngine::load(gpu.clone(), &index, &src, 8192) {
+        Ok(_) => panic!("loaded past the limits"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, GpuError::TooLarge { .. }), "{err:?}");
+    assert!(msg.contains("KV cache") && msg.contains("smaller model or context"), "{msg}");
+    eprintln!("{msg}");
+    // Refused by the plan, before any tensor was read: a source that fails every read
+    // gives the same error.
+    struct NoReads;
+    impl hearth_gguf::ReadAt for NoReads {
+        fn len(&self) -> u64 {
+            u64::MAX
+        }
+        fn read_exact_at(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+            panic!("read a tensor before checking the memory plan")
+        }
+    }
+    assert!(matches!(GpuEngine::load(gpu, &index, &NoReads, 8192), Err(GpuError::TooLarge { .. })));
+}
