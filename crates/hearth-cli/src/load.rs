@@ -1,12 +1,15 @@
 //! Opening a model file: index, tokenizer, and (when asked) weights.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
-use hearth_gguf::{read_index, FileSource, GgufIndex};
-use hearth_model::{CpuEngine, Engine, Model};
+use hearth_gguf::{read_index, FileSource, GgufIndex, ReadAt};
+use hearth_gpu::{Gpu, GpuEngine, GpuError, GpuOptions};
+use hearth_model::{Config, CpuEngine, Engine, Model};
 use hearth_tokenizer::template::ChatTemplate;
 use hearth_tokenizer::Tokenizer;
 
-use crate::ModelArgs;
+use crate::{Backend, ModelArgs};
 
 pub struct Loaded {
     pub index: GgufIndex,
@@ -27,10 +30,9 @@ impl Loaded {
     /// Loads the weights onto the chosen backend with a KV cache of `context` positions
     /// (default: the model's trained context, at most 4096).
     pub fn engine(&self, args: &ModelArgs, context: Option<usize>) -> Result<Box<dyn Engine>> {
-        let _ = args.backend; // one backend so far: the CPU reference
-        let model = Model::load(&self.index, &self.src).with_context(|| format!("loading {}", self.path))?;
-        let ctx = context_size(model.config.max_context, context)?;
-        Ok(Box::new(CpuEngine::new(model, ctx)))
+        let config = Config::from_gguf(&self.index).with_context(|| format!("loading {}", self.path))?;
+        let ctx = context_size(config.max_context, context)?;
+        engine_for(args.backend, &self.index, &self.src, ctx).with_context(|| format!("loading {}", self.path))
     }
 
     pub fn chat_template(&self) -> Result<ChatTemplate> {
@@ -56,6 +58,29 @@ impl Loaded {
         };
         self.tokenizer.encode(text, add_bos, true)
     }
+}
+
+/// Loads a model onto `backend` with a KV cache of `ctx` positions. With no backend named:
+/// the GPU when the adapter is real hardware; on a software one (lavapipe) the CPU reference,
+/// which is faster there; with no adapter at all the CPU, after a one-line note.
+pub fn engine_for(backend: Option<Backend>, index: &GgufIndex, src: &dyn ReadAt, ctx: usize) -> Result<Box<dyn Engine>> {
+    let gpu = match backend {
+        Some(Backend::Cpu) => None,
+        Some(Backend::Gpu) => Some(Gpu::new_blocking(&GpuOptions::default())?),
+        None => match Gpu::new_blocking(&GpuOptions::default()) {
+            Ok(gpu) if gpu.info.device_type != hearth_gpu::wgpu::DeviceType::Cpu => Some(gpu),
+            Ok(_) => None,
+            Err(GpuError::NoAdapter(why)) => {
+                eprintln!("note: no GPU adapter ({why}); running on the CPU");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(match gpu {
+        Some(gpu) => Box::new(GpuEngine::load(Arc::new(gpu), index, src, ctx)?),
+        None => Box::new(CpuEngine::new(Model::load(index, src)?, ctx)),
+    })
 }
 
 /// A context size: the one asked for, else the model's, capped at 4096 to keep memory modest.

@@ -39,6 +39,8 @@ enum Command {
 pub enum Backend {
     /// Plain f32 CPU reference (slow, exact).
     Cpu,
+    /// WGSL kernels through wgpu (Vulkan, Metal or DX12).
+    Gpu,
 }
 
 /// Options shared by every command that runs a model.
@@ -47,8 +49,9 @@ pub struct ModelArgs {
     /// Path to a .gguf model file.
     #[arg(long, short = 'm')]
     pub model: PathBuf,
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub backend: Backend,
+    /// Default: the GPU when there is a hardware adapter, else the CPU.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
 }
 
 /// Sampling options shared by `generate` and `chat` (defaults are llama.cpp's).

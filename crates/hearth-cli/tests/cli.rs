@@ -8,7 +8,14 @@ use hearth_testdata::{model_path, testdata};
 use serde_json::Value;
 
 fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    // Opening the GPU (the default backend probes it) on a headless machine without
+    // XDG_RUNTIME_DIR makes Mesa's Vulkan WSI print a line of its own on stderr; give it a
+    // directory so that stderr holds only hearth's output.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    cmd.args(args).output().expect("run hearth")
 }
 
 fn ok_json(args: &[&str]) -> Value {
@@ -73,6 +80,33 @@ fn generate_chat_json_matches_the_exact_oracle() {
             assert!(out.get(key).is_some(), "--json output lacks {key}");
         }
     }
+}
+
+#[test]
+fn generate_on_the_gpu_gives_the_exact_oracle_tokens() {
+    // One short prompt: the GPU engine's own tests (hearth-gpu/tests/oracle.rs) cover all eight.
+    let model = model_path();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("oracle/smollm2_exact_greedy.json")).unwrap()).unwrap();
+    let case = &cases[0];
+    let expected = ids(&case["greedy"]);
+    let max = expected.len().to_string();
+    let out = ok_json(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--backend",
+        "gpu",
+        "--chat",
+        case["prompt"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        &max,
+        "--json",
+    ]);
+    assert_eq!(ids(&out["prompt_tokens"]), ids(&case["prompt_tokens"]));
+    assert_eq!(ids(&out["tokens"]), expected, "GPU greedy tokens differ from the exact oracle");
 }
 
 #[test]

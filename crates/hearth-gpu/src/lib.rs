@@ -24,3 +24,5 @@ pub use engine::{GpuEngine, StepStats};
 pub use error::GpuError;
 pub use model::{GpuModel, MAX_BATCH};
 pub use plan::{human, MemoryPlan, KV_BYTES};
+/// The wgpu this crate was built against, for callers that inspect the adapter.
+pub use wgpu;
