@@ -63,7 +63,12 @@ impl Loaded {
 /// Loads a model onto `backend` with a KV cache of `ctx` positions. With no backend named:
 /// the GPU when the adapter is real hardware; on a software one (lavapipe) the CPU reference,
 /// which is faster there; with no adapter at all the CPU, after a one-line note.
-pub fn engine_for(backend: Option<Backend>, index: &GgufIndex, src: &dyn ReadAt, ctx: usize) -> Result<Box<dyn Engine>> {
+pub fn engine_for(
+    backend: Option<Backend>,
+    index: &GgufIndex,
+    src: &dyn ReadAt,
+    ctx: usize,
+) -> Result<Box<dyn Engine>> {
     let gpu = match backend {
         Some(Backend::Cpu) => None,
         Some(Backend::Gpu) => Some(Gpu::new_blocking(&GpuOptions::default())?),

@@ -100,7 +100,9 @@ pub fn max_dispatches(w: &GpuWeights) -> usize {
     let layer: usize = w
         .layers
         .iter()
-        .map(|l| 9 + [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.parts.len()).sum::<usize>())
+        .map(|l| {
+            9 + [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.parts.len()).sum::<usize>()
+        })
         .sum();
     w.token_embd.parts.len() + layer + 2 + 2 * w.output.parts.len() + 3
 }
@@ -122,8 +124,13 @@ impl Builder<'_> {
         m.parts
             .iter()
             .map(|part| {
-                let slot =
-                    self.step.slot(Slot::MatMul { ty: m.ty, rows: part.rows.len(), cols: m.cols, y_stride: m.rows, tokens });
+                let slot = self.step.slot(Slot::MatMul {
+                    ty: m.ty,
+                    rows: part.rows.len(),
+                    cols: m.cols,
+                    y_stride: m.rows,
+                    tokens,
+                });
                 let y = wgpu::BufferBinding { buffer: y, offset: 4 * part.rows.start as u64, size: None };
                 let op = self.ops.matmul(m.ty);
                 let bind = |n| op.bind(self.gpu, n, self.step.params(slot), whole(&part.buffer), whole(x), y.clone());
@@ -142,13 +149,22 @@ impl Builder<'_> {
         self.ops.rope.bind(self.gpu, self.step.params(slot), whole(x), factors.map(whole))
     }
 
-    fn layer(&mut self, l: &crate::weights::GpuLayer, a: &Activations, kv: &KvLayer, f: Option<&wgpu::Buffer>) -> LayerBinds {
+    fn layer(
+        &mut self,
+        l: &crate::weights::GpuLayer,
+        a: &Activations,
+        kv: &KvLayer,
+        f: Option<&wgpu::Buffer>,
+    ) -> LayerBinds {
         let c = self.c;
         let kv_slot = self.step.slot(Slot::KvWrite { kv_dim: c.kv_dim() });
-        let att_slot = self.step.slot(Slot::Attention { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim });
+        let att_slot =
+            self.step.slot(Slot::Attention { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim });
         let (gpu, step) = (self.gpu, &*self.step);
-        let kv_write = self.ops.kv_write.bind(gpu, step.params(kv_slot), whole(&a.k), whole(&a.v), whole(&kv.k), whole(&kv.v));
-        let attention = self.ops.attention.bind(gpu, step.params(att_slot), whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att));
+        let kv_write =
+            self.ops.kv_write.bind(gpu, step.params(kv_slot), whole(&a.k), whole(&a.v), whole(&kv.k), whole(&kv.v));
+        let attention =
+            self.ops.attention.bind(gpu, step.params(att_slot), whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att));
         LayerBinds {
             attn_norm: self.norm(&a.x, &l.attn_norm, &a.xb, Rows::Batch),
             q: self.matmul(&l.wq, &a.xb, &a.q, Rows::Batch),

@@ -25,16 +25,16 @@ fn staging(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
 
 /// Row-major f32 activations, B = the prefill batch.
 pub struct Activations {
-    pub x: wgpu::Buffer,      // (B, dim) the residual stream
-    pub xb: wgpu::Buffer,     // (B, dim) normed x, then a block's output before the residual add
-    pub q: wgpu::Buffer,      // (B, n_heads, head_dim)
-    pub k: wgpu::Buffer,      // (B, n_kv_heads, head_dim)
-    pub v: wgpu::Buffer,      // (B, n_kv_heads, head_dim)
-    pub att: wgpu::Buffer,    // (B, n_heads, head_dim) attention output
-    pub gate: wgpu::Buffer,   // (B, ffn_dim), then silu(gate) ⊙ up
-    pub up: wgpu::Buffer,     // (B, ffn_dim)
-    pub x_last: wgpu::Buffer, // (dim) the last token's x, for logits of the last position only
-    pub logits: wgpu::Buffer, // (B, vocab); row 0 only when the last position's are wanted
+    pub x: wgpu::Buffer,       // (B, dim) the residual stream
+    pub xb: wgpu::Buffer,      // (B, dim) normed x, then a block's output before the residual add
+    pub q: wgpu::Buffer,       // (B, n_heads, head_dim)
+    pub k: wgpu::Buffer,       // (B, n_kv_heads, head_dim)
+    pub v: wgpu::Buffer,       // (B, n_kv_heads, head_dim)
+    pub att: wgpu::Buffer,     // (B, n_heads, head_dim) attention output
+    pub gate: wgpu::Buffer,    // (B, ffn_dim), then silu(gate) ⊙ up
+    pub up: wgpu::Buffer,      // (B, ffn_dim)
+    pub x_last: wgpu::Buffer,  // (dim) the last token's x, for logits of the last position only
+    pub logits: wgpu::Buffer,  // (B, vocab); row 0 only when the last position's are wanted
     pub sampled: wgpu::Buffer, // (1) u32 the token picked on the device
     /// (B, vocab) f32, mappable: logits come back through it.
     pub logits_readback: wgpu::Buffer,

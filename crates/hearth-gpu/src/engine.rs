@@ -174,7 +174,12 @@ impl Engine for GpuEngine {
         self.guarded(|e| e.run(tokens, head, None))
     }
 
-    fn forward_and_sample(&mut self, tokens: &[u32], sampler: &mut Sampler, history: &[u32]) -> Result<u32, ModelError> {
+    fn forward_and_sample(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32, ModelError> {
         self.check(tokens)?;
         let p = sampler.params();
         if !sample::Params::supports(p) {

@@ -26,17 +26,45 @@ pub enum Rows {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     /// Rows `start..end` of an embedding table (one slot per part of a split table).
-    Embed { rows: (usize, usize), dim: usize, ty: TensorType },
-    Norm { dim: usize, eps: f32, rows: Rows },
+    Embed {
+        rows: (usize, usize),
+        dim: usize,
+        ty: TensorType,
+    },
+    Norm {
+        dim: usize,
+        eps: f32,
+        rows: Rows,
+    },
     /// One matmul part: `rows` output rows of a (·, cols) weight; y rows are `y_stride` apart.
-    MatMul { ty: TensorType, rows: usize, cols: usize, y_stride: usize, tokens: Rows },
-    Rope { n_heads: usize },
-    KvWrite { kv_dim: usize },
-    Attention { n_heads: usize, n_kv_heads: usize, head_dim: usize },
+    MatMul {
+        ty: TensorType,
+        rows: usize,
+        cols: usize,
+        y_stride: usize,
+        tokens: Rows,
+    },
+    Rope {
+        n_heads: usize,
+    },
+    KvWrite {
+        kv_dim: usize,
+    },
+    Attention {
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    },
     /// Element-wise op over `width` columns of every token.
-    Elementwise { width: usize },
-    Argmax { vocab: usize },
-    Sample { vocab: usize },
+    Elementwise {
+        width: usize,
+    },
+    Argmax {
+        vocab: usize,
+    },
+    Sample {
+        vocab: usize,
+    },
 }
 
 /// The shape of one step: `n` tokens at positions `start..start + n`.

@@ -74,7 +74,11 @@ fn check_shape(info: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {
         v
     };
     if trim(&info.dims) != trim(expected) {
-        return Err(ModelError::BadShape { tensor: info.name.clone(), expected: expected.to_vec(), found: info.dims.clone() });
+        return Err(ModelError::BadShape {
+            tensor: info.name.clone(),
+            expected: expected.to_vec(),
+            found: info.dims.clone(),
+        });
     }
     Ok(())
 }

@@ -22,7 +22,8 @@ fn gpu(options: GpuOptions) -> Arc<Gpu> {
 fn tables_split_across_bindings_give_the_same_logits() {
     let (src, index) = open();
     let case = &json("oracle/smollm2_exact_greedy.json")[0];
-    let prompt: Vec<u32> = case["prompt_tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let prompt: Vec<u32> =
+        case["prompt_tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
 
     let mut whole = GpuEngine::load(gpu(GpuOptions::default()), &index, &src, 64).unwrap();
     let want = whole.forward(&prompt, Logits::Last).unwrap();

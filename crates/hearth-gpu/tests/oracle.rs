@@ -84,7 +84,10 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
             }
         }
         if worst.1 > LOGIT_TOLERANCE {
-            failures.push(format!("prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})", worst.0, worst.1));
+            failures.push(format!(
+                "prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})",
+                worst.0, worst.1
+            ));
         }
 
         // The first token from the prompt's logits, the rest sampled on the device (argmax).
@@ -95,9 +98,15 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         for (step, &want) in expected.iter().enumerate() {
             if got != want {
                 if margins[step] < NEAR_TIE {
-                    eprintln!("prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted", margins[step]);
+                    eprintln!(
+                        "prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted",
+                        margins[step]
+                    );
                 } else {
-                    failures.push(format!("prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})", margins[step]));
+                    failures.push(format!(
+                        "prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})",
+                        margins[step]
+                    ));
                 }
                 break;
             }
@@ -118,7 +127,11 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         s.submits,
         s.readback_bytes
     );
-    assert_eq!((s.tokens, s.submits, s.readback_bytes), (1, 1, 4), "a decoded token is one submit and one id read back");
+    assert_eq!(
+        (s.tokens, s.submits, s.readback_bytes),
+        (1, 1, 4),
+        "a decoded token is one submit and one id read back"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -175,7 +188,10 @@ fn logits_at_every_position_match_the_cpu_reference() {
     let got = gpu.forward(&prompt, Logits::All).unwrap();
     let (max, nmse) = compare(&got, &want);
     eprintln!("GPU vs CPU, {} positions: max |Δ| {max:.3e}, NMSE {nmse:.3e}", prompt.len());
-    assert!(max <= CPU_MAX_ABS && nmse <= CPU_NMSE, "max |Δ| {max:e} (budget {CPU_MAX_ABS:e}), NMSE {nmse:e} (budget {CPU_NMSE:e})");
+    assert!(
+        max <= CPU_MAX_ABS && nmse <= CPU_NMSE,
+        "max |Δ| {max:e} (budget {CPU_MAX_ABS:e}), NMSE {nmse:e} (budget {CPU_NMSE:e})"
+    );
 
     // Token by token through the cache: the same logits, to rounding.
     gpu.truncate_cache(0);

@@ -31,8 +31,7 @@ fn manifest() -> Value {
 
 fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Arc::new(Gpu::new_blocking(&GpuOptions::default()).expect("GPU tests need an adapter")))
-        .clone()
+    GPU.get_or_init(|| Arc::new(Gpu::new_blocking(&GpuOptions::default()).expect("GPU tests need an adapter"))).clone()
 }
 
 fn compare(what: &str, got: &[f32], want: &[f32]) -> (f32, f64) {
