@@ -93,3 +93,9 @@ pub fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u
     buffer.unmap();
     Ok(out)
 }
+
+/// In the browser a mapping must be awaited, which the synchronous `Engine` cannot do yet.
+#[cfg(target_arch = "wasm32")]
+pub fn read_mapped(_: &Gpu, _: &wgpu::Buffer, _: u64) -> Result<Vec<u8>, crate::GpuError> {
+    Err(crate::GpuError::Readback("blocking readback is native-only; the browser must await the mapping".into()))
+}

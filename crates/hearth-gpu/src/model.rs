@@ -46,9 +46,10 @@ pub enum Head {
     Last,
     /// Logits of every position of the batch.
     All,
-    /// Logits of the last position, then the next token into `sampled`: by argmax (greedy)
-    /// or by the device sampler.
+    /// Logits of the last position, then the next token into `sampled` by argmax (greedy).
     Argmax,
+    /// Logits of the last position, then the next token into `sampled` by the device
+    /// sampler (temperature, top-k, top-p, min-p).
     Sample,
 }
 
