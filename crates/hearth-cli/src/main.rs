@@ -2,6 +2,7 @@
 //!
 //! The interface here is fixed: other tools script against it.
 
+mod bench;
 mod chat;
 mod generate;
 mod info;
@@ -32,6 +33,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// The GPU adapter, its features and limits, and whether a model fits.
     Info(info::InfoArgs),
+    /// Prefill and decode speed, bandwidth achieved, launches per token.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the model runs.
@@ -111,6 +114,7 @@ fn main() {
         Command::Perplexity(a) => perplexity::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Info(a) => info::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("hearth: error: {e:#}");

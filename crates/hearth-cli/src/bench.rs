@@ -1,0 +1,145 @@
+//! `hearth bench`: prefill and decode speed, weight bytes read per token, achieved memory
+//! bandwidth and its utilisation, and kernel launches per token.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+use hearth_gguf::{GgufIndex, ReadAt, TensorType};
+use hearth_model::{Logits, Sampler, SamplingParams, SyntheticModel, SyntheticShape};
+use serde_json::json;
+use web_time::Instant;
+
+use crate::Backend;
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["model", "synthetic"])))]
+pub struct BenchArgs {
+    /// A .gguf model file.
+    #[arg(long, short = 'm')]
+    model: Option<PathBuf>,
+    /// A model of this shape with seeded random weights: llama2-7b, llama3-8b, smollm2-135m.
+    #[arg(long, requires = "quant")]
+    synthetic: Option<SyntheticShape>,
+    /// Weight format for --synthetic: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
+    #[arg(long)]
+    quant: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Peak memory bandwidth of the device in GB/s, for the utilisation figure.
+    #[arg(long)]
+    peak_gbps: Option<f64>,
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_quant(name: &str) -> Result<TensorType> {
+    const NAMES: &[TensorType] = &[
+        TensorType::F32,
+        TensorType::F16,
+        TensorType::Q8_0,
+        TensorType::Q4_0,
+        TensorType::Q4_1,
+        TensorType::Q4_K,
+        TensorType::Q6_K,
+    ];
+    NAMES.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name)).with_context(|| {
+        format!("--quant {name}: one of {}", NAMES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+    })
+}
+
+/// Weight bytes one decoded token reads: every matrix once, but only one row of the
+/// embedding table (unless it is also the output matrix).
+fn weight_bytes_per_token(index: &GgufIndex) -> u64 {
+    let total: u64 = index.tensors.iter().map(|t| t.n_bytes).sum();
+    match (index.tensor("token_embd.weight"), index.tensor("output.weight")) {
+        (Some(e), Some(_)) => total - e.n_bytes + e.n_bytes / e.dims.get(1).copied().unwrap_or(1),
+        _ => total,
+    }
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let (index, src, name): (GgufIndex, Box<dyn ReadAt>, String) = match (&a.model, a.synthetic) {
+        (Some(path), _) => {
+            let loaded = crate::load::open(path)?;
+            let src = hearth_gguf::FileSource::open(path)?;
+            (loaded.index, Box::new(src), path.display().to_string())
+        }
+        (None, Some(shape)) => {
+            let quant = parse_quant(a.quant.as_deref().unwrap_or("Q4_0"))?;
+            let synth = SyntheticModel::new(shape, quant, 0x4845_4152_5448)?;
+            (synth.index().clone(), Box::new(synth), format!("synthetic {} {quant}", shape.name()))
+        }
+        (None, None) => anyhow::bail!("give --model or --synthetic"),
+    };
+    let ctx = a.prompt_tokens + a.gen_tokens + 8;
+    let mut engine = crate::load::engine_for(a.backend, &index, src.as_ref(), ctx)?;
+    let vocab = engine.config().vocab_size as u32;
+
+    // Seeded pseudo-random prompt ids (content does not change the speed).
+    let mut s = 0x9e37_79b9u32;
+    let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s % vocab
+        })
+        .collect();
+
+    // Warm up: pipelines, first-touch allocations.
+    engine.forward(&prompt[..prompt.len().min(8)], Logits::Last)?;
+    engine.truncate_cache(0);
+
+    let t0 = Instant::now();
+    engine.forward(&prompt, Logits::Last)?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+
+    let mut sampler = Sampler::new(SamplingParams::greedy());
+    let mut history = prompt.clone();
+    let mut next = 0u32;
+    let t1 = Instant::now();
+    for _ in 0..a.gen_tokens {
+        next = engine.forward_and_sample(&[next], &mut sampler, &history)?;
+        history.push(next);
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+
+    let prefill_tps = prompt.len() as f64 / prefill_s;
+    let decode_tps = a.gen_tokens as f64 / decode_s.max(1e-9);
+    let bytes = weight_bytes_per_token(&index);
+    let gbps = bytes as f64 * decode_tps / 1e9;
+    let mbu = a.peak_gbps.map(|p| gbps / p);
+    let stats = engine.stats();
+    let out = json!({
+        "model": name,
+        "backend": format!("{:?}", a.backend.unwrap_or(Backend::Cpu)).to_lowercase(),
+        "prompt_tokens": prompt.len(),
+        "gen_tokens": a.gen_tokens,
+        "prefill_tokens_per_second": prefill_tps,
+        "decode_tokens_per_second": decode_tps,
+        "weight_bytes_per_token": bytes,
+        "decode_gb_per_second": gbps,
+        "peak_gb_per_second": a.peak_gbps,
+        "memory_bandwidth_utilization": mbu,
+        "dispatches_per_token": stats.dispatches_per_token,
+        "submits_per_token": stats.submits_per_token,
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("{name}");
+        println!("  prefill  {prefill_tps:>9.1} tok/s  ({} tokens)", prompt.len());
+        println!("  decode   {decode_tps:>9.1} tok/s  ({} tokens)", a.gen_tokens);
+        println!("  weights  {} per token, {gbps:.2} GB/s achieved", hearth_gpu::human(bytes));
+        if let Some(m) = mbu {
+            println!("  MBU      {:.1}% of {} GB/s", m * 100.0, a.peak_gbps.unwrap_or(0.0));
+        }
+        println!("  per token: {} dispatches, {} submits", stats.dispatches_per_token, stats.submits_per_token);
+    }
+    Ok(())
+}
