@@ -117,7 +117,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let stats = engine.stats();
     let out = json!({
         "model": name,
-        "backend": format!("{:?}", a.backend.unwrap_or(Backend::Cpu)).to_lowercase(),
+        "backend": a.backend.map_or("default".to_string(), |b| format!("{b:?}").to_lowercase()),
         "prompt_tokens": prompt.len(),
         "gen_tokens": a.gen_tokens,
         "prefill_tokens_per_second": prefill_tps,

@@ -161,6 +161,29 @@ fn info_reports_the_adapter_and_whether_the_model_fits() {
 }
 
 #[test]
+fn bench_reports_speed_bandwidth_and_launches() {
+    for backend in ["cpu", "gpu"] {
+        let out = ok_json(&[
+            "bench", "--synthetic", "smollm2-135m", "--quant", "Q8_0", "--prompt-tokens", "8", "--gen-tokens", "2",
+            "--peak-gbps", "100", "--backend", backend, "--json",
+        ]);
+        assert!(out["prefill_tokens_per_second"].as_f64().unwrap() > 0.0, "{out}");
+        assert!(out["decode_tokens_per_second"].as_f64().unwrap() > 0.0, "{out}");
+        // Every matrix once: tied Q8_0 embedding (49152 × 576 · 34/32 bytes) plus 30 layers.
+        let per_layer = (576 * 576 * 2 + 576 * 192 * 2 + 576 * 1536 * 3) * 34 / 32 + 2 * 576 * 4;
+        let expected = 49152 * 576 * 34 / 32 + 30 * per_layer + 576 * 4;
+        assert_eq!(out["weight_bytes_per_token"].as_u64().unwrap(), expected as u64);
+        let mbu = out["memory_bandwidth_utilization"].as_f64().unwrap();
+        let gbps = out["decode_gb_per_second"].as_f64().unwrap();
+        assert!((mbu - gbps / 100.0).abs() < 1e-9);
+        if backend == "gpu" {
+            assert_eq!(out["submits_per_token"].as_f64().unwrap(), 1.0, "{out}");
+            assert!(out["dispatches_per_token"].as_f64().unwrap() > 30.0, "{out}");
+        }
+    }
+}
+
+#[test]
 fn bad_input_gives_one_clear_line() {
     let dir = std::env::temp_dir().join(format!("hearth-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
