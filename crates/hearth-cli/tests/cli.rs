@@ -164,8 +164,20 @@ fn info_reports_the_adapter_and_whether_the_model_fits() {
 fn bench_reports_speed_bandwidth_and_launches() {
     for backend in ["cpu", "gpu"] {
         let out = ok_json(&[
-            "bench", "--synthetic", "smollm2-135m", "--quant", "Q8_0", "--prompt-tokens", "8", "--gen-tokens", "2",
-            "--peak-gbps", "100", "--backend", backend, "--json",
+            "bench",
+            "--synthetic",
+            "smollm2-135m",
+            "--quant",
+            "Q8_0",
+            "--prompt-tokens",
+            "8",
+            "--gen-tokens",
+            "2",
+            "--peak-gbps",
+            "100",
+            "--backend",
+            backend,
+            "--json",
         ]);
         assert!(out["prefill_tokens_per_second"].as_f64().unwrap() > 0.0, "{out}");
         assert!(out["decode_tokens_per_second"].as_f64().unwrap() > 0.0, "{out}");
