@@ -23,4 +23,4 @@ pub use model::{KvCache, Logits, Model};
 pub use perplexity::{log_softmax_at, perplexity, Perplexity};
 pub use sampling::{argmax, Sampler, SamplingParams};
 pub use synthetic::{SyntheticModel, SyntheticShape};
-pub use weights::{LayerWeights, Matrix, Weights};
+pub use weights::{checked_tensor, Layer, LayerWeights, LlamaWeights, Matrix, WeightLoader, Weights};

@@ -51,110 +51,149 @@ impl Matrix {
     }
 }
 
-/// Per-layer weights. Shapes are (rows × cols) as in [`Matrix`].
+/// Per-layer weights of any backend: `M` is how it holds a matrix, `V` a norm vector.
+/// Shapes are (rows × cols) as in [`Matrix`].
 #[derive(Debug)]
-pub struct LayerWeights {
-    pub attn_norm: Vec<f32>, // (dim)
-    pub wq: Matrix,          // (n_heads · head_dim) × dim
-    pub wk: Matrix,          // (n_kv_heads · head_dim) × dim
-    pub wv: Matrix,          // (n_kv_heads · head_dim) × dim
-    pub wo: Matrix,          // dim × (n_heads · head_dim)
-    pub ffn_norm: Vec<f32>,  // (dim)
-    pub w_gate: Matrix,      // ffn_dim × dim
-    pub w_up: Matrix,        // ffn_dim × dim
-    pub w_down: Matrix,      // dim × ffn_dim
+pub struct Layer<M, V> {
+    pub attn_norm: V, // (dim)
+    pub wq: M,        // (n_heads · head_dim) × dim
+    pub wk: M,        // (n_kv_heads · head_dim) × dim
+    pub wv: M,        // (n_kv_heads · head_dim) × dim
+    pub wo: M,        // dim × (n_heads · head_dim)
+    pub ffn_norm: V,  // (dim)
+    pub w_gate: M,    // ffn_dim × dim
+    pub w_up: M,      // ffn_dim × dim
+    pub w_down: M,    // dim × ffn_dim
 }
 
+/// A Llama model's weights on any backend.
 #[derive(Debug)]
-pub struct Weights {
-    pub token_embd: Matrix, // vocab × dim: row t is token t's embedding
-    pub layers: Vec<LayerWeights>,
-    pub output_norm: Vec<f32>, // (dim)
-    pub output: Matrix,        // vocab × dim; the embedding itself when tied (SmolLM2)
+pub struct LlamaWeights<M, V> {
+    pub token_embd: Arc<M>, // vocab × dim: row t is token t's embedding
+    pub layers: Vec<Layer<M, V>>,
+    pub output_norm: V, // (dim)
+    pub output: Arc<M>, // vocab × dim; the embedding itself when tied (SmolLM2)
     /// θ divisors per rotated pair (n_rot / 2), from `rope_freqs.weight` (Llama 3.1+) or
     /// computed from llama3 scaling metadata; `None` means all ones.
     pub rope_freq_factors: Option<Vec<f32>>,
 }
 
-struct Loader<'a, R: ?Sized> {
-    index: &'a GgufIndex,
+/// The CPU reference's weights: matrices in their file dtype, norms in f32.
+pub type Weights = LlamaWeights<Matrix, Vec<f32>>;
+pub type LayerWeights = Layer<Matrix, Vec<f32>>;
+
+/// What a backend does with each weight once [`LlamaWeights::load_with`] has found it and
+/// checked its shape. The tensor names, shapes and the reading of small vectors live there,
+/// once, for every backend.
+pub trait WeightLoader {
+    type Matrix;
+    type Vector;
+    type Error: From<ModelError>;
+    /// Tensor `info`, already checked to be `rows × cols`.
+    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<Self::Matrix, Self::Error>;
+    /// A norm weight, already dequantized to f32 on the host.
+    fn vector(&self, name: &str, values: Vec<f32>) -> Result<Self::Vector, Self::Error>;
+}
+
+/// Tensor `name`, checked to have ggml dims `expected` (GGUF may drop trailing 1s).
+pub fn checked_tensor<'i>(index: &'i GgufIndex, name: &str, expected: &[u64]) -> Result<&'i TensorInfo, ModelError> {
+    let info = index.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    let trim = |d: &[u64]| {
+        let mut v = d.to_vec();
+        while v.len() > 1 && v.last() == Some(&1) {
+            v.pop();
+        }
+        v
+    };
+    if trim(&info.dims) != trim(expected) {
+        return Err(ModelError::BadShape {
+            tensor: info.name.clone(),
+            expected: expected.to_vec(),
+            found: info.dims.clone(),
+        });
+    }
+    Ok(info)
+}
+
+/// Reads a 1-D tensor of `len` elements as f32.
+fn read_vector<R: ReadAt + ?Sized>(index: &GgufIndex, src: &R, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let info = checked_tensor(index, name, &[len as u64])?;
+    let bytes = read_tensor(src, info)?;
+    let mut out = vec![0f32; len];
+    dequantize(info.ty, &bytes, &mut out)
+        .map_err(|_| ModelError::UnsupportedTensorType { tensor: name.to_string(), ty: info.ty })?;
+    Ok(out)
+}
+
+impl<M, V> LlamaWeights<M, V> {
+    /// Finds every tensor the config calls for, checks its shape, and hands it to `loader`,
+    /// one at a time.
+    pub fn load_with<L, R>(config: &Config, index: &GgufIndex, src: &R, loader: &L) -> Result<Self, L::Error>
+    where
+        L: WeightLoader<Matrix = M, Vector = V>,
+        R: ReadAt + ?Sized,
+    {
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<M, L::Error> {
+            loader.matrix(checked_tensor(index, name, &[cols as u64, rows as u64])?, rows, cols)
+        };
+        let vector = |name: &str, len: usize| -> Result<V, L::Error> {
+            loader.vector(name, read_vector(index, src, name, len)?)
+        };
+        let (dim, q, kv, ffn) = (config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim);
+
+        let token_embd = Arc::new(matrix("token_embd.weight", config.vocab_size, dim)?);
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let name = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: vector(&name("attn_norm"), dim)?,
+                wq: matrix(&name("attn_q"), q, dim)?,
+                wk: matrix(&name("attn_k"), kv, dim)?,
+                wv: matrix(&name("attn_v"), kv, dim)?,
+                wo: matrix(&name("attn_output"), dim, q)?,
+                ffn_norm: vector(&name("ffn_norm"), dim)?,
+                w_gate: matrix(&name("ffn_gate"), ffn, dim)?,
+                w_up: matrix(&name("ffn_up"), ffn, dim)?,
+                w_down: matrix(&name("ffn_down"), dim, ffn)?,
+            });
+        }
+        let output_norm = vector("output_norm.weight", dim)?;
+        let output = match index.tensor("output.weight") {
+            Some(_) => Arc::new(matrix("output.weight", config.vocab_size, dim)?),
+            None => token_embd.clone(), // tied: the embedding's own weight
+        };
+        let rope = &config.rope;
+        let rope_freq_factors = match index.tensor("rope_freqs.weight") {
+            Some(_) => Some(read_vector(index, src, "rope_freqs.weight", rope.n_rot / 2)?),
+            None => rope.llama3.map(|s| s.freq_factors(rope.freq_base, rope.n_rot)),
+        };
+        Ok(LlamaWeights { token_embd, layers, output_norm, output, rope_freq_factors })
+    }
+}
+
+/// The CPU reference keeps each matrix's bytes as read.
+struct CpuLoader<'a, R: ?Sized> {
     src: &'a R,
 }
 
-impl<R: ReadAt + ?Sized> Loader<'_, R> {
-    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
-        self.index.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))
-    }
+impl<R: ReadAt + ?Sized> WeightLoader for CpuLoader<'_, R> {
+    type Matrix = Matrix;
+    type Vector = Vec<f32>;
+    type Error = ModelError;
 
-    fn check_shape(info: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {
-        // GGUF may drop trailing 1s; compare with them removed.
-        let trim = |d: &[u64]| {
-            let mut v = d.to_vec();
-            while v.len() > 1 && v.last() == Some(&1) {
-                v.pop();
-            }
-            v
-        };
-        if trim(&info.dims) != trim(expected) {
-            return Err(ModelError::BadShape {
-                tensor: info.name.clone(),
-                expected: expected.to_vec(),
-                found: info.dims.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
-        let info = self.info(name)?;
-        Self::check_shape(info, &[cols as u64, rows as u64])?;
+    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
         // Matrix::new dequantizes one row: an unsupported dtype fails here, at load.
-        Matrix::new(name, info.ty, rows, cols, read_tensor(self.src, info)?.into())
+        Matrix::new(&info.name, info.ty, rows, cols, read_tensor(self.src, info)?.into())
     }
 
-    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
-        let info = self.info(name)?;
-        Self::check_shape(info, &[len as u64])?;
-        let bytes = read_tensor(self.src, info)?;
-        let mut out = vec![0f32; len];
-        dequantize(info.ty, &bytes, &mut out)
-            .map_err(|_| ModelError::UnsupportedTensorType { tensor: name.to_string(), ty: info.ty })?;
-        Ok(out)
+    fn vector(&self, _name: &str, values: Vec<f32>) -> Result<Vec<f32>, ModelError> {
+        Ok(values)
     }
 }
 
 impl Weights {
     /// Reads every tensor the config calls for, one at a time, checking names and shapes.
     pub fn load<R: ReadAt + ?Sized>(config: &Config, index: &GgufIndex, src: &R) -> Result<Self, ModelError> {
-        let ld = Loader { index, src };
-        let (dim, q, kv, ffn) = (config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim);
-
-        let token_embd = ld.matrix("token_embd.weight", config.vocab_size, dim)?;
-        let mut layers = Vec::with_capacity(config.n_layers);
-        for i in 0..config.n_layers {
-            let name = |s: &str| format!("blk.{i}.{s}.weight");
-            layers.push(LayerWeights {
-                attn_norm: ld.vector(&name("attn_norm"), dim)?,
-                wq: ld.matrix(&name("attn_q"), q, dim)?,
-                wk: ld.matrix(&name("attn_k"), kv, dim)?,
-                wv: ld.matrix(&name("attn_v"), kv, dim)?,
-                wo: ld.matrix(&name("attn_output"), dim, q)?,
-                ffn_norm: ld.vector(&name("ffn_norm"), dim)?,
-                w_gate: ld.matrix(&name("ffn_gate"), ffn, dim)?,
-                w_up: ld.matrix(&name("ffn_up"), ffn, dim)?,
-                w_down: ld.matrix(&name("ffn_down"), dim, ffn)?,
-            });
-        }
-        let output_norm = ld.vector("output_norm.weight", dim)?;
-        let output = match index.tensor("output.weight") {
-            Some(_) => ld.matrix("output.weight", config.vocab_size, dim)?,
-            None => token_embd.clone(), // tied embeddings share the bytes (Arc)
-        };
-        let rope = &config.rope;
-        let rope_freq_factors = match index.tensor("rope_freqs.weight") {
-            Some(_) => Some(ld.vector("rope_freqs.weight", rope.n_rot / 2)?),
-            None => rope.llama3.map(|s| s.freq_factors(rope.freq_base, rope.n_rot)),
-        };
-        Ok(Weights { token_embd, layers, output_norm, output, rope_freq_factors })
+        Self::load_with(config, index, src, &CpuLoader { src })
     }
 }
