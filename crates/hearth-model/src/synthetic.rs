@@ -104,7 +104,7 @@ impl SyntheticModel {
     /// All weight matrices in `quant`; norms in F32 (ones).
     pub fn new(shape: SyntheticShape, quant: TensorType, seed: u64) -> Result<Self, ModelError> {
         let d = shape.dims();
-        if quant.block_size() > 1 && d.dim % quant.block_size() != 0 {
+        if !d.dim.is_multiple_of(quant.block_size()) {
             return Err(ModelError::Unsupported(format!(
                 "{quant} needs rows that are a multiple of {}; this shape has {}",
                 quant.block_size(),
@@ -143,7 +143,7 @@ impl SyntheticModel {
         if !d.tied {
             specs.push(m("output.weight".into(), d.dim, d.vocab));
         }
-        if d.ffn % quant.block_size() != 0 {
+        if !d.ffn.is_multiple_of(quant.block_size()) {
             return Err(ModelError::Unsupported(format!("{quant} cannot hold rows of {}", d.ffn)));
         }
         let header = write_header(&meta, &specs);
