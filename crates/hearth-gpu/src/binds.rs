@@ -56,6 +56,7 @@ impl Ops {
 pub struct MatPart {
     pub ty: TensorType,
     pub rows: u32,
+    pub cols: u32,
     pub decode: wgpu::BindGroup,
     pub prefill: wgpu::BindGroup,
 }
@@ -133,8 +134,10 @@ impl Builder<'_> {
                 });
                 let y = wgpu::BufferBinding { buffer: y, offset: 4 * part.rows.start as u64, size: None };
                 let op = self.ops.matmul(m.ty);
-                let bind = |n| op.bind(self.gpu, n, self.step.params(slot), whole(&part.buffer), whole(x), y.clone());
-                MatPart { ty: m.ty, rows: part.rows.len() as u32, decode: bind(1), prefill: bind(2) }
+                let cols = m.cols as u32;
+                let bind =
+                    |n| op.bind(self.gpu, cols, n, self.step.params(slot), whole(&part.buffer), whole(x), y.clone());
+                MatPart { ty: m.ty, rows: part.rows.len() as u32, cols, decode: bind(1), prefill: bind(2) }
             })
             .collect()
     }

@@ -175,7 +175,7 @@ impl Pass<'_> {
     fn matmul(&mut self, ops: &Ops, parts: &[MatPart], n: u32) {
         for p in parts {
             let bind = if n <= 1 { &p.decode } else { &p.prefill };
-            ops.matmul(p.ty).dispatch(&mut self.pass, bind, p.rows, n);
+            ops.matmul(p.ty).dispatch(&mut self.pass, bind, p.rows, p.cols, n);
             self.dispatches += 1;
         }
     }

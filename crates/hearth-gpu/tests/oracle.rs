@@ -135,11 +135,9 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The whole file twice (11.5k tokens): ~40 minutes on lavapipe (prefill ~5 tok/s on two
-/// cores), so not in the default run; on a real GPU: `cargo test --release -p hearth-gpu
-/// --test oracle -- --ignored`.
+/// The whole file at ctx 128 and at ctx 512 (11.5k tokens, logits at every position): about
+/// 5 minutes on lavapipe with two cores.
 #[test]
-#[ignore = "about 40 minutes on lavapipe; run with --ignored on a real GPU"]
 fn perplexity_matches_the_exact_oracle() {
     let mut engine = engine(512);
     let spec = json("oracle/smollm2_perplexity.json");
@@ -204,8 +202,8 @@ fn logits_at_every_position_match_the_cpu_reference() {
     assert!(max <= CPU_MAX_ABS && nmse <= CPU_NMSE, "token by token: max |Δ| {max:e}, NMSE {nmse:e}");
 }
 
-/// Perplexity as the oracle defines it, over the first windows of the file only (the full
-/// file is the ignored test above), against the CPU reference on the same windows.
+/// Perplexity as the oracle defines it, over the first windows of the file, against the CPU
+/// reference on the same windows (the test above compares with the oracle).
 #[test]
 fn perplexity_of_the_first_windows_matches_the_cpu_reference() {
     let (src, index) = open();

@@ -7,21 +7,34 @@
 //! prefill (a tile of tokens per workgroup, each dequantized piece applied to all of them)
 //! are the same kernel with different `override` constants.
 //!
-//! Raw GGUF blocks vs repacking at load (not done yet). To decide, measure on a real GPU
-//! (not lavapipe), per format, for decode shapes (e.g. 2048 × 2048, 8192 × 2048, vocab ×
-//! 2048) and prefill (n = 64, 512): achieved weight bandwidth (bytes of W / kernel time,
-//! against the adapter's peak) and prefill GFLOP/s. Repacking candidates: scales split
-//! from quants so both are 4-byte aligned (no straddling reads; Q4_0's 18-byte blocks
-//! become 16 B of nibbles + a separate f16 array), K-quant scales pre-expanded to f16/f32,
-//! and quants interleaved across the threads of a row so that neighbouring threads read
-//! neighbouring words (coalesced). Costs to weigh: load time, a second copy of the layout
-//! to keep bit-exact with ggml, and larger buffers where scales are widened.
+//! Two ways to lay the work on threads ([`Strategy`]), both reading the same raw blocks:
+//! - [`Strategy::Reduce`] (`shaders/matmul.wgsl`): the threads of a workgroup split each
+//!   row's pieces and sum in workgroup memory, so neighbouring threads read neighbouring
+//!   blocks — the layout GPUs coalesce.
+//! - [`Strategy::Tile`] (`shaders/matmul_tile.wgsl`): each thread owns a register tile of rows
+//!   × tokens. For CPU-backed adapters (lavapipe, SwiftShader), where every buffer load is a
+//!   per-lane gather and only reuse pays. Measured on lavapipe (2 cores, `examples/
+//!   kernel_time.rs`): prefill 0.9 → ~20 GFLOP/s, decode 0.3 → ~2.5 GFLOP/s against Reduce.
+//!
+//! Raw GGUF blocks vs repacking at load (not done). To decide, measure on a real GPU (not
+//! lavapipe), per format, for decode shapes (e.g. 2048 × 2048, 8192 × 2048, vocab × 2048)
+//! and prefill (n = 64, 512): achieved weight bandwidth (bytes of W / kernel time, against
+//! the adapter's peak) and prefill GFLOP/s. Repacking candidates: scales split from quants
+//! so both are 4-byte aligned (no straddling reads; Q4_0's 18-byte blocks become 16 B of
+//! nibbles + a separate f16 array), K-quant scales pre-expanded to f16/f32, and quants
+//! interleaved across the threads of a row so that neighbouring threads read neighbouring
+//! words (coalesced). Costs to weigh: load time, a second copy of the layout to keep
+//! bit-exact with ggml, and larger buffers where scales are widened. No GPU has been lent
+//! to this project yet, so Reduce on raw blocks stands unmeasured there.
 
 use hearth_gguf::TensorType;
 
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/matmul.wgsl");
+
+/// The register-tile kernel's template ([`tile_source`] fills it in).
+pub const TILE_SOURCE: &str = include_str!("../../../../shaders/matmul_tile.wgsl");
 
 /// Byte readers shared by every format snippet.
 pub const QUANT_COMMON: &str = include_str!("../../../../shaders/quant/common.wgsl");
@@ -78,7 +91,26 @@ pub fn upload_weights(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     gpu.upload(label, &words)
 }
 
-/// Threads per workgroup.
+/// How a matmul lays its work on threads; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Reduce,
+    Tile,
+}
+
+impl Strategy {
+    /// Tile on CPU-backed adapters (lavapipe, SwiftShader, WARP), Reduce on GPUs.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Strategy {
+        let name = format!("{} {}", info.name, info.driver).to_lowercase();
+        if info.device_type == wgpu::DeviceType::Cpu || ["llvmpipe", "swiftshader"].iter().any(|n| name.contains(n)) {
+            Strategy::Tile
+        } else {
+            Strategy::Reduce
+        }
+    }
+}
+
+/// Threads per workgroup (Reduce).
 pub const WORKGROUP: u32 = 256;
 /// Rows per workgroup for decode: 64 threads per row, enough for rows of 2048 weights
 /// (64 pieces) to keep every thread busy.
@@ -86,6 +118,51 @@ pub const DECODE_ROWS: u32 = 4;
 /// Rows and tokens per workgroup for prefill. Workgroup memory: WORKGROUP × tile × 4 bytes.
 pub const PREFILL_ROWS: u32 = 4;
 pub const PREFILL_TILE: u32 = 8;
+
+/// Tile: threads per workgroup (one SIMD width on lavapipe; more only adds scheduling), and
+/// rows × tokens per thread for decode and prefill. Tuned on lavapipe: 16 × 16 is where
+/// prefill stopped gaining (8 × 8: ~12, 16 × 16: ~20-26 GFLOP/s).
+pub const TILE_WORKGROUP: u32 = 8;
+pub const TILE_DECODE_ROWS: u32 = 8;
+pub const TILE_PREFILL: (u32, u32) = (16, 16);
+
+/// `matmul_tile.wgsl` for `rows` × `tokens` per thread: the `{{...}}` lines written out.
+pub fn tile_source(rows: u32, tokens: u32) -> String {
+    use std::fmt::Write;
+    let (mut declare, mut load_x, mut body, mut store) = (String::new(), String::new(), String::new(), String::new());
+    for r in 0..rows {
+        for t in 0..tokens {
+            let _ = writeln!(declare, "    var acc_{r}_{t} = 0.0;");
+            let _ = writeln!(
+                store,
+                "    if (row0 + {r}u <= last_row && t0 + {t}u <= last_token) {{ y[(t0 + {t}u) * p.y_stride + row0 + {r}u] = acc_{r}_{t}; }}"
+            );
+        }
+    }
+    for t in 0..tokens {
+        let _ = writeln!(declare, "    let xbase_{t} = min(t0 + {t}u, last_token) * x_row;");
+        for k in 0..8 {
+            let _ = writeln!(load_x, "        let x_{t}_{k} = x[xbase_{t} + 8u * pc + {k}u];");
+        }
+    }
+    for r in 0..rows {
+        let _ = writeln!(body, "        dequant_piece(min(row0 + {r}u, last_row) * p.row_bytes, pc, &wv);");
+        for t in 0..tokens {
+            let sum: Vec<String> = (0..8).map(|k| format!("dot(wv[{k}], x_{t}_{k})")).collect();
+            let _ = writeln!(body, "        acc_{r}_{t} += {};", sum.join(" + "));
+        }
+    }
+    let header =
+        format!("const WG: u32 = {TILE_WORKGROUP}u;\nconst R_TILE: u32 = {rows}u;\nconst T_TILE: u32 = {tokens}u;\n");
+    let mut out = header + TILE_SOURCE;
+    for (mark, with) in [("DECLARE", &declare), ("LOAD_X", &load_x), ("ROWS", &body), ("STORE", &store)] {
+        // Each mark is one line of the template (checked by the shader test).
+        if let Some(line) = out.lines().find(|l| l.trim() == format!("{{{{{mark}}}}}")) {
+            out = out.replace(&format!("{line}\n"), with);
+        }
+    }
+    out
+}
 
 /// The WGSL `Params` struct, field for field.
 #[repr(C)]
@@ -105,32 +182,70 @@ pub struct Params {
 
 struct Variant {
     pipeline: wgpu::ComputePipeline,
+    /// Rows and tokens one workgroup covers.
     rows: u32,
     tile: u32,
 }
 
-pub struct MatMul {
-    pub ty: TensorType,
+/// A decode (one token) and a prefill pipeline.
+struct Pair {
     decode: Variant,
     prefill: Variant,
+}
+
+impl Pair {
+    fn get(&self, n_tokens: u32) -> &Variant {
+        if n_tokens <= 1 {
+            &self.decode
+        } else {
+            &self.prefill
+        }
+    }
+}
+
+pub struct MatMul {
+    pub ty: TensorType,
+    pub strategy: Strategy,
+    /// The strategy's pipelines.
+    main: Pair,
+    /// Under Tile, Reduce pipelines for rows that are not whole 32-weight pieces (F32/F16
+    /// only: every quantized row is whole blocks), which Tile cannot read.
+    fallback: Option<Pair>,
     /// Workgroups per dispatch dimension (the device limit; lowered by tests).
     max_groups: u32,
 }
 
 impl MatMul {
+    /// The kernel for `ty` with the strategy that suits this adapter.
     pub fn new(gpu: &Gpu, ty: TensorType) -> Result<Self, GpuError> {
-        let source = source_for("matmul", SOURCE, ty)?;
-        let variant = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
+        Self::with_strategy(gpu, ty, Strategy::for_adapter(&gpu.info))
+    }
+
+    pub fn with_strategy(gpu: &Gpu, ty: TensorType, strategy: Strategy) -> Result<Self, GpuError> {
+        let name = format!("matmul {ty}");
+        let reduce = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
+            let source = source_for("matmul", SOURCE, ty)?;
             let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
-            let pipeline = gpu.compute_pipeline(&format!("matmul {ty}"), &source, "main", &constants)?;
+            let pipeline = gpu.compute_pipeline(&name, &source, "main", &constants)?;
             Ok(Variant { pipeline, rows, tile })
         };
-        Ok(MatMul {
-            ty,
-            decode: variant(DECODE_ROWS, 1)?,
-            prefill: variant(PREFILL_ROWS, PREFILL_TILE)?,
-            max_groups: gpu.limits.max_compute_workgroups_per_dimension,
-        })
+        let tiled = |rows: u32, tokens: u32| -> Result<Variant, GpuError> {
+            let source = source_for("matmul", &tile_source(rows, tokens), ty)?;
+            let pipeline = gpu.compute_pipeline(&name, &source, "main", &[])?;
+            Ok(Variant { pipeline, rows: rows * TILE_WORKGROUP, tile: tokens })
+        };
+        let reduce_pair = || -> Result<Pair, GpuError> {
+            Ok(Pair { decode: reduce(DECODE_ROWS, 1)?, prefill: reduce(PREFILL_ROWS, PREFILL_TILE)? })
+        };
+        let (main, fallback) = match strategy {
+            Strategy::Reduce => (reduce_pair()?, None),
+            Strategy::Tile => {
+                let tile =
+                    Pair { decode: tiled(TILE_DECODE_ROWS, 1)?, prefill: tiled(TILE_PREFILL.0, TILE_PREFILL.1)? };
+                (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
+            }
+        };
+        Ok(MatMul { ty, strategy, main, fallback, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
     }
 
     /// Parameters for `y = x Wᵀ` with W (rows × cols) of this op's type and `n_tokens` rows
@@ -157,20 +272,22 @@ impl MatMul {
         })
     }
 
-    fn variant(&self, n_tokens: u32) -> &Variant {
-        if n_tokens <= 1 {
-            &self.decode
-        } else {
-            &self.prefill
+    /// The pipeline for a matrix of `cols` columns over `n_tokens` tokens.
+    fn variant(&self, cols: u32, n_tokens: u32) -> &Variant {
+        match &self.fallback {
+            Some(reduce) if cols % 32 != 0 => reduce.get(n_tokens),
+            _ => self.main.get(n_tokens),
         }
     }
 
-    /// Binds the buffers for a dispatch over `n_tokens` tokens (the pipeline, hence the
-    /// layout, depends on it): `w` raw GGUF bytes ([`upload_weights`]), `x` (n × cols) f32,
-    /// `y` (n × y_stride) f32.
+    /// Binds the buffers for a dispatch over `n_tokens` tokens of a (· × `cols`) matrix
+    /// (the pipeline, hence the layout, depends on both): `w` raw GGUF bytes
+    /// ([`upload_weights`]), `x` (n × cols) f32, `y` (n × y_stride) f32.
+    #[allow(clippy::too_many_arguments)]
     pub fn bind(
         &self,
         gpu: &Gpu,
+        cols: u32,
         n_tokens: u32,
         params: wgpu::BufferBinding,
         w: wgpu::BufferBinding,
@@ -179,7 +296,7 @@ impl MatMul {
     ) -> wgpu::BindGroup {
         gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("matmul"),
-            layout: &self.variant(n_tokens).pipeline.get_bind_group_layout(0),
+            layout: &self.variant(cols, n_tokens).pipeline.get_bind_group_layout(0),
             entries: &[
                 wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
                 wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(w) },
@@ -189,8 +306,8 @@ impl MatMul {
         })
     }
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, rows: u32, n_tokens: u32) {
-        let v = self.variant(n_tokens);
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, rows: u32, cols: u32, n_tokens: u32) {
+        let v = self.variant(cols, n_tokens);
         let (gx, gy) = grid(rows.div_ceil(v.rows), self.max_groups);
         pass.set_pipeline(&v.pipeline);
         pass.set_bind_group(0, bind, &[]);
@@ -328,32 +445,64 @@ pub(crate) mod tests {
         let out = Output::new(gpu, n * rows);
         let bind = op.bind(
             gpu,
+            cols as u32,
             n as u32,
             params.as_entire_buffer_binding(),
             wb.as_entire_buffer_binding(),
             xb.as_entire_buffer_binding(),
             out.binding(),
         );
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, rows as u32, n as u32));
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, rows as u32, cols as u32, n as u32));
         let got = out.read(gpu);
-        testing::assert_close(&format!("matmul {ty} {rows}x{cols}, n = {n}"), &got, &want, budget(ty));
+        let what = format!("matmul {ty} {:?} {rows}x{cols}, n = {n}", op.strategy);
+        testing::assert_close(&what, &got, &want, budget(ty));
+    }
+
+    const STRATEGIES: [Strategy; 2] = [Strategy::Reduce, Strategy::Tile];
+
+    /// Every kernel both strategies build for `ty`, on the test adapter.
+    fn ops(ty: TensorType) -> impl Iterator<Item = MatMul> {
+        STRATEGIES.into_iter().map(move |s| MatMul::with_strategy(testing::gpu(), ty, s).unwrap())
     }
 
     #[test]
     fn shader_is_valid_and_params_match() {
+        let tiles = [(TILE_DECODE_ROWS, 1), TILE_PREFILL, (3, 5)];
         for &ty in FORMATS {
-            testing::check_uniform::<Params>(
-                &source_for("matmul", SOURCE, ty).unwrap(),
-                "Params",
-                &[
-                    ("rows", std::mem::offset_of!(Params, rows)),
-                    ("cols", std::mem::offset_of!(Params, cols)),
-                    ("n_tokens", std::mem::offset_of!(Params, n_tokens)),
-                    ("row_bytes", std::mem::offset_of!(Params, row_bytes)),
-                    ("y_stride", std::mem::offset_of!(Params, y_stride)),
-                ],
-            );
+            let sources = std::iter::once(SOURCE.to_string()).chain(tiles.iter().map(|&(r, t)| tile_source(r, t)));
+            for kernel in sources {
+                for mark in ["{{DECLARE}}", "{{LOAD_X}}", "{{ROWS}}", "{{STORE}}"] {
+                    assert!(!kernel.contains(mark), "{mark} was left unfilled");
+                }
+                testing::check_uniform::<Params>(
+                    &source_for("matmul", &kernel, ty).unwrap(),
+                    "Params",
+                    &[
+                        ("rows", std::mem::offset_of!(Params, rows)),
+                        ("cols", std::mem::offset_of!(Params, cols)),
+                        ("n_tokens", std::mem::offset_of!(Params, n_tokens)),
+                        ("row_bytes", std::mem::offset_of!(Params, row_bytes)),
+                        ("y_stride", std::mem::offset_of!(Params, y_stride)),
+                    ],
+                );
+            }
         }
+    }
+
+    #[test]
+    fn software_adapters_get_the_tile_kernel() {
+        let mut info = testing::gpu().info.clone();
+        info.device_type = wgpu::DeviceType::DiscreteGpu;
+        info.name = "NVIDIA H100".into();
+        info.driver = "NVIDIA".into();
+        assert_eq!(Strategy::for_adapter(&info), Strategy::Reduce);
+        info.name = "llvmpipe (LLVM 15.0.6, 256 bits)".into();
+        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
+        info.name = "SwiftShader Device (Subzero)".into();
+        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
+        info.name = "Microsoft Basic Render Driver".into();
+        info.device_type = wgpu::DeviceType::Cpu;
+        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
     }
 
     /// Column counts per format: not multiples of 4 blocks (nor, for F32/F16, of 4 or 32).
@@ -369,13 +518,14 @@ pub(crate) mod tests {
     fn matvec_matches_cpu_reference_at_awkward_shapes() {
         let mut rng = testing::rng(2);
         for &ty in FORMATS {
-            let op = MatMul::new(testing::gpu(), ty).unwrap();
-            for (i, &cols) in awkward_cols(ty).iter().enumerate() {
-                for rows in [7, 33, 130] {
-                    if i == 2 && rows != 33 {
-                        continue; // the longest rows once is enough
+            for op in ops(ty) {
+                for (i, &cols) in awkward_cols(ty).iter().enumerate() {
+                    for rows in [7, 33, 130] {
+                        if i == 2 && rows != 33 {
+                            continue; // the longest rows once is enough
+                        }
+                        check(&op, &mut rng, rows, cols, 1);
                     }
-                    check(&op, &mut rng, rows, cols, 1);
                 }
             }
         }
@@ -385,23 +535,26 @@ pub(crate) mod tests {
     fn matmul_matches_cpu_reference_at_awkward_shapes() {
         let mut rng = testing::rng(3);
         for &ty in FORMATS {
-            let op = MatMul::new(testing::gpu(), ty).unwrap();
-            let cols = awkward_cols(ty);
-            for (rows, cols, n) in [(7, cols[0], 2), (33, cols[1], 5), (130, cols[0], 37), (33, cols[1], 64)] {
-                check(&op, &mut rng, rows, cols, n);
+            for op in ops(ty) {
+                let cols = awkward_cols(ty);
+                for (rows, cols, n) in [(7, cols[0], 2), (33, cols[1], 5), (130, cols[0], 37), (33, cols[1], 64)] {
+                    check(&op, &mut rng, rows, cols, n);
+                }
             }
         }
     }
 
     #[test]
     fn rows_beyond_one_dispatch_dimension_wrap_into_y() {
-        // 130 rows = 33 row groups laid out 5 × 7 (two surplus groups) for decode, and
-        // the same for prefill.
-        let mut op = MatMul::new(testing::gpu(), TensorType::Q4_0).unwrap();
-        op.max_groups = 5;
+        // Reduce: 451 rows = 113 row groups of 4, laid out 3 × 38 (1 surplus group), for
+        // decode and prefill. Tile: 8 groups of 64 rows (3 × 3) for decode, 4 of 128 rows
+        // (3 × 2) for prefill.
         let mut rng = testing::rng(4);
-        check(&op, &mut rng, 130, 96, 1);
-        check(&op, &mut rng, 130, 96, 9);
+        for mut op in ops(TensorType::Q4_0) {
+            op.max_groups = 3;
+            check(&op, &mut rng, 451, 96, 1);
+            check(&op, &mut rng, 451, 96, 19);
+        }
         assert_eq!(grid(33, 5), (5, 7));
         assert_eq!(grid(3, 65535), (3, 1));
     }
@@ -413,8 +566,9 @@ pub(crate) mod tests {
         let gpu = testing::gpu();
         let mut rng = testing::rng(6);
         let (cols, n, ra, rb) = (768, 3, 64, 33);
-        for (ty, tokens) in [(TensorType::Q4_K, 1), (TensorType::Q6_K, n)] {
-            let op = MatMul::new(gpu, ty).unwrap();
+        let cases = [(TensorType::Q4_K, 1), (TensorType::Q6_K, n)];
+        for (op, tokens) in cases.iter().flat_map(|&(ty, tokens)| ops(ty).map(move |op| (op, tokens))) {
+            let ty = op.ty;
             let x = testing::random(&mut rng, tokens * cols, 1.0);
             let out = Output::new(gpu, tokens * (ra + rb));
             let mut want = vec![0f32; tokens * (ra + rb)];
@@ -445,12 +599,12 @@ pub(crate) mod tests {
                         wb.as_entire_buffer_binding(),
                         xb.as_entire_buffer_binding(),
                     );
-                    op.bind(gpu, tokens as u32, p, w, x, y)
+                    op.bind(gpu, cols as u32, tokens as u32, p, w, x, y)
                 })
                 .collect();
             testing::run(gpu, |pass| {
                 for (bind, (_, _, rows, _)) in binds.iter().zip(&keep) {
-                    op.dispatch(pass, bind, *rows as u32, tokens as u32);
+                    op.dispatch(pass, bind, *rows as u32, cols as u32, tokens as u32);
                 }
             });
             let got = out.read(gpu);

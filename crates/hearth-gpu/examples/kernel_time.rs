@@ -1,0 +1,82 @@
+//! Times the matmul kernels of both strategies at SmolLM2 and 7B shapes on the default
+//! adapter (a development aid for tuning, not a benchmark of record — that is `hearth bench`):
+//! `cargo run --release -p hearth-gpu --example kernel_time [TOKENS]`.
+use std::time::Instant;
+
+use hearth_gguf::TensorType;
+use hearth_gpu::ops::matmul::{self, MatMul, Strategy};
+use hearth_gpu::{Gpu, GpuOptions};
+
+fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols: usize, n: usize, reps: u32) {
+    let op = MatMul::with_strategy(gpu, ty, strategy).unwrap();
+    let bytes_len = rows * ty.bytes_for(cols as u64).unwrap() as usize;
+    // Small, valid f16 scales everywhere: 0x1111 ≈ 6e-4.
+    let bytes = vec![0x11u8; bytes_len];
+    let params = gpu.uniform("p", &op.params(rows, cols, n).unwrap());
+    let w = matmul::upload_weights(gpu, "w", &bytes);
+    let x = gpu.upload("x", &vec![0.5f32; n * cols]);
+    let y = gpu.upload("y", &vec![0f32; n * rows]);
+    let bind = op.bind(
+        gpu,
+        cols as u32,
+        n as u32,
+        params.as_entire_buffer_binding(),
+        w.as_entire_buffer_binding(),
+        x.as_entire_buffer_binding(),
+        y.as_entire_buffer_binding(),
+    );
+    let run = |reps: u32| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                op.dispatch(&mut pass, &bind, rows as u32, cols as u32, n as u32);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    };
+    run(1);
+    let t = Instant::now();
+    run(reps);
+    let s = t.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "matmul {strategy:?} {ty:5} {rows:6}x{cols:5} n={n:3}: {:8.3} ms  {:7.2} GB/s  {:7.2} GFLOP/s",
+        s * 1e3,
+        bytes_len as f64 / s / 1e9,
+        2.0 * (rows * cols * n) as f64 / s / 1e9
+    );
+}
+
+fn main() {
+    let gpu = Gpu::new_blocking(&GpuOptions::default()).unwrap();
+    println!("{}", gpu.info.name);
+    if std::env::var("COMPILE").is_ok() { compile_times(&gpu); return; }
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).map(|a| a.parse().unwrap()).unwrap_or(1);
+    let reps = if n == 1 { 20 } else { 3 };
+    for (ty, rows, cols) in [
+        (TensorType::Q4_1, 1536, 576),
+        (TensorType::Q4_1, 576, 1536),
+        (TensorType::Q4_1, 576, 576),
+        (TensorType::Q8_0, 49152, 576),
+        (TensorType::Q4_0, 4096, 4096),
+        (TensorType::Q4_K, 4096, 4096),
+        (TensorType::Q6_K, 4096, 4096),
+        (TensorType::F16, 1024, 1024),
+    ] {
+        for strategy in [Strategy::Reduce, Strategy::Tile] {
+            time_matmul(&gpu, strategy, ty, rows, cols, n, reps);
+        }
+    }
+}
+#[allow(dead_code)]
+fn compile_times(gpu: &Gpu) {
+    for ty in [TensorType::Q4_1, TensorType::Q8_0, TensorType::Q6_K] {
+        for strategy in [Strategy::Reduce, Strategy::Tile] {
+            let t = Instant::now();
+            let _ = MatMul::with_strategy(gpu, ty, strategy).unwrap();
+            println!("build {strategy:?} {ty}: {:.2} s", t.elapsed().as_secs_f64());
+        }
+    }
+}
