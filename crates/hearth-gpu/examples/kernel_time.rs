@@ -51,7 +51,10 @@ fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols:
 fn main() {
     let gpu = Gpu::new_blocking(&GpuOptions::default()).unwrap();
     println!("{}", gpu.info.name);
-    if std::env::var("COMPILE").is_ok() { compile_times(&gpu); return; }
+    if std::env::var("COMPILE").is_ok() {
+        compile_times(&gpu);
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).map(|a| a.parse().unwrap()).unwrap_or(1);
     let reps = if n == 1 { 20 } else { 3 };

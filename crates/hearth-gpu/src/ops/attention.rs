@@ -5,10 +5,23 @@
 //! Cache layout, per layer and for K and V alike: (positions, n_kv_heads, head_dim) f16,
 //! row-major, two f16 per u32 word (element 2w in the low half of word w), so one position is
 //! `n_kv_heads · head_dim / 2` words and head_dim must be even.
+//!
+//! Two kernels ([`Strategy`]): Reduce (`attention.wgsl`: a workgroup per token and head batch,
+//! scores and softmax in workgroup memory) on GPUs, and Tile (`attention_tile.wgsl`: a thread
+//! per token and KV head, state in registers) on CPU-backed adapters, where it measured ~25×
+//! faster (lavapipe, SmolLM2, 512-token prefill). Tile needs head_dim to be a multiple of 8;
+//! other shapes use Reduce everywhere.
 
+use std::fmt::Write;
+
+use super::Strategy;
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
+/// The Tile kernel's template ([`tile_source`] fills it in).
+pub const TILE_SOURCE: &str = include_str!("../../../../shaders/attention_tile.wgsl");
+/// Threads per Tile workgroup (one SIMD width on lavapipe).
+pub const TILE_WORKGROUP: u32 = 8;
 pub const KV_WRITE_SOURCE: &str = include_str!("../../../../shaders/kv_cache.wgsl");
 
 /// Threads per attention workgroup.
@@ -55,18 +68,78 @@ pub struct KvWriteParams {
     pub _pad: u32,
 }
 
-/// Attention for one model shape: head_dim and the heads per workgroup are compiled in.
+/// `attention_tile.wgsl` for `group` query heads per KV head of `head_dim` (a multiple of 8):
+/// the `{{...}}` lines written out over heads and 4-element slices.
+pub fn tile_source(group: u32, head_dim: u32) -> String {
+    let (vecs, words) = (head_dim / 4, head_dim / 8);
+    let (mut declare, mut position, mut store) = (String::new(), String::new(), String::new());
+    for g in 0..group {
+        for j in 0..vecs {
+            let _ = writeln!(declare, "    let q_{g}_{j} = q[qbase + {}u];", g * vecs + j);
+            let _ = writeln!(declare, "    var acc_{g}_{j} = vec4<f32>(0.0);");
+            let _ = writeln!(store, "    out[qbase + {}u] = acc_{g}_{j} / l_{g};", g * vecs + j);
+        }
+        let _ = writeln!(declare, "    var m_{g} = F32_LOWEST;\n    var l_{g} = 0.0;");
+    }
+    let unpack = |out: &mut String, name: &str, cache: &str| {
+        for j in 0..words {
+            let _ = writeln!(out, "        let {name}w_{j} = {cache}[kb + {j}u];");
+            let _ = writeln!(out, "        let {name}_{} = lo4({name}w_{j});", 2 * j);
+            let _ = writeln!(out, "        let {name}_{} = hi4({name}w_{j});", 2 * j + 1);
+        }
+    };
+    unpack(&mut position, "k", "k_cache");
+    for g in 0..group {
+        let dot: Vec<String> = (0..vecs).map(|j| format!("dot(q_{g}_{j}, k_{j})")).collect();
+        let _ = writeln!(position, "        let s_{g} = ({}) * p.scale;", dot.join(" + "));
+        let _ = writeln!(position, "        let mn_{g} = max(m_{g}, s_{g});");
+        let _ = writeln!(position, "        let a_{g} = exp(m_{g} - mn_{g});");
+        let _ = writeln!(position, "        let e_{g} = exp(s_{g} - mn_{g});");
+        let _ = writeln!(position, "        l_{g} = l_{g} * a_{g} + e_{g};\n        m_{g} = mn_{g};");
+    }
+    unpack(&mut position, "v", "v_cache");
+    for g in 0..group {
+        for j in 0..vecs {
+            let _ = writeln!(position, "        acc_{g}_{j} = acc_{g}_{j} * a_{g} + e_{g} * v_{j};");
+        }
+    }
+    let header =
+        format!("const WG: u32 = {TILE_WORKGROUP}u;\nconst G: u32 = {group}u;\nconst HD: u32 = {head_dim}u;\n");
+    header + &super::fill_template(TILE_SOURCE, &[("DECLARE", &declare), ("POSITION", &position), ("STORE", &store)])
+}
+
+enum Kernel {
+    /// `attention.wgsl`, with this many query heads per workgroup (G in the shader).
+    Reduce { heads_per_workgroup: u32 },
+    /// `attention_tile.wgsl`: one thread per (token, KV head).
+    Tile,
+}
+
+/// Attention for one model shape: head_dim and the heads per workgroup (or thread) are
+/// compiled in.
 pub struct Attention {
     pipeline: wgpu::ComputePipeline,
     head_dim: u32,
-    /// Query heads per workgroup (G in the shader).
-    heads_per_workgroup: u32,
+    kernel: Kernel,
+    /// Workgroups per dispatch dimension (the device limit; lowered by tests).
+    max_groups: u32,
 }
 
 impl Attention {
-    /// For a model with `head_dim` and `group` = n_heads / n_kv_heads query heads per KV head.
+    /// For a model with `head_dim` and `group` = n_heads / n_kv_heads query heads per KV head,
+    /// with the kernel that suits this adapter.
     pub fn new(gpu: &Gpu, head_dim: u32, group: u32) -> Result<Self, GpuError> {
-        Self::with_heads_per_workgroup(gpu, head_dim, group.min(MAX_HEADS_PER_WORKGROUP))
+        Self::with_strategy(gpu, head_dim, group, Strategy::for_adapter(&gpu.info))
+    }
+
+    /// As [`Attention::new`] with the given strategy (Reduce where Tile cannot take the shape).
+    pub fn with_strategy(gpu: &Gpu, head_dim: u32, group: u32, strategy: Strategy) -> Result<Self, GpuError> {
+        if strategy == Strategy::Reduce || head_dim == 0 || !head_dim.is_multiple_of(8) || group == 0 {
+            return Self::with_heads_per_workgroup(gpu, head_dim, group.min(MAX_HEADS_PER_WORKGROUP));
+        }
+        let pipeline = gpu.compute_pipeline("attention (tile)", &tile_source(group, head_dim), "main", &[])?;
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
+        Ok(Attention { pipeline, head_dim, kernel: Kernel::Tile, max_groups })
     }
 
     /// As [`Attention::new`] with at most `heads` query heads per workgroup (tests use it to
@@ -94,7 +167,8 @@ impl Attention {
             ("HD", f64::from(head_dim)),
         ];
         let pipeline = gpu.compute_pipeline("attention", SOURCE, "main", &constants)?;
-        Ok(Attention { pipeline, head_dim, heads_per_workgroup: g })
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
+        Ok(Attention { pipeline, head_dim, kernel: Kernel::Reduce { heads_per_workgroup: g }, max_groups })
     }
 
     /// q, out: (n_tokens, n_heads, head_dim) f32; k_cache, v_cache: one layer's cache holding
@@ -121,14 +195,24 @@ impl Attention {
         })
     }
 
-    /// Workgroups: (n_kv_heads · batches of the group, n_tokens).
+    /// Reduce: workgroups (n_kv_heads · batches of the group, n_tokens). Tile: one thread per
+    /// (token, KV head), tokens fastest.
     pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &Params) {
-        let group = params.n_heads / params.n_kv_heads;
-        debug_assert_eq!(group * params.n_kv_heads, params.n_heads, "n_kv_heads must divide n_heads");
-        let batches = group.div_ceil(self.heads_per_workgroup);
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(params.n_kv_heads * batches, params.n_tokens, 1);
+        match self.kernel {
+            Kernel::Reduce { heads_per_workgroup } => {
+                let group = params.n_heads / params.n_kv_heads;
+                debug_assert_eq!(group * params.n_kv_heads, params.n_heads, "n_kv_heads must divide n_heads");
+                let batches = group.div_ceil(heads_per_workgroup);
+                pass.dispatch_workgroups(params.n_kv_heads * batches, params.n_tokens, 1);
+            }
+            Kernel::Tile => {
+                let threads = params.n_tokens * params.n_kv_heads;
+                let (gx, gy) = super::matmul::grid(threads.div_ceil(TILE_WORKGROUP), self.max_groups);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+        }
     }
 
     pub fn head_dim(&self) -> u32 {
@@ -205,17 +289,26 @@ mod tests {
         use std::mem::offset_of;
         validate_with_f16_packing(SOURCE);
         validate_with_f16_packing(KV_WRITE_SOURCE);
-        testing::check_uniform::<Params>(
-            params_struct(SOURCE),
-            "Params",
-            &[
-                ("n_tokens", offset_of!(Params, n_tokens)),
-                ("n_heads", offset_of!(Params, n_heads)),
-                ("n_kv_heads", offset_of!(Params, n_kv_heads)),
-                ("start", offset_of!(Params, start)),
-                ("scale", offset_of!(Params, scale)),
-            ],
-        );
+        for (group, hd) in [(3, 64), (1, 128), (8, 8)] {
+            let tile = tile_source(group, hd);
+            for mark in ["{{DECLARE}}", "{{POSITION}}", "{{STORE}}"] {
+                assert!(!tile.contains(mark), "{mark} was left unfilled");
+            }
+            validate_with_f16_packing(&tile);
+        }
+        for source in [SOURCE.to_string(), tile_source(3, 64)] {
+            testing::check_uniform::<Params>(
+                params_struct(&source),
+                "Params",
+                &[
+                    ("n_tokens", offset_of!(Params, n_tokens)),
+                    ("n_heads", offset_of!(Params, n_heads)),
+                    ("n_kv_heads", offset_of!(Params, n_kv_heads)),
+                    ("start", offset_of!(Params, start)),
+                    ("scale", offset_of!(Params, scale)),
+                ],
+            );
+        }
         testing::check_uniform::<KvWriteParams>(
             params_struct(KV_WRITE_SOURCE),
             "Params",
@@ -256,10 +349,24 @@ mod tests {
         let gpu = testing::gpu();
         let mut rng = testing::rng(7);
         let mut worst_storage = 0f64;
-        // (n_heads, n_kv_heads, head_dim, heads per workgroup): SmolLM2-like, MHA, an awkward
-        // head_dim, and a group split over workgroups with a partial last batch.
-        for (n_heads, n_kv_heads, hd, per_wg) in [(9, 3, 64, 8), (4, 4, 64, 8), (6, 2, 40, 8), (9, 3, 64, 2)] {
-            let op = Attention::with_heads_per_workgroup(gpu, hd, (n_heads / n_kv_heads).min(per_wg)).unwrap();
+        // (n_heads, n_kv_heads, head_dim, Reduce's heads per workgroup or 0 for Tile):
+        // SmolLM2-like, MHA, an awkward head_dim, a group split over workgroups with a partial
+        // last batch; for Tile the same shapes and a wide group (8 heads per KV head).
+        let cases = [
+            (9, 3, 64, 8),
+            (4, 4, 64, 8),
+            (6, 2, 40, 8),
+            (9, 3, 64, 2),
+            (9, 3, 64, 0),
+            (4, 4, 64, 0),
+            (6, 2, 40, 0),
+            (16, 2, 32, 0),
+        ];
+        for (n_heads, n_kv_heads, hd, per_wg) in cases {
+            let op = match per_wg {
+                0 => Attention::with_strategy(gpu, hd, n_heads / n_kv_heads, Strategy::Tile).unwrap(),
+                g => Attention::with_heads_per_workgroup(gpu, hd, (n_heads / n_kv_heads).min(g)).unwrap(),
+            };
             let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
             for len in [1usize, 17, 300] {
                 // Decode (one token at the end), short and longer prefills ending at `len`.
@@ -293,7 +400,8 @@ mod tests {
                     testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
                     let got = out.read(gpu);
                     let label = format!(
-                        "attention {n_heads}/{n_kv_heads}x{hd} (G {per_wg}) len {len} tokens {n} start {start}"
+                        "attention {n_heads}/{n_kv_heads}x{hd} ({}) len {len} tokens {n} start {start}",
+                        if per_wg == 0 { "tile".to_string() } else { format!("G {per_wg}") }
                     );
                     eprintln!("{label}: NMSE {:.3e}", nmse(&got, &want));
                     testing::assert_close(&label, &got, &want, Budget::ATTENTION);

@@ -29,6 +29,7 @@
 
 use hearth_gguf::TensorType;
 
+pub use super::Strategy;
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/matmul.wgsl");
@@ -89,25 +90,6 @@ pub fn upload_weights(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     let mut words = vec![0u32; bytes.len().div_ceil(4)];
     bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
     gpu.upload(label, &words)
-}
-
-/// How a matmul lays its work on threads; see the module docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    Reduce,
-    Tile,
-}
-
-impl Strategy {
-    /// Tile on CPU-backed adapters (lavapipe, SwiftShader, WARP), Reduce on GPUs.
-    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Strategy {
-        let name = format!("{} {}", info.name, info.driver).to_lowercase();
-        if info.device_type == wgpu::DeviceType::Cpu || ["llvmpipe", "swiftshader"].iter().any(|n| name.contains(n)) {
-            Strategy::Tile
-        } else {
-            Strategy::Reduce
-        }
-    }
 }
 
 /// Threads per workgroup (Reduce).
@@ -487,22 +469,6 @@ pub(crate) mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn software_adapters_get_the_tile_kernel() {
-        let mut info = testing::gpu().info.clone();
-        info.device_type = wgpu::DeviceType::DiscreteGpu;
-        info.name = "NVIDIA H100".into();
-        info.driver = "NVIDIA".into();
-        assert_eq!(Strategy::for_adapter(&info), Strategy::Reduce);
-        info.name = "llvmpipe (LLVM 15.0.6, 256 bits)".into();
-        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
-        info.name = "SwiftShader Device (Subzero)".into();
-        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
-        info.name = "Microsoft Basic Render Driver".into();
-        info.device_type = wgpu::DeviceType::Cpu;
-        assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
     }
 
     /// Column counts per format: not multiples of 4 blocks (nor, for F32/F16, of 4 or 32).
