@@ -73,7 +73,7 @@ fn main() {
         }
     }
 }
-#[allow(dead_code)]
+/// Pipeline build time per strategy (`COMPILE=1`): the Tile kernels are large unrolled sources.
 fn compile_times(gpu: &Gpu) {
     for ty in [TensorType::Q4_1, TensorType::Q8_0, TensorType::Q6_K] {
         for strategy in [Strategy::Reduce, Strategy::Tile] {

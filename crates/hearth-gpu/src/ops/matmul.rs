@@ -257,7 +257,7 @@ impl MatMul {
     /// The pipeline for a matrix of `cols` columns over `n_tokens` tokens.
     fn variant(&self, cols: u32, n_tokens: u32) -> &Variant {
         match &self.fallback {
-            Some(reduce) if cols % 32 != 0 => reduce.get(n_tokens),
+            Some(reduce) if !cols.is_multiple_of(32) => reduce.get(n_tokens),
             _ => self.main.get(n_tokens),
         }
     }
