@@ -13,7 +13,7 @@ use std::time::Instant;
 use hearth_gguf::{read_index, FileSource};
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
 use hearth_model::{argmax, perplexity, CpuEngine, Engine, Logits, Model, Sampler, SamplingParams};
-use hearth_testdata::{json, model_path, testdata};
+use hearth_testdata::{greedy_step, json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -96,18 +96,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         let t = Instant::now();
         let mut decoded = 0;
         for (step, &want) in expected.iter().enumerate() {
-            if got != want {
-                if margins[step] < NEAR_TIE {
-                    eprintln!(
-                        "prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted",
-                        margins[step]
-                    );
-                } else {
-                    failures.push(format!(
-                        "prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})",
-                        margins[step]
-                    ));
-                }
+            if !greedy_step(i, step, got, want, margins[step], NEAR_TIE, &mut failures) {
                 break;
             }
             if step + 1 < expected.len() {

@@ -4,7 +4,7 @@
 
 use hearth_gguf::{read_index, FileSource};
 use hearth_model::{argmax, perplexity, CpuEngine, Logits, Model};
-use hearth_testdata::{json, model_path, testdata};
+use hearth_testdata::{greedy_step, json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -61,18 +61,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         for (step, &want) in expected.iter().enumerate() {
             let candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(t, &l)| (t as u32, l)).collect();
             let got = argmax(&candidates);
-            if got != want {
-                if margins[step] < NEAR_TIE {
-                    eprintln!(
-                        "prompt {i}: parted at step {step} at a near-tie (margin {:.4}); accepted",
-                        margins[step]
-                    );
-                } else {
-                    failures.push(format!(
-                        "prompt {i}: step {step} gave {got}, oracle {want} (margin {:.4})",
-                        margins[step]
-                    ));
-                }
+            if !greedy_step(i, step, got, want, margins[step], NEAR_TIE, &mut failures) {
                 break;
             }
             if step + 1 < expected.len() {

@@ -27,3 +27,26 @@ pub fn json(rel: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
+
+/// The greedy oracle's rule at one step of prompt `prompt`: equal tokens go on (`true`). A
+/// parting where the oracle's top-2 margin is below `near_tie` is accepted and ends the
+/// comparison; any other parting is recorded in `failures` and ends it too.
+pub fn greedy_step(
+    prompt: usize,
+    step: usize,
+    got: u32,
+    want: u32,
+    margin: f64,
+    near_tie: f64,
+    failures: &mut Vec<String>,
+) -> bool {
+    if got == want {
+        return true;
+    }
+    if margin < near_tie {
+        eprintln!("prompt {prompt}: parted at step {step} at a near-tie (margin {margin:.4}); accepted");
+    } else {
+        failures.push(format!("prompt {prompt}: step {step} gave {got}, oracle {want} (margin {margin:.4})"));
+    }
+    false
+}

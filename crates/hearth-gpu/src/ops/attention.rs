@@ -8,9 +8,10 @@
 //!
 //! Two kernels ([`Strategy`]): Reduce (`attention.wgsl`: a workgroup per token and head batch,
 //! scores and softmax in workgroup memory) on GPUs, and Tile (`attention_tile.wgsl`: a thread
-//! per token and KV head, state in registers) on CPU-backed adapters, where it measured ~25×
-//! faster (lavapipe, SmolLM2, 512-token prefill). Tile needs head_dim to be a multiple of 8;
-//! other shapes use Reduce everywhere.
+//! per token and KV head, state in registers) on CPU-backed adapters. Measured on lavapipe
+//! (SmolLM2, 512-token prefill): 31.5 tok/s with Reduce, 82.3 with Tile, 81.4 with attention
+//! skipped altogether. Tile needs head_dim to be a multiple of 8; other shapes use Reduce
+//! everywhere.
 
 use std::fmt::Write;
 
