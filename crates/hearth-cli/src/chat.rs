@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use clap::Args;
+use hearth_model::chat::{reusable_prefix, Fitted};
 use hearth_model::{generate, GenerateParams};
 use hearth_tokenizer::template::Message;
 
@@ -27,8 +28,7 @@ pub struct ChatArgs {
 
 pub fn run(a: ChatArgs) -> Result<()> {
     let loaded = crate::load::open(&a.model.model)?;
-    let template = loaded.chat_template()?;
-    let (bos, eos) = loaded.special_texts();
+    let format = loaded.chat_format()?;
     let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
     let mut params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: Vec::new() };
 
@@ -60,19 +60,8 @@ pub fn run(a: ChatArgs) -> Result<()> {
         // Render; when the conversation no longer fits (leaving room for a reply), drop the
         // oldest exchange and say so.
         let reserve = params.max_tokens.min(engine.cache_capacity() / 4);
-        let tokens = loop {
-            let rendered = template.render(&messages, true, &bos, &eos)?;
-            let tokens = loaded.tokenize_chat(&rendered);
-            if tokens.len() + reserve <= engine.cache_capacity() {
-                break Some(tokens);
-            }
-            if messages.len() - n_fixed <= 1 {
-                break None;
-            }
-            messages.drain(n_fixed..(n_fixed + 2).min(messages.len() - 1));
-            eprintln!("[context full: dropped the oldest exchange]");
-        };
-        let Some(tokens) = tokens else {
+        let fitted = format.fit(&loaded.tokenizer, &messages, n_fixed, engine.cache_capacity(), reserve)?;
+        let Some(Fitted { tokens, dropped }) = fitted else {
             messages.pop();
             eprintln!(
                 "[that message is too long for a context of {} tokens; try a shorter one or --ctx]",
@@ -81,8 +70,11 @@ pub fn run(a: ChatArgs) -> Result<()> {
             continue;
         };
 
-        let mut common = tokens.iter().zip(&cached).take_while(|(a, b)| a == b).count();
-        common = common.min(tokens.len() - 1); // at least one new token to run
+        if dropped > 0 {
+            messages.drain(n_fixed..n_fixed + dropped);
+            eprintln!("[context full: dropped the {dropped} oldest messages]");
+        }
+        let common = reusable_prefix(&cached, &tokens);
         engine.truncate_cache(common);
         cached.truncate(common);
 

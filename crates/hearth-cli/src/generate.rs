@@ -45,9 +45,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 messages.push(Message::system(s.clone()));
             }
             messages.push(Message::user(msg.clone()));
-            let (bos, eos) = loaded.special_texts();
-            let rendered = loaded.chat_template()?.render(&messages, true, &bos, &eos)?;
-            loaded.tokenize_chat(&rendered)
+            loaded.chat_format()?.tokenize(tok, &messages)?
         }
         (None, None) => anyhow::bail!("give --prompt or --chat"),
     };

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use hearth_gguf::{read_index, FileSource, GgufIndex, ReadAt};
 use hearth_gpu::{Gpu, GpuEngine, GpuError, GpuOptions};
+use hearth_model::chat::ChatFormat;
 use hearth_model::{Config, CpuEngine, Engine, Model};
-use hearth_tokenizer::template::ChatTemplate;
 use hearth_tokenizer::Tokenizer;
 
 use crate::{Backend, ModelArgs};
@@ -35,28 +35,9 @@ impl Loaded {
         engine_for(args.backend, &self.index, &self.src, ctx).with_context(|| format!("loading {}", self.path))
     }
 
-    pub fn chat_template(&self) -> Result<ChatTemplate> {
-        let source = self.index.get("tokenizer.chat_template").and_then(|v| v.as_str());
-        ChatTemplate::for_model(source, |t| self.tokenizer.token_id(t).is_some())
+    pub fn chat_format(&self) -> Result<ChatFormat> {
+        ChatFormat::from_gguf(&self.index, &self.tokenizer)
             .with_context(|| format!("{}: the chat template does not compile", self.path))
-    }
-
-    /// BOS and EOS texts as the template sees them.
-    pub fn special_texts(&self) -> (String, String) {
-        let text = |id: Option<u32>| id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or("").to_string();
-        (text(self.tokenizer.bos_id()), text(self.tokenizer.eos_id()))
-    }
-
-    /// Tokenizes a rendered chat: special tokens parsed; BOS added when the model wants it,
-    /// unless the template already wrote it (llama.cpp strips it the same way).
-    pub fn tokenize_chat(&self, rendered: &str) -> Vec<u32> {
-        let add_bos = self.tokenizer.add_bos_default();
-        let (bos, _) = self.special_texts();
-        let text = match rendered.strip_prefix(bos.as_str()) {
-            Some(rest) if add_bos && !bos.is_empty() => rest,
-            _ => rendered,
-        };
-        self.tokenizer.encode(text, add_bos, true)
     }
 }
 

@@ -18,7 +18,7 @@ mod writer;
 pub use dequant::{dequantize, dequantize_row};
 pub use error::GgufError;
 pub use index::{parse_index, GgufIndex, Parse, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use source::{read_index, read_tensor, FileSource, ReadAt, ReadError};
+pub use source::{read_index, read_tensor, FileSource, ReadAt, ReadError, TensorSource};
 pub use tensor_type::TensorType;
 pub use value::{Value, ValueType};
 pub use writer::{write_header, Header, TensorSpec};

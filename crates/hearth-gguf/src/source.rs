@@ -94,6 +94,23 @@ pub fn read_index<R: ReadAt + ?Sized>(src: &R) -> Result<GgufIndex, ReadError> {
     }
 }
 
+/// Where tensor bytes come from when a read may have to wait: IndexedDB in the browser
+/// answers with a promise. Every [`ReadAt`] is a source whose reads are ready at once, so the
+/// one (async) weight-loading path serves both; natively it is driven by a blocking executor.
+// Callers are generic over the source and await it in place; nothing spawns these futures
+// onto a multi-threaded executor, so no `Send` bound is promised.
+#[allow(async_fn_in_trait)]
+pub trait TensorSource {
+    /// One tensor's bytes, exactly `info.n_bytes` of them.
+    async fn tensor_bytes(&self, info: &TensorInfo) -> Result<Vec<u8>, ReadError>;
+}
+
+impl<R: ReadAt + ?Sized> TensorSource for R {
+    async fn tensor_bytes(&self, info: &TensorInfo) -> Result<Vec<u8>, ReadError> {
+        read_tensor(self, info)
+    }
+}
+
 /// Reads one tensor's bytes.
 pub fn read_tensor<R: ReadAt + ?Sized>(src: &R, info: &TensorInfo) -> Result<Vec<u8>, ReadError> {
     let n = usize::try_from(info.n_bytes).map_err(|_| GgufError::LimitExceeded {

@@ -76,26 +76,23 @@ pub fn kv_cache(gpu: &Gpu, c: &Config, context: usize) -> Vec<KvLayer> {
 }
 
 /// Copies `bytes` bytes of `buffer` (a mappable staging buffer already holding them) back.
-/// Native only: the browser must await the mapping instead of blocking.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, crate::GpuError> {
+/// Natively this waits on the device; in the browser the mapping resolves with the event
+/// loop, so callers await it and never block the thread.
+pub async fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, crate::GpuError> {
     use crate::GpuError;
     let slice = buffer.slice(..bytes.div_ceil(8) * 8);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = futures_channel::oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
+    // Natively nothing drives the mapping but a poll; in the browser this returns at once.
     gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
-    rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+    rx.await
+        .map_err(|_| GpuError::DeviceLost("the mapping was dropped".into()))?
+        .map_err(|e| GpuError::Readback(e.to_string()))?;
     let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
     let out = view[..bytes as usize].to_vec();
     drop(view);
     buffer.unmap();
     Ok(out)
-}
-
-/// In the browser a mapping must be awaited, which the synchronous `Engine` cannot do yet.
-#[cfg(target_arch = "wasm32")]
-pub fn read_mapped(_: &Gpu, _: &wgpu::Buffer, _: u64) -> Result<Vec<u8>, crate::GpuError> {
-    Err(crate::GpuError::Readback("blocking readback is native-only; the browser must await the mapping".into()))
 }

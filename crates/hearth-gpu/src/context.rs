@@ -21,7 +21,14 @@ pub struct Gpu {
     /// only where [`GpuOptions`] asked.
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Browser only: a pipeline's compile errors arrive as a promise, which must not be
+    /// blocked on; [`Gpu::compute_pipeline`] leaves them here for [`Gpu::check_pipelines`].
+    #[cfg(target_arch = "wasm32")]
+    pending: std::cell::RefCell<Vec<PendingCheck>>,
 }
+
+#[cfg(target_arch = "wasm32")]
+type PendingCheck = (String, std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>);
 
 impl Gpu {
     /// Opens the best adapter. Core WGSL only: no optional feature is required, so the
@@ -53,7 +60,15 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        Ok(Gpu { info: adapter.get_info(), features: adapter.features(), limits, device, queue })
+        Ok(Gpu {
+            info: adapter.get_info(),
+            features: adapter.features(),
+            limits,
+            device,
+            queue,
+            #[cfg(target_arch = "wasm32")]
+            pending: Default::default(),
+        })
     }
 
     /// [`Gpu::new`], blocking (native only).
@@ -63,7 +78,9 @@ impl Gpu {
     }
 
     /// Compiles `source` and builds a compute pipeline for `entry`, with `constants` for its
-    /// `override` declarations. Errors name the kernel and carry the compiler's message.
+    /// `override` declarations. Errors name the kernel and carry the compiler's message:
+    /// natively at once; in the browser from [`Gpu::check_pipelines`], which the model load
+    /// awaits before it returns.
     pub fn compute_pipeline(
         &self,
         kernel: &str,
@@ -84,10 +101,28 @@ impl Gpu {
             compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         });
-        match pollster::block_on(scope.pop()) {
-            None => Ok(pipeline),
-            Some(e) => Err(GpuError::Shader { kernel: kernel.to_string(), message: e.to_string() }),
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader { kernel: kernel.to_string(), message: e.to_string() });
         }
+        #[cfg(target_arch = "wasm32")]
+        self.pending.borrow_mut().push((kernel.to_string(), Box::pin(scope.pop())));
+        Ok(pipeline)
+    }
+
+    /// Waits for the compile results [`Gpu::compute_pipeline`] could not wait for (browser
+    /// only; natively they were checked already).
+    pub async fn check_pipelines(&self) -> Result<(), GpuError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let pending = std::mem::take(&mut *self.pending.borrow_mut());
+            for (kernel, check) in pending {
+                if let Some(e) = check.await {
+                    return Err(GpuError::Shader { kernel, message: e.to_string() });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A storage buffer holding `data`.

@@ -4,11 +4,17 @@
 //! A step (one decoded token, or a prefill batch of up to `batch` tokens) is one
 //! `write_buffer` of parameters and ids, one command encoder and one submit. Decoding reads
 //! back only the sampled id (4 bytes) when the device can sample as asked.
+//!
+//! The engine is async at its core ([`GpuEngine::forward_async`],
+//! [`GpuEngine::forward_and_sample_async`]): in the browser a readback is a promise. The
+//! synchronous `Engine` trait, for the CLI and native tests, blocks on the same futures.
 
 use std::sync::Arc;
 
-use hearth_gguf::{GgufIndex, ReadAt};
-use hearth_model::{Config, Engine, EngineStats, Logits, ModelError, Sampler};
+use hearth_gguf::{GgufIndex, TensorSource};
+use hearth_model::{Logits, ModelError, Sampler};
+#[cfg(not(target_arch = "wasm32"))]
+use hearth_model::{Config, Engine, EngineStats};
 
 use crate::buffers::read_mapped;
 use crate::model::{GpuModel, Head};
@@ -38,14 +44,26 @@ pub struct GpuEngine {
 
 impl GpuEngine {
     /// See [`GpuModel::load`].
-    pub fn load<R: ReadAt + ?Sized>(
+    pub async fn load_async<S: TensorSource + ?Sized>(
         gpu: Arc<Gpu>,
         index: &GgufIndex,
-        src: &R,
+        src: &S,
+        context: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, GpuError> {
+        let model = GpuModel::load(&gpu, index, src, context, progress).await?;
+        Ok(GpuEngine { gpu, model, len: 0, stats: StepStats::default(), decode_stats: StepStats::default() })
+    }
+
+    /// [`GpuEngine::load_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load<S: TensorSource + ?Sized>(
+        gpu: Arc<Gpu>,
+        index: &GgufIndex,
+        src: &S,
         context: usize,
     ) -> Result<Self, GpuError> {
-        let model = GpuModel::load(&gpu, index, src, context)?;
-        Ok(GpuEngine { gpu, model, len: 0, stats: StepStats::default(), decode_stats: StepStats::default() })
+        pollster::block_on(Self::load_async(gpu, index, src, context, &mut |_, _| {}))
     }
 
     /// Dispatches, submits and readback of the last call (per token when it decoded one).
@@ -76,7 +94,7 @@ impl GpuEngine {
     /// Runs `tokens` in batches; the last gets `head`, earlier ones none (or, for All, their
     /// logits too). Returns the logits read back, if any, and leaves a sampled id in
     /// `sampled` for Argmax / Sample.
-    fn run(&mut self, tokens: &[u32], head: Head, sample: Option<sample::Params>) -> Result<Vec<f32>, GpuError> {
+    async fn run(&mut self, tokens: &[u32], head: Head, sample: Option<sample::Params>) -> Result<Vec<f32>, GpuError> {
         let vocab = self.model.config.vocab_size;
         let mut logits = Vec::new();
         self.stats = StepStats { tokens: tokens.len(), ..StepStats::default() };
@@ -109,7 +127,7 @@ impl GpuEngine {
             self.stats.submits += 1;
             self.len += n;
             if bytes > 0 {
-                let back = read_mapped(&self.gpu, &a.logits_readback, bytes)?;
+                let back = read_mapped(&self.gpu, &a.logits_readback, bytes).await?;
                 logits.extend(bytemuck::cast_slice::<u8, f32>(&back));
                 self.stats.readback_bytes += bytes as usize;
             }
@@ -117,24 +135,82 @@ impl GpuEngine {
         Ok(logits)
     }
 
-    fn read_token(&mut self) -> Result<u32, GpuError> {
-        let back = read_mapped(&self.gpu, &self.model.act.token_readback, 4)?;
+    async fn read_token(&mut self) -> Result<u32, GpuError> {
+        let back = read_mapped(&self.gpu, &self.model.act.token_readback, 4).await?;
         self.stats.readback_bytes += 4;
         Ok(u32::from_le_bytes([back[0], back[1], back[2], back[3]]))
     }
 
-    /// Runs `f`, rolling the cache back when it fails (its positions are not valid), and
-    /// keeps its counters when it decoded one token.
-    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, GpuError>) -> Result<T, ModelError> {
-        let before = self.len;
-        let out = f(self).map_err(|e| {
-            self.len = before;
-            backend(e)
-        })?;
-        if self.stats.tokens == 1 {
-            self.decode_stats = self.stats;
+    /// Ends a call: on failure the cache rolls back to `before` (its new positions are not
+    /// valid); a call that decoded one token keeps its counters.
+    fn finish<T>(&mut self, before: usize, out: Result<T, GpuError>) -> Result<T, ModelError> {
+        match out {
+            Ok(v) => {
+                if self.stats.tokens == 1 {
+                    self.decode_stats = self.stats;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                self.len = before;
+                Err(backend(e))
+            }
         }
-        Ok(out)
+    }
+
+    /// Runs `tokens` at positions `cache_len()..` and returns logits (vocab per selected
+    /// position, position-major).
+    pub async fn forward_async(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ModelError> {
+        self.check(tokens)?;
+        let head = match which {
+            Logits::Last => Head::Last,
+            Logits::All => Head::All,
+        };
+        let before = self.len;
+        let out = self.run(tokens, head, None).await;
+        self.finish(before, out)
+    }
+
+    /// Runs `tokens` and picks the next token, on the device when it can sample as asked
+    /// (4 bytes read back), else from the last logits on the CPU.
+    pub async fn forward_and_sample_async(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32, ModelError> {
+        self.check(tokens)?;
+        let p = sampler.params();
+        let before = self.len;
+        if !sample::Params::supports(p) {
+            // The repetition penalty needs the history: sample on the CPU.
+            let out = self.run(tokens, Head::Last, None).await;
+            let logits = self.finish(before, out)?;
+            return Ok(sampler.sample(&logits, history));
+        }
+        let vocab = self.model.config.vocab_size as u32;
+        let (head, params) = if p.temperature <= 0.0 {
+            (Head::Argmax, None)
+        } else {
+            let s = sample::Params::sample(vocab, p, 0.0);
+            (Head::Sample, Some(sample::Params { u: sampler.next_uniform(), ..s }))
+        };
+        let out = match self.run(tokens, head, params).await {
+            Ok(_) => self.read_token().await,
+            Err(e) => Err(e),
+        };
+        self.finish(before, out)
+    }
+
+    /// Positions filled in the KV cache.
+    pub fn cache_len(&self) -> usize {
+        self.len
+    }
+
+    /// Forgets positions from `len` on (a chat turn keeps the prefix it shares). Positions
+    /// past `len` are overwritten before attention reads them again.
+    pub fn truncate_cache(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }
 
@@ -142,6 +218,8 @@ fn backend(e: GpuError) -> ModelError {
     ModelError::Backend(e.to_string())
 }
 
+/// The synchronous trait, for the CLI and native tests: blocks on the async core.
+#[cfg(not(target_arch = "wasm32"))]
 impl Engine for GpuEngine {
     fn config(&self) -> &Config {
         &self.model.config
@@ -156,8 +234,7 @@ impl Engine for GpuEngine {
     }
 
     fn truncate_cache(&mut self, len: usize) {
-        // Positions past `len` are overwritten before attention reads them again.
-        self.len = self.len.min(len);
+        GpuEngine::truncate_cache(self, len)
     }
 
     fn stats(&self) -> EngineStats {
@@ -166,12 +243,7 @@ impl Engine for GpuEngine {
     }
 
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ModelError> {
-        self.check(tokens)?;
-        let head = match which {
-            Logits::Last => Head::Last,
-            Logits::All => Head::All,
-        };
-        self.guarded(|e| e.run(tokens, head, None))
+        pollster::block_on(self.forward_async(tokens, which))
     }
 
     fn forward_and_sample(
@@ -180,23 +252,6 @@ impl Engine for GpuEngine {
         sampler: &mut Sampler,
         history: &[u32],
     ) -> Result<u32, ModelError> {
-        self.check(tokens)?;
-        let p = sampler.params();
-        if !sample::Params::supports(p) {
-            // The repetition penalty needs the history: sample on the CPU.
-            let logits = self.guarded(|e| e.run(tokens, Head::Last, None))?;
-            return Ok(sampler.sample(&logits, history));
-        }
-        let vocab = self.model.config.vocab_size as u32;
-        let (head, params) = if p.temperature <= 0.0 {
-            (Head::Argmax, None)
-        } else {
-            let s = sample::Params::sample(vocab, p, 0.0);
-            (Head::Sample, Some(sample::Params { u: sampler.next_uniform(), ..s }))
-        };
-        self.guarded(|e| {
-            e.run(tokens, head, params)?;
-            e.read_token()
-        })
+        pollster::block_on(self.forward_and_sample_async(tokens, sampler, history))
     }
 }

@@ -11,6 +11,8 @@ pub enum GpuError {
         "{what} needs {needed} bytes of GPU memory, but this adapter allows {allowed}: pick a smaller model or context"
     )]
     TooLarge { what: String, needed: u64, allowed: u64 },
+    #[error("the GPU ran out of memory loading the model ({0}): pick a smaller model or a shorter context")]
+    OutOfMemory(String),
     #[error("the GPU device was lost ({0}); re-create it")]
     DeviceLost(String),
     #[error("reading results back from the GPU failed: {0}")]

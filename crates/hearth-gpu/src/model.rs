@@ -5,7 +5,7 @@
 //! Everything is allocated and bound at load; recording a step only chooses dispatch grids
 //! for its `n` tokens. Activations are f32, the KV cache f16.
 
-use hearth_gguf::{GgufIndex, ReadAt};
+use hearth_gguf::{GgufIndex, TensorSource};
 use hearth_model::ops::{Rope as RopeSpec, RopeMode};
 use hearth_model::Config;
 
@@ -62,8 +62,15 @@ pub(crate) struct Pass<'a> {
 impl GpuModel {
     /// Reads the config, checks the memory plan against the adapter's limits BEFORE
     /// uploading anything, then uploads the weights one tensor at a time and builds every
-    /// pipeline and bind group. `context`: KV cache positions.
-    pub fn load<R: ReadAt + ?Sized>(gpu: &Gpu, index: &GgufIndex, src: &R, context: usize) -> Result<Self, GpuError> {
+    /// pipeline and bind group. `context`: KV cache positions. `progress(done, total)` counts
+    /// weight bytes uploaded.
+    pub async fn load<S: TensorSource + ?Sized>(
+        gpu: &Gpu,
+        index: &GgufIndex,
+        src: &S,
+        context: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, GpuError> {
         let config = Config::from_gguf(index)?;
         let context = context.max(1);
         let batch = batch_size(gpu, &config);
@@ -76,7 +83,10 @@ impl GpuModel {
             });
         }
 
-        let weights = GpuWeights::load(gpu, &config, index, src)?;
+        // Out-of-memory is reported through an error scope, not a failed call: catch it
+        // around everything that allocates.
+        let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let weights = GpuWeights::load(gpu, &config, index, src, progress).await?;
         let rope = RopeSpec {
             mode: RopeMode::Interleaved, // llama.cpp's LLAMA_ROPE_TYPE_NORM for `llama`
             head_dim: config.head_dim,
@@ -90,6 +100,10 @@ impl GpuModel {
         let kv = kv_cache(gpu, &config, context);
         let mut step = StepBuffer::new(gpu, max_dispatches(&weights), batch);
         let binds = Binds::new(gpu, &ops, &mut step, &config, &weights, &act, &kv);
+        if let Some(e) = oom.pop().await {
+            return Err(GpuError::OutOfMemory(e.to_string()));
+        }
+        gpu.check_pipelines().await?;
         Ok(GpuModel { config, rope, ops, weights, act, kv, step, binds, batch, context })
     }
 

@@ -2,7 +2,7 @@
 //! than one storage binding is split by rows into several buffers; norms and RoPE factors are
 //! tiny and dequantized to f32 on the host.
 
-use hearth_gguf::{read_tensor, GgufIndex, ReadAt, TensorInfo, TensorType};
+use hearth_gguf::{GgufIndex, TensorInfo, TensorSource, TensorType};
 use hearth_model::{Config, Layer, LlamaWeights, ModelError, WeightLoader};
 use std::ops::Range;
 
@@ -42,21 +42,20 @@ impl std::ops::Deref for GpuWeights {
     }
 }
 
-struct Uploader<'a, R: ?Sized> {
+struct Uploader<'a> {
     gpu: &'a Gpu,
-    src: &'a R,
     /// Largest part in bytes: the binding limit (and the buffer limit), in whole words.
     max_part: u64,
     /// Rows per part are a multiple of this: the storage offset alignment in f32s.
     row_align: usize,
 }
 
-impl<R: ReadAt + ?Sized> WeightLoader for Uploader<'_, R> {
+impl WeightLoader for Uploader<'_> {
     type Matrix = GpuMatrix;
     type Vector = wgpu::Buffer;
     type Error = GpuError;
 
-    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<GpuMatrix, GpuError> {
+    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<GpuMatrix, GpuError> {
         let name = info.name.as_str();
         if crate::ops::matmul::quant_snippet(info.ty).is_none() {
             return Err(ModelError::UnsupportedTensorType { tensor: name.to_string(), ty: info.ty }.into());
@@ -78,7 +77,6 @@ impl<R: ReadAt + ?Sized> WeightLoader for Uploader<'_, R> {
                 allowed: self.max_part,
             });
         }
-        let bytes = read_tensor(self.src, info).map_err(ModelError::from)?;
         let rb = row_bytes as usize;
         let parts = (0..rows)
             .step_by(per_part)
@@ -98,12 +96,18 @@ impl<R: ReadAt + ?Sized> WeightLoader for Uploader<'_, R> {
 
 impl GpuWeights {
     /// Uploads every tensor the config calls for, one at a time, checking names and shapes.
-    pub fn load<R: ReadAt + ?Sized>(gpu: &Gpu, config: &Config, index: &GgufIndex, src: &R) -> Result<Self, GpuError> {
+    pub async fn load<S: TensorSource + ?Sized>(
+        gpu: &Gpu,
+        config: &Config,
+        index: &GgufIndex,
+        src: &S,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, GpuError> {
         let limits = &gpu.limits;
         let max_part = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4 * 4;
         let row_align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
-        let up = Uploader { gpu, src, max_part, row_align };
-        let llama = LlamaWeights::load_with(config, index, src, &up)?;
+        let up = Uploader { gpu, max_part, row_align };
+        let llama = LlamaWeights::load_with(config, index, src, &up, progress).await?;
         let rope_freqs = llama.rope_freq_factors.as_ref().map(|f| gpu.upload("rope_freqs", f));
         Ok(GpuWeights { llama, rope_freqs })
     }

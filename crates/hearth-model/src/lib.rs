@@ -4,6 +4,7 @@
 //! GGUF index → [`Config`] (typed hyper-parameters) → [`Weights`] (tensors in their file
 //! dtype) → [`Model::forward`] over a [`KvCache`] → logits → [`Sampler`] → [`generate`].
 
+pub mod chat;
 mod config;
 mod engine;
 mod error;

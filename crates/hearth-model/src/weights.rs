@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hearth_gguf::{dequantize, read_tensor, GgufIndex, ReadAt, TensorInfo, TensorType};
+use hearth_gguf::{dequantize, GgufIndex, ReadAt, TensorInfo, TensorSource, TensorType};
 
 use crate::{Config, ModelError};
 
@@ -82,15 +82,15 @@ pub struct LlamaWeights<M, V> {
 pub type Weights = LlamaWeights<Matrix, Vec<f32>>;
 pub type LayerWeights = Layer<Matrix, Vec<f32>>;
 
-/// What a backend does with each weight once [`LlamaWeights::load_with`] has found it and
-/// checked its shape. The tensor names, shapes and the reading of small vectors live there,
-/// once, for every backend.
+/// What a backend does with each weight once [`LlamaWeights::load_with`] has found it,
+/// checked its shape and read its bytes. The tensor names, shapes and the reading live
+/// there, once, for every backend and every source (file, buffer, browser storage).
 pub trait WeightLoader {
     type Matrix;
     type Vector;
     type Error: From<ModelError>;
-    /// Tensor `info`, already checked to be `rows × cols`.
-    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<Self::Matrix, Self::Error>;
+    /// Tensor `info`, already checked to be `rows × cols`, with its `bytes` as stored.
+    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<Self::Matrix, Self::Error>;
     /// A norm weight, already dequantized to f32 on the host.
     fn vector(&self, name: &str, values: Vec<f32>) -> Result<Self::Vector, Self::Error>;
 }
@@ -116,9 +116,14 @@ pub fn checked_tensor<'i>(index: &'i GgufIndex, name: &str, expected: &[u64]) ->
 }
 
 /// Reads a 1-D tensor of `len` elements as f32.
-fn read_vector<R: ReadAt + ?Sized>(index: &GgufIndex, src: &R, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+async fn read_vector<S: TensorSource + ?Sized>(
+    index: &GgufIndex,
+    src: &S,
+    name: &str,
+    len: usize,
+) -> Result<Vec<f32>, ModelError> {
     let info = checked_tensor(index, name, &[len as u64])?;
-    let bytes = read_tensor(src, info)?;
+    let bytes = src.tensor_bytes(info).await?;
     let mut out = vec![0f32; len];
     dequantize(info.ty, &bytes, &mut out)
         .map_err(|_| ModelError::UnsupportedTensorType { tensor: name.to_string(), ty: info.ty })?;
@@ -126,64 +131,87 @@ fn read_vector<R: ReadAt + ?Sized>(index: &GgufIndex, src: &R, name: &str, len: 
 }
 
 impl<M, V> LlamaWeights<M, V> {
-    /// Finds every tensor the config calls for, checks its shape, and hands it to `loader`,
-    /// one at a time.
-    pub fn load_with<L, R>(config: &Config, index: &GgufIndex, src: &R, loader: &L) -> Result<Self, L::Error>
+    /// Finds every tensor the config calls for, checks its shape, reads it from `src` and
+    /// hands it to `loader`, one at a time: only one tensor's bytes are held at once.
+    /// `progress(done, total)` counts tensor bytes.
+    pub async fn load_with<L, S>(
+        config: &Config,
+        index: &GgufIndex,
+        src: &S,
+        loader: &L,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, L::Error>
     where
         L: WeightLoader<Matrix = M, Vector = V>,
-        R: ReadAt + ?Sized,
+        S: TensorSource + ?Sized,
     {
-        let matrix = |name: &str, rows: usize, cols: usize| -> Result<M, L::Error> {
-            loader.matrix(checked_tensor(index, name, &[cols as u64, rows as u64])?, rows, cols)
-        };
-        let vector = |name: &str, len: usize| -> Result<V, L::Error> {
-            loader.vector(name, read_vector(index, src, name, len)?)
-        };
+        let total: u64 = index.tensors.iter().map(|t| t.n_bytes).sum();
+        let mut done = 0u64;
         let (dim, q, kv, ffn) = (config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim);
+        // A macro rather than closures: each read awaits, and async closures borrowing
+        // `done` and `progress` mutably would not outlive one call.
+        macro_rules! matrix {
+            ($name:expr, $rows:expr, $cols:expr) => {{
+                let (rows, cols) = ($rows, $cols);
+                let info = checked_tensor(index, &$name, &[cols as u64, rows as u64])?;
+                let bytes = src.tensor_bytes(info).await.map_err(ModelError::from)?;
+                done += info.n_bytes;
+                progress(done, total);
+                loader.matrix(info, rows, cols, bytes)?
+            }};
+        }
+        macro_rules! vector {
+            ($name:expr, $len:expr) => {{
+                let name = $name;
+                let values = read_vector(index, src, &name, $len).await?;
+                done += index.tensor(&name).map_or(0, |t| t.n_bytes);
+                progress(done, total);
+                loader.vector(&name, values)?
+            }};
+        }
 
-        let token_embd = Arc::new(matrix("token_embd.weight", config.vocab_size, dim)?);
+        let token_embd = Arc::new(matrix!("token_embd.weight", config.vocab_size, dim));
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {
-                attn_norm: vector(&name("attn_norm"), dim)?,
-                wq: matrix(&name("attn_q"), q, dim)?,
-                wk: matrix(&name("attn_k"), kv, dim)?,
-                wv: matrix(&name("attn_v"), kv, dim)?,
-                wo: matrix(&name("attn_output"), dim, q)?,
-                ffn_norm: vector(&name("ffn_norm"), dim)?,
-                w_gate: matrix(&name("ffn_gate"), ffn, dim)?,
-                w_up: matrix(&name("ffn_up"), ffn, dim)?,
-                w_down: matrix(&name("ffn_down"), dim, ffn)?,
+                attn_norm: vector!(name("attn_norm"), dim),
+                wq: matrix!(name("attn_q"), q, dim),
+                wk: matrix!(name("attn_k"), kv, dim),
+                wv: matrix!(name("attn_v"), kv, dim),
+                wo: matrix!(name("attn_output"), dim, q),
+                ffn_norm: vector!(name("ffn_norm"), dim),
+                w_gate: matrix!(name("ffn_gate"), ffn, dim),
+                w_up: matrix!(name("ffn_up"), ffn, dim),
+                w_down: matrix!(name("ffn_down"), dim, ffn),
             });
         }
-        let output_norm = vector("output_norm.weight", dim)?;
+        let output_norm = vector!("output_norm.weight".to_string(), dim);
         let output = match index.tensor("output.weight") {
-            Some(_) => Arc::new(matrix("output.weight", config.vocab_size, dim)?),
+            Some(_) => Arc::new(matrix!("output.weight", config.vocab_size, dim)),
             None => token_embd.clone(), // tied: the embedding's own weight
         };
         let rope = &config.rope;
         let rope_freq_factors = match index.tensor("rope_freqs.weight") {
-            Some(_) => Some(read_vector(index, src, "rope_freqs.weight", rope.n_rot / 2)?),
+            Some(_) => Some(read_vector(index, src, "rope_freqs.weight", rope.n_rot / 2).await?),
             None => rope.llama3.map(|s| s.freq_factors(rope.freq_base, rope.n_rot)),
         };
+        progress(total, total);
         Ok(LlamaWeights { token_embd, layers, output_norm, output, rope_freq_factors })
     }
 }
 
 /// The CPU reference keeps each matrix's bytes as read.
-struct CpuLoader<'a, R: ?Sized> {
-    src: &'a R,
-}
+struct CpuLoader;
 
-impl<R: ReadAt + ?Sized> WeightLoader for CpuLoader<'_, R> {
+impl WeightLoader for CpuLoader {
     type Matrix = Matrix;
     type Vector = Vec<f32>;
     type Error = ModelError;
 
-    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+    fn matrix(&self, info: &TensorInfo, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<Matrix, ModelError> {
         // Matrix::new dequantizes one row: an unsupported dtype fails here, at load.
-        Matrix::new(&info.name, info.ty, rows, cols, read_tensor(self.src, info)?.into())
+        Matrix::new(&info.name, info.ty, rows, cols, bytes.into())
     }
 
     fn vector(&self, _name: &str, values: Vec<f32>) -> Result<Vec<f32>, ModelError> {
@@ -194,6 +222,7 @@ impl<R: ReadAt + ?Sized> WeightLoader for CpuLoader<'_, R> {
 impl Weights {
     /// Reads every tensor the config calls for, one at a time, checking names and shapes.
     pub fn load<R: ReadAt + ?Sized>(config: &Config, index: &GgufIndex, src: &R) -> Result<Self, ModelError> {
-        Self::load_with(config, index, src, &CpuLoader { src })
+        // A ReadAt's reads are ready at once: blocking on the load never waits.
+        pollster::block_on(Self::load_with(config, index, src, &CpuLoader, &mut |_, _| {}))
     }
 }
