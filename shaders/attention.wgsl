@@ -41,7 +41,7 @@ var<workgroup> m_sh: array<f32, G>;         // running max per head
 var<workgroup> l_sh: array<f32, G>;         // running sum of exp(score - m) per head
 var<workgroup> a_sh: array<f32, G>;         // this chunk's rescale factor exp(m_old - m_new)
 
-const F32_LOWEST: f32 = -3.40282347e38;
+const F32_LOWEST: f32 = -3.40282346638528859811704183484516925440e38; // exactly -f32::MAX (Tint rejects a rounded literal above it)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -33,7 +33,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;   // (positions, n_kv_heads, HD / 8)
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>; // (n_tokens, n_heads, HD / 4)
 
-const F32_LOWEST: f32 = -3.40282347e38;
+const F32_LOWEST: f32 = -3.40282346638528859811704183484516925440e38; // exactly -f32::MAX (Tint rejects a rounded literal above it)
 
 // Eight f16 (one vec4<u32>) as two vec4<f32>: elements 0..4 and 4..8.
 fn lo4(w: vec4<u32>) -> vec4<f32> {

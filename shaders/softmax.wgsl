@@ -21,7 +21,7 @@ struct Params {
 
 var<workgroup> partial: array<f32, WG>;
 
-const F32_LOWEST: f32 = -3.40282347e38;
+const F32_LOWEST: f32 = -3.40282346638528859811704183484516925440e38; // exactly -f32::MAX (Tint rejects a rounded literal above it)
 
 // Max of `v` over the workgroup (every invocation gets it).
 fn workgroup_max(v: f32, lid: u32) -> f32 {
