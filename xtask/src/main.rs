@@ -5,7 +5,14 @@
 //! - `test`: fetch the model, then run every test in release mode (this is the README's test
 //!   command and what CI runs).
 //! - `chat`: fetch the model and open an interactive chat with it.
+//! - `serve`: install the web tool chain if missing (as `.ci/run` does), fetch the model, build
+//!   the web app (`trunk build --release`), then serve `dist/` at `/` and the model cache at
+//!   `/models/` over HTTP with byte ranges and CORS. Flags: `cargo xtask serve --help`; the
+//!   server and its `--cut-after` fault injection are in `serve.rs`.
 
+mod serve;
+
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,9 +47,13 @@ fn run() -> Result<()> {
                 &[model.as_os_str().to_str().context("model path is not UTF-8")?],
             )
         }
-        _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | chat)"),
+        Some("serve") => serve_task(&args[1..]),
+        _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | chat | serve [options, see serve --help])"),
     }
 }
+
+const SERVE_USAGE: &str = "usage: cargo xtask serve [--port N (8080; 0 = any free port)] [--host H (127.0.0.1)] \
+[--no-build] [--dist DIR (<workspace>/dist)] [--models DIR (<cache>/models)] [--cut-after BYTES] [--quiet]";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -131,4 +142,115 @@ fn test(extra: &[String]) -> Result<()> {
     std::env::set_var("HEARTH_TEST_MODEL", &model);
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
     cargo(&["test", "--workspace", "--release"], &extra)
+}
+
+/// Makes sure the web tool chain is installed (idempotently, as `.ci/run` does), fetches the
+/// model, and builds the web app into `<workspace>/dist` with `trunk build --release`.
+fn build_web() -> Result<()> {
+    if !output_has("rustup", &["target", "list", "--installed"], |out| {
+        out.lines().any(|l| l.trim() == "wasm32-unknown-unknown")
+    }) {
+        run_tool("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    // Trunk 0.21.14: 0.22 needs a newer rustc than this machine has (shared/PLATFORM.md).
+    if !output_has("trunk", &["--version"], |out| out.contains("0.21.14")) {
+        cargo(&["install", "--locked", "trunk@0.21.14"], &[])?;
+    }
+    // Must equal the wasm-bindgen crate version in Cargo.lock; no --locked on purpose (its lock
+    // file pins a crate the registry here does not serve), as in .ci/run.
+    if !output_has("wasm-bindgen", &["--version"], |out| out.contains("0.2.130")) {
+        cargo(&["install", "wasm-bindgen-cli@0.2.130"], &[])?;
+    }
+    fetch_model()?;
+    let root = workspace_root();
+    if !root.join("Trunk.toml").is_file() {
+        bail!(
+            "{} is missing, so the web app cannot be built (or pass --no-build to serve an existing dist)",
+            root.join("Trunk.toml").display()
+        );
+    }
+    run_tool_in("trunk", &["build", "--release"], &root)
+}
+
+/// Whether `program args` runs, succeeds, and its stdout passes `check`.
+fn output_has(program: &str, args: &[&str], check: impl Fn(&str) -> bool) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success() && check(&String::from_utf8_lossy(&o.stdout)))
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<()> {
+    run_tool_in(program, args, &workspace_root())
+}
+
+fn run_tool_in(program: &str, args: &[&str], dir: &Path) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("running {program} (is it installed and on PATH?)"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn serve_task(args: &[String]) -> Result<()> {
+    let mut port: u16 = 8080;
+    let mut host = "127.0.0.1".to_string();
+    let mut build = true;
+    let mut dist = workspace_root().join("dist");
+    let mut models = None;
+    let mut cut_after = None;
+    let mut quiet = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        // Both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args.next().cloned().with_context(|| format!("{flag} needs a value; {SERVE_USAGE}")),
+            }
+        };
+        match flag {
+            "--port" => port = value()?.parse().with_context(|| "--port: not a port number (0 to 65535)")?,
+            "--host" => host = value()?,
+            "--dist" => dist = PathBuf::from(value()?),
+            "--models" => models = Some(PathBuf::from(value()?)),
+            "--cut-after" => cut_after = Some(value()?.parse().with_context(|| "--cut-after: not a byte count")?),
+            "--no-build" if inline.is_none() => build = false,
+            "--quiet" if inline.is_none() => quiet = true,
+            "--help" | "-h" => {
+                println!("{SERVE_USAGE}");
+                return Ok(());
+            }
+            _ => bail!("serve: unexpected argument {arg:?}; {SERVE_USAGE}"),
+        }
+    }
+    let models = match models {
+        Some(m) => m,
+        None => cache_dir()?.join("models"),
+    };
+    if build {
+        build_web()?;
+    }
+    if !dist.is_dir() {
+        bail!("{} is not a folder: build the web app first (drop --no-build) or pass --dist", dist.display());
+    }
+    if !models.is_dir() && !quiet {
+        eprintln!("xtask serve: {} does not exist yet; /models/ will answer 404", models.display());
+    }
+    let config = serve::Config { dist, models, cut_after, quiet };
+    let server = serve::Server::bind(&host, port, config)?;
+    let shown_host = if host.contains(':') { format!("[{host}]") } else { host };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "serving http://{shown_host}:{}/", server.addr.port())?;
+    stdout.flush()?;
+    drop(stdout);
+    server.run()
 }

@@ -1,0 +1,573 @@
+//! The static file server behind `cargo xtask serve`: the built web app from `dist/`, models
+//! from the model cache under `/models/`, with byte ranges (resumable model downloads), CORS and
+//! a fault-injection switch (`--cut-after`) for end-to-end tests of resumed downloads.
+//!
+//! Written on `std::net` with a thread per connection rather than on `tiny_http`: the fault
+//! injection needs the socket itself (write N body bytes, then shut the connection down), and
+//! `tiny_http` 0.12 hides it: it strips a `Connection` header set by the handler, keeps the
+//! connection alive after a short body (the client then just waits) and sets no read timeouts.
+//! The protocol subset needed here (GET/HEAD, one range, `Connection: close`) is small.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// Requests with a longer head (request line plus headers) get 431.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a connection may stay silent (and a write may block) before it is dropped.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+const EXPOSED: &str = "Content-Length, Content-Range, Accept-Ranges";
+
+pub struct Config {
+    /// Served at `/`.
+    pub dist: PathBuf,
+    /// Served at `/models/`.
+    pub models: PathBuf,
+    /// Cut the first GET response under `/models/` after this many body bytes.
+    pub cut_after: Option<u64>,
+    pub quiet: bool,
+}
+
+/// A bound server: `addr` is the real address (port 0 resolved).
+pub struct Server {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+struct State {
+    config: Config,
+    /// Set once the `--cut-after` fault has been injected (once per process).
+    cut_done: AtomicBool,
+}
+
+impl Server {
+    pub fn bind(host: &str, port: u16, config: Config) -> Result<Server> {
+        let listener = TcpListener::bind((host, port)).with_context(|| format!("listening on {host}:{port}"))?;
+        let addr = listener.local_addr()?;
+        Ok(Server { listener, addr, state: Arc::new(State { config, cut_done: AtomicBool::new(false) }) })
+    }
+
+    /// Accepts connections forever, one thread each.
+    pub fn run(self) -> Result<()> {
+        for stream in self.listener.incoming() {
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("xtask serve: accept failed: {e}");
+                    continue;
+                }
+            };
+            let state = Arc::clone(&self.state);
+            std::thread::Builder::new()
+                .name("xtask-serve-conn".into())
+                .spawn(move || handle_connection(stream, &state))
+                .context("spawning a connection thread")?;
+        }
+        Ok(())
+    }
+}
+
+fn handle_connection(mut stream: TcpStream, state: &State) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let head = match read_head(&mut stream) {
+        Ok(Some(head)) => head,
+        Ok(None) => return, // closed or timed out before sending anything
+        Err(HeadError::TooLarge) => {
+            let _ = send_error(&mut stream, 431, "request header fields too large", &[]);
+            close(stream);
+            return;
+        }
+        Err(HeadError::Io) => return,
+    };
+    let request = match parse_head(&head) {
+        Some(r) => r,
+        None => {
+            let _ = send_error(&mut stream, 400, "bad request", &[]);
+            close(stream);
+            return;
+        }
+    };
+    let (status, sent, note) = respond(&mut stream, &request, state);
+    if !state.config.quiet {
+        let range = request.range.as_deref().unwrap_or("-");
+        eprintln!("{} {} {range} → {status} {sent}{note}", request.method, request.target);
+    }
+    close(stream);
+}
+
+/// Ends a response: half-close, then drain what the client still sends for a moment, so that
+/// closing with unread bytes does not turn into a reset that could destroy the response.
+fn close(mut stream: TcpStream) {
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = io::copy(&mut (&mut stream).take(64 * 1024), &mut io::sink());
+}
+
+enum HeadError {
+    TooLarge,
+    Io,
+}
+
+/// Reads up to the blank line ending the request head. `Ok(None)`: the client sent nothing.
+fn read_head(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(HeadError::Io),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if buf.is_empty() => return Ok(None),
+            Err(_) => return Err(HeadError::Io),
+        };
+        // Only the new bytes (plus 3 before them) can complete the terminator.
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        match find_head_end(&buf[from..]) {
+            Some(end) if from + end > MAX_HEAD => return Err(HeadError::TooLarge),
+            Some(end) => {
+                buf.truncate(from + end);
+                return Ok(Some(buf));
+            }
+            None => {}
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+/// The offset just past `\r\n\r\n` (or a bare `\n\n`), if present.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    (0..buf.len()).find_map(|i| {
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if buf[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+#[derive(Debug)]
+struct Request {
+    method: String,
+    target: String,
+    range: Option<String>,
+}
+
+/// The request line and the one header we use. `None` if malformed.
+fn parse_head(head: &[u8]) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut parts = lines.next()?.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let mut range = None;
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        if name.eq_ignore_ascii_case("range") {
+            range = Some(value.trim().to_string());
+        }
+    }
+    Some(Request { method: method.to_string(), target: target.to_string(), range })
+}
+
+/// Answers one request; returns (status, body bytes sent, note for the log).
+fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u64, String) {
+    let head_only = match request.method.as_str() {
+        "GET" => false,
+        "HEAD" => true,
+        "OPTIONS" => {
+            // CORS preflight (a cross-origin fetch with a non-simple Range header sends one).
+            let extra = [
+                ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS".to_string()),
+                ("Access-Control-Allow-Headers", "Range".to_string()),
+                ("Access-Control-Max-Age", "600".to_string()),
+                ("Content-Length", "0".to_string()),
+            ];
+            let _ = write_head(stream, 204, &extra);
+            return (204, 0, String::new());
+        }
+        _ => {
+            let _ = send_error(stream, 405, "method not allowed", &[("Allow", "GET, HEAD, OPTIONS".into())]);
+            return (405, 0, String::new());
+        }
+    };
+    let config = &state.config;
+    let Some((path, is_model)) = resolve(&request.target, &config.dist, &config.models) else {
+        let _ = send_error(stream, 400, "bad path", &[]);
+        return (400, 0, String::new());
+    };
+    let opened = File::open(&path).and_then(|f| {
+        let meta = f.metadata()?;
+        Ok((f, meta))
+    });
+    let (mut file, total) = match opened {
+        Ok((f, meta)) if meta.is_file() => (f, meta.len()),
+        Ok(_) => {
+            let _ = send_error(stream, 404, "not found", &[]);
+            return (404, 0, String::new());
+        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            let _ = send_error(stream, 404, "not found", &[]);
+            return (404, 0, String::new());
+        }
+        Err(e) => {
+            let _ = send_error(stream, 500, "cannot open file", &[]);
+            return (500, 0, format!(" ({e})"));
+        }
+    };
+
+    let mut extra = vec![("Content-Type", content_type(&path).to_string())];
+    let (status, start, len) = match request.range.as_deref().map(|r| parse_range(r, total)) {
+        None | Some(RangeSpec::Full) => (200, 0, total),
+        Some(RangeSpec::Partial { start, end }) => {
+            extra.push(("Content-Range", format!("bytes {start}-{end}/{total}")));
+            (206, start, end - start + 1)
+        }
+        Some(RangeSpec::Unsatisfiable) => {
+            let _ = send_error(stream, 416, "range not satisfiable", &[("Content-Range", format!("bytes */{total}"))]);
+            return (416, 0, String::new());
+        }
+    };
+    extra.push(("Content-Length", len.to_string()));
+    if write_head(stream, status, &extra).is_err() || head_only {
+        return (status, 0, String::new());
+    }
+
+    // Fault injection: the first GET of a model gets a truncated body, then the socket is shut.
+    let cut = match config.cut_after {
+        Some(n) if is_model && !state.cut_done.swap(true, Ordering::SeqCst) => Some(n.min(len)),
+        _ => None,
+    };
+    let limit = cut.unwrap_or(len);
+    let result = file.seek(SeekFrom::Start(start)).and_then(|_| io::copy(&mut (&mut file).take(limit), stream));
+    match (result, cut) {
+        (Ok(sent), Some(_)) => {
+            let _ = stream.flush();
+            let _ = stream.shutdown(Shutdown::Both);
+            eprintln!("xtask serve: cut {} after {sent} bytes", request.target);
+            (status, sent, " (cut)".into())
+        }
+        (Ok(sent), None) => (status, sent, String::new()),
+        (Err(e), _) => (status, 0, format!(" (body not sent: {e})")),
+    }
+}
+
+/// Maps a request target to a file: `/models/<file>` into `models`, anything else into `dist`,
+/// a directory (`/`, `/a/`) to its `index.html`. `None` for a target that is not a plain
+/// relative path after percent-decoding (`..`, `.`, empty or absolute segments, backslashes,
+/// NUL, a non-UTF-8 name).
+fn resolve(target: &str, dist: &Path, models: &Path) -> Option<(PathBuf, bool)> {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let path = path.strip_prefix('/')?;
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    let (root, rest, is_model) = match decoded.strip_prefix("models/") {
+        Some(rest) => (models, rest, true),
+        None => (dist, &*decoded, false),
+    };
+    let mut out = root.to_path_buf();
+    let mut segments: Vec<&str> = rest.split('/').collect();
+    if segments.last() == Some(&"") {
+        segments.pop();
+        segments.push("index.html");
+    }
+    for segment in segments {
+        if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['\\', '\0', ':']) {
+            return None;
+        }
+        out.push(segment);
+    }
+    Some((out, is_model))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "webmanifest" => "application/manifest+json",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeSpec {
+    /// No usable range (malformed, another unit, several ranges): send the whole file, 200.
+    Full,
+    /// Inclusive byte range within the file: 206.
+    Partial { start: u64, end: u64 },
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header against a file of `total` bytes (RFC 9110 §14.1.2). Syntax errors
+/// make the header ignored (allowed by §14.2); a well-formed range that misses the file is 416.
+fn parse_range(header: &str, total: u64) -> RangeSpec {
+    let Some((unit, spec)) = header.trim().split_once('=') else { return RangeSpec::Full };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return RangeSpec::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else { return RangeSpec::Full };
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match (first.trim().is_empty(), last.trim().is_empty()) {
+        // bytes=-n: the last n bytes.
+        (true, false) => match number(last) {
+            Some(0) => RangeSpec::Unsatisfiable,
+            Some(_) if total == 0 => RangeSpec::Unsatisfiable,
+            Some(n) => RangeSpec::Partial { start: total.saturating_sub(n), end: total - 1 },
+            None => RangeSpec::Full,
+        },
+        // bytes=a-
+        (false, true) => match number(first) {
+            Some(a) if a >= total => RangeSpec::Unsatisfiable,
+            Some(a) => RangeSpec::Partial { start: a, end: total - 1 },
+            None => RangeSpec::Full,
+        },
+        // bytes=a-b
+        (false, false) => match (number(first), number(last)) {
+            (Some(a), Some(b)) if a > b => RangeSpec::Full,
+            (Some(a), Some(_)) if a >= total => RangeSpec::Unsatisfiable,
+            (Some(a), Some(b)) => RangeSpec::Partial { start: a, end: b.min(total - 1) },
+            _ => RangeSpec::Full,
+        },
+        (true, true) => RangeSpec::Full,
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+/// Writes the status line, the headers every response carries, then `extra`.
+fn write_head(stream: &mut TcpStream, status: u16, extra: &[(&str, String)]) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\n\
+         Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: {EXPOSED}\r\nConnection: close\r\n",
+        reason(status)
+    );
+    for (name, value) in extra {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())
+}
+
+fn send_error(stream: &mut TcpStream, status: u16, message: &str, extra: &[(&str, String)]) -> io::Result<()> {
+    let body = format!("{status} {message}\n");
+    let mut headers = extra.to_vec();
+    headers.push(("Content-Type", "text/plain; charset=utf-8".into()));
+    headers.push(("Content-Length", body.len().to_string()));
+    write_head(stream, status, &headers)?;
+    stream.write_all(body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeSpec::*;
+        let p = |start, end| Partial { start, end };
+        assert_eq!(parse_range("bytes=10-19", 100), p(10, 19));
+        assert_eq!(parse_range("bytes=0-0", 100), p(0, 0));
+        assert_eq!(parse_range("bytes=90-200", 100), p(90, 99)); // end clamped
+        assert_eq!(parse_range("bytes=10-", 100), p(10, 99));
+        assert_eq!(parse_range("bytes=-10", 100), p(90, 99));
+        assert_eq!(parse_range("bytes=-500", 100), p(0, 99)); // more than the file: all of it
+        assert_eq!(parse_range("Bytes = 5 - 6 ", 100), p(5, 6));
+        // Out of range.
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=100-200", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-5", 0), Unsatisfiable);
+        // Malformed or unsupported: ignored, the whole file is sent.
+        for bad in [
+            "bytes=",
+            "bytes=-",
+            "bytes=abc",
+            "bytes=a-b",
+            "bytes=1-2-3",
+            "bytes=+1-2",
+            "bytes=20-10",
+            "bytes=99999999999999999999-",
+            "items=0-1",
+            "0-1",
+            "bytes=0-1,5-6",
+        ] {
+            assert_eq!(parse_range(bad, 100), Full, "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let ct = |p: &str| content_type(Path::new(p));
+        assert_eq!(ct("index.html"), "text/html; charset=utf-8");
+        assert_eq!(ct("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("worker.mjs"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("app_bg.wasm"), "application/wasm");
+        assert_eq!(ct("style.CSS"), "text/css; charset=utf-8");
+        assert_eq!(ct("x.json"), "application/json");
+        assert_eq!(ct("logo.svg"), "image/svg+xml");
+        assert_eq!(ct("logo.png"), "image/png");
+        assert_eq!(ct("favicon.ico"), "image/x-icon");
+        assert_eq!(ct("manifest.webmanifest"), "application/manifest+json");
+        assert_eq!(ct("model.gguf"), "application/octet-stream");
+        assert_eq!(ct("README"), "application/octet-stream");
+    }
+
+    #[test]
+    fn paths() {
+        let (dist, models) = (Path::new("/d"), Path::new("/m"));
+        let ok = |t: &str| resolve(t, dist, models);
+        assert_eq!(ok("/"), Some((PathBuf::from("/d/index.html"), false)));
+        assert_eq!(ok("/app.js?v=1"), Some((PathBuf::from("/d/app.js"), false)));
+        assert_eq!(ok("/sub/"), Some((PathBuf::from("/d/sub/index.html"), false)));
+        assert_eq!(ok("/a%20b.txt"), Some((PathBuf::from("/d/a b.txt"), false)));
+        assert_eq!(ok("/models/x.gguf"), Some((PathBuf::from("/m/x.gguf"), true)));
+        assert_eq!(ok("/%6Dodels/x.gguf"), Some((PathBuf::from("/m/x.gguf"), true)));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/models/../secret",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/models/%2e%2e%2fsecret",
+            "//etc/passwd",
+            "/%2Fetc/passwd",
+            "/models//etc/passwd",
+            "/a/./b",
+            "/..%5c..%5cwindows",
+            "/C:/x",
+            "/a%00b",
+            "/%ff",
+            "etc/passwd",
+            "http://example.com/x",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn heads() {
+        let r = parse_head(b"GET /x HTTP/1.1\r\nHost: h\r\nrange: bytes=1-2\r\n\r\n").unwrap();
+        assert_eq!((r.method.as_str(), r.target.as_str(), r.range.as_deref()), ("GET", "/x", Some("bytes=1-2")));
+        assert!(parse_head(b"GET /x\r\n\r\n").is_none());
+        assert!(parse_head(b"GET /x HTTP/2\r\n\r\n").is_none());
+        assert!(parse_head(b"GET /x HTTP/1.1\r\nno colon\r\n\r\n").is_none());
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+    }
+
+    /// Sends a raw request, returns (head, body).
+    fn fetch(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all); // a cut connection may end in a reset
+        let end = find_head_end(&all).expect("no response head");
+        (String::from_utf8(all[..end].to_vec()).unwrap(), all[end..].to_vec())
+    }
+
+    #[test]
+    fn serves_ranges_over_tcp() {
+        let dir = std::env::temp_dir().join(format!("xtask-serve-test-{}", std::process::id()));
+        let (dist, models) = (dir.join("dist"), dir.join("models"));
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::create_dir_all(&models).unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        std::fs::write(models.join("m.gguf"), &data).unwrap();
+        std::fs::write(dist.join("index.html"), "<p>hi</p>").unwrap();
+        std::fs::write(dir.join("secret"), "no").unwrap();
+
+        let config = Config { dist, models, cut_after: Some(7), quiet: true };
+        let server = Server::bind("127.0.0.1", 0, config).unwrap();
+        let addr = server.addr;
+        std::thread::spawn(move || server.run());
+
+        let get = |path: &str, range: Option<&str>| {
+            let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+            fetch(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{range}\r\n"))
+        };
+
+        // First model GET is cut after 7 bytes, with the full Content-Length announced.
+        let (head, body) = get("/models/m.gguf", None);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 100\r\n"), "{head}");
+        assert_eq!(body, &data[..7]);
+
+        // Then served normally: a resumed range request.
+        let (head, body) = get("/models/m.gguf", Some("bytes=10-19"));
+        assert!(head.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{head}");
+        assert!(head.contains("Content-Range: bytes 10-19/100\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 10\r\n"), "{head}");
+        assert!(head.contains("Content-Type: application/octet-stream\r\n"), "{head}");
+        assert!(head.contains("Access-Control-Allow-Origin: *\r\n"), "{head}");
+        assert_eq!(body, &data[10..20]);
+
+        let (head, body) = get("/models/m.gguf", Some("bytes=-5"));
+        assert!(head.contains("Content-Range: bytes 95-99/100\r\n"), "{head}");
+        assert_eq!(body, &data[95..]);
+
+        let (head, _) = get("/models/m.gguf", Some("bytes=100-"));
+        assert!(head.starts_with("HTTP/1.1 416 "), "{head}");
+        assert!(head.contains("Content-Range: bytes */100\r\n"), "{head}");
+
+        let (head, body) = fetch(addr, "HEAD /models/m.gguf HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: 100\r\n"), "{head}");
+        assert!(body.is_empty());
+
+        let (head, body) = get("/", None);
+        assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"), "{head}");
+        assert_eq!(body, b"<p>hi</p>");
+
+        assert!(get("/nope.js", None).0.starts_with("HTTP/1.1 404 "));
+        assert!(get("/../secret", None).0.starts_with("HTTP/1.1 400 "));
+        assert!(get("/models/%2e%2e/secret", None).0.starts_with("HTTP/1.1 400 "));
+        assert!(fetch(addr, "garbage\r\n\r\n").0.starts_with("HTTP/1.1 400 "));
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD + 10));
+        assert!(fetch(addr, &huge).0.starts_with("HTTP/1.1 431 "));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
