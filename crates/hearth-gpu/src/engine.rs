@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use hearth_gguf::{GgufIndex, TensorSource};
-use hearth_model::{Logits, ModelError, Sampler};
 #[cfg(not(target_arch = "wasm32"))]
 use hearth_model::{Config, Engine, EngineStats};
+use hearth_model::{Logits, ModelError, Sampler};
 
 use crate::buffers::read_mapped;
 use crate::model::{GpuModel, Head};

@@ -1,0 +1,301 @@
+//! The chat UI (Yew). `App` owns the engine worker's bridge and one reducer ([`state`]); the
+//! reducer queues side effects that `App` runs after each render. Pages: model picker,
+//! storage, chat.
+
+mod chat;
+mod history;
+mod models;
+pub mod state;
+mod storage;
+pub mod util;
+mod web;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use yew::prelude::*;
+
+use crate::bridge::WorkerBridge;
+use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
+
+pub fn start() {
+    yew::Renderer::<App>::new().render();
+}
+
+/// What every component may reach: the reducer's dispatcher and the worker (for the one
+/// message that carries a `File`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub dispatch: UseReducerDispatcher<State>,
+    pub bridge: Rc<RefCell<Option<WorkerBridge>>>,
+}
+
+impl PartialEq for Ctx {
+    fn eq(&self, other: &Self) -> bool {
+        self.dispatch == other.dispatch && Rc::ptr_eq(&self.bridge, &other.bridge)
+    }
+}
+
+fn run_effect(effect: Effect, ctx: &Ctx) {
+    match effect {
+        Effect::Send(msg) => {
+            if let Some(b) = ctx.bridge.borrow().as_ref() {
+                b.send(&msg);
+            }
+        }
+        Effect::SaveConversation(conv) => {
+            let d = ctx.dispatch.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = history::save(conv).await {
+                    d.dispatch(Action::Notify(format!("The conversation was not saved: {e}")));
+                }
+            });
+        }
+        Effect::DeleteConversation(id) => {
+            let d = ctx.dispatch.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = history::delete(id).await {
+                    d.dispatch(Action::Notify(format!("The conversation was not deleted: {e}")));
+                }
+            });
+        }
+        Effect::ExpireNotice(seq) => {
+            let d = ctx.dispatch.clone();
+            gloo_timers::callback::Timeout::new(4_000, move || d.dispatch(Action::DismissNotice(seq))).forget();
+        }
+    }
+}
+
+#[function_component(App)]
+pub fn app() -> Html {
+    let state = use_reducer(|| State::with_theme(web::initial_theme()));
+    let bridge = use_mut_ref(|| None::<WorkerBridge>);
+    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone() };
+
+    // Start the worker, fetch the catalog, load the history: once.
+    {
+        let ctx = ctx.clone();
+        use_effect_with((), move |_| {
+            let d = ctx.dispatch.clone();
+            match WorkerBridge::spawn(move |ev| d.dispatch(Action::Worker(ev))) {
+                Ok(b) => *ctx.bridge.borrow_mut() = Some(b),
+                Err(e) => ctx.dispatch.dispatch(Action::WorkerFailed(e)),
+            }
+            let d = ctx.dispatch.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                d.dispatch(Action::Catalog(web::fetch_catalog().await));
+            });
+            let d = ctx.dispatch.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match history::load_all().await {
+                    Ok(convs) => d.dispatch(Action::History(convs)),
+                    Err(e) => d.dispatch(Action::Notify(format!("Saved conversations could not be read: {e}"))),
+                }
+            });
+            if let Some(raw) = web::load_pref("hearth-settings") {
+                if let Ok((system, sampling)) = serde_json::from_str(&raw) {
+                    ctx.dispatch.dispatch(Action::SetSystemPrompt(system));
+                    ctx.dispatch.dispatch(Action::SetSampling(sampling));
+                }
+            }
+        });
+    }
+
+    // Run what the reducer queued.
+    {
+        let (state, ctx) = (state.clone(), ctx.clone());
+        use_effect(move || {
+            for effect in state.take_effects() {
+                run_effect(effect, &ctx);
+            }
+        });
+    }
+
+    {
+        let theme = state.theme;
+        use_effect_with(theme, move |t| {
+            web::apply_theme(*t);
+        });
+    }
+    {
+        let app_state = state.app_state();
+        use_effect_with(app_state, move |s| web::set_body_state(s));
+    }
+    {
+        let settings = state.settings.clone();
+        use_effect_with(settings, move |s| {
+            if let Ok(json) = serde_json::to_string(&(&s.system_prompt, &s.sampling)) {
+                web::save_pref("hearth-settings", &json);
+            }
+        });
+    }
+
+    let main = match (&state.boot, state.page) {
+        (Boot::NoWebGpu(detail), _) => no_webgpu(detail),
+        (Boot::Booting, _) => booting(),
+        (Boot::Ready, Page::Storage) => html! { <storage::StoragePage state={state.clone()} /> },
+        (Boot::Ready, Page::Chat) if state.loaded.is_some() => html! { <chat::ChatView state={state.clone()} /> },
+        (Boot::Ready, _) => html! { <models::ModelPicker state={state.clone()} /> },
+    };
+
+    html! {
+        <ContextProvider<Ctx> context={ctx}>
+            <div class="app" data-app-state={state.app_state()}>
+                <Header state={state.clone()} />
+                <Banners state={state.clone()} />
+                <main class="main" id="main">{ main }</main>
+                <Toasts state={state.clone()} />
+            </div>
+        </ContextProvider<Ctx>>
+    }
+}
+
+fn booting() -> Html {
+    html! {
+        <section class="splash" aria-busy="true">
+            <div class="spinner" aria-hidden="true"></div>
+            <h1>{ "Starting Hearth" }</h1>
+            <p class="muted">{ "Starting the engine and opening your GPU…" }</p>
+        </section>
+    }
+}
+
+fn no_webgpu(detail: &str) -> Html {
+    html! {
+        <section class="splash">
+            <img src="icon.svg" alt="" width="56" height="56" />
+            <h1>{ "WebGPU is not available" }</h1>
+            <p>{ error_advice(crate::protocol::ErrorKind::NoWebGpu) }</p>
+            <p class="muted small">{ detail }</p>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct StateProps {
+    state: UseReducerHandle<State>,
+}
+
+#[function_component(Header)]
+fn header(StateProps { state }: &StateProps) -> Html {
+    let ctx = use_context::<Ctx>().expect("Ctx");
+    let nav = |page: Page| {
+        let d = ctx.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.dispatch(Action::Navigate(page)))
+    };
+    let toggle_theme = {
+        let d = ctx.dispatch.clone();
+        let next = if state.theme == Theme::Dark { Theme::Light } else { Theme::Dark };
+        Callback::from(move |_: MouseEvent| {
+            web::save_pref("hearth-theme", next.name());
+            d.dispatch(Action::SetTheme(next));
+        })
+    };
+    let adapter = match (&state.boot, &state.adapter) {
+        (_, Some(a)) => {
+            let mut s = format!("GPU: {}", a.name);
+            if a.software {
+                s.push_str(" · software adapter, slow");
+            }
+            s
+        }
+        (Boot::NoWebGpu(_), None) => "GPU: none (no WebGPU)".to_string(),
+        _ => "GPU: opening…".to_string(),
+    };
+    let adapter_title = state
+        .adapter
+        .as_ref()
+        .map(|a| {
+            format!(
+                "max buffer {} · max storage binding {} · shader-f16 {} · kernels: {}",
+                util::bytes(a.max_buffer_size),
+                util::bytes(a.max_storage_binding),
+                if a.shader_f16 { "yes" } else { "no" },
+                a.strategy
+            )
+        })
+        .unwrap_or_default();
+    let current = |p: Page| if state.page == p { "page" } else { "false" };
+    let chat_ready = state.loaded.is_some();
+    let is_chat = state.page == Page::Chat && chat_ready;
+    let is_models = state.page == Page::Models || (state.page == Page::Chat && !chat_ready);
+    let (theme_icon, theme_label) = match state.theme {
+        Theme::Dark => ("☀", "Switch to light theme"),
+        Theme::Light => ("☾", "Switch to dark theme"),
+    };
+    html! {
+        <header class="topbar">
+            <div class="brand">
+                <img src="icon.svg" alt="" width="28" height="28" />
+                <span class="brand-name">{ "Hearth" }</span>
+            </div>
+            <div class={classes!("adapter", state.adapter.as_ref().is_some_and(|a| a.software).then_some("software"))}
+                data-testid="adapter" title={adapter_title}>
+                <span class="dot" aria-hidden="true"></span>
+                <span class="adapter-text">{ adapter }</span>
+            </div>
+            <nav class="nav" aria-label="Main">
+                <button type="button" class={classes!("nav-btn", is_chat.then_some("active"))} data-testid="nav-chat"
+                    aria-current={if is_chat { "page" } else { "false" }} disabled={!chat_ready}
+                    title={if chat_ready { "Chat" } else { "Load a model first" }} onclick={nav(Page::Chat)}>
+                    { "Chat" }
+                </button>
+                <button type="button" class={classes!("nav-btn", is_models.then_some("active"))} data-testid="nav-models"
+                    aria-current={if is_models { "page" } else { "false" }} onclick={nav(Page::Models)}>
+                    { "Models" }
+                </button>
+                <button type="button" class={classes!("nav-btn", (state.page == Page::Storage).then_some("active"))}
+                    data-testid="nav-storage" aria-current={current(Page::Storage)} onclick={nav(Page::Storage)}>
+                    { "Storage" }
+                </button>
+                <button type="button" class="icon-btn" data-testid="theme-toggle" aria-label={theme_label}
+                    title={theme_label} onclick={toggle_theme}>
+                    <span aria-hidden="true">{ theme_icon }</span>
+                </button>
+            </nav>
+        </header>
+    }
+}
+
+#[function_component(Banners)]
+fn banners(StateProps { state }: &StateProps) -> Html {
+    let ctx = use_context::<Ctx>().expect("Ctx");
+    if state.banners.is_empty() {
+        return html! {};
+    }
+    html! {
+        <div class="banners">
+            { for state.banners.iter().map(|b| {
+                let d = ctx.dispatch.clone();
+                let seq = b.seq;
+                let advice = error_advice(b.kind);
+                let detail = (b.message.trim() != advice).then(|| b.message.clone());
+                html! {
+                    <div class={classes!("banner", format!("banner-{}", kind_name(b.kind)))} role="alert"
+                        data-testid="error-banner" data-kind={kind_name(b.kind)}>
+                        <span class="banner-icon" aria-hidden="true">{ "!" }</span>
+                        <div class="banner-text">
+                            <strong>{ advice }</strong>
+                            if let Some(detail) = detail { <span class="banner-detail">{ detail }</span> }
+                        </div>
+                        <button type="button" class="icon-btn" aria-label="Dismiss"
+                            onclick={Callback::from(move |_: MouseEvent| d.dispatch(Action::DismissBanner(seq)))}>
+                            { "✕" }
+                        </button>
+                    </div>
+                }
+            }) }
+        </div>
+    }
+}
+
+#[function_component(Toasts)]
+fn toasts(StateProps { state }: &StateProps) -> Html {
+    html! {
+        <div class="toasts" aria-live="polite" role="status">
+            { for state.notices.iter().map(|n| html! {
+                <div class="toast" data-testid="notice" key={n.seq}>{ &n.message }</div>
+            }) }
+        </div>
+    }
+}

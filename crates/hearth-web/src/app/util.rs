@@ -1,0 +1,281 @@
+//! Pure helpers for the UI: sizes, times, "does it fit", custom entries. No web calls, so
+//! they are tested natively.
+
+use crate::protocol::{AdapterSummary, CatalogEntry};
+
+/// Decimal units, as download sizes are usually quoted: "98 MB", "1.06 GB".
+pub fn bytes(n: u64) -> String {
+    const KB: f64 = 1e3;
+    const MB: f64 = 1e6;
+    const GB: f64 = 1e9;
+    let f = n as f64;
+    if f >= GB {
+        format!("{:.2} GB", f / GB)
+    } else if f >= 100.0 * MB {
+        format!("{:.0} MB", f / MB)
+    } else if f >= MB {
+        format!("{:.1} MB", f / MB)
+    } else if f >= KB {
+        format!("{:.0} kB", f / KB)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// "1 min 05 s", "42 s", "1 h 03 min".
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "—".into();
+    }
+    let s = secs.round() as u64;
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitLevel {
+    Fits,
+    MayNotFit,
+    TooLarge,
+    Unknown,
+}
+
+impl FitLevel {
+    pub fn class(self) -> &'static str {
+        match self {
+            FitLevel::Fits => "fit-ok",
+            FitLevel::MayNotFit => "fit-maybe",
+            FitLevel::TooLarge => "fit-no",
+            FitLevel::Unknown => "fit-unknown",
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            FitLevel::Fits => "fits",
+            FitLevel::MayNotFit => "may not fit",
+            FitLevel::TooLarge => "too large for this GPU",
+            FitLevel::Unknown => "fit unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    pub level: FitLevel,
+    pub reason: String,
+}
+
+/// A rough verdict: WebGPU does not report device memory, so the budget is a heuristic.
+///
+/// - The largest single tensor (usually the token embedding or the output matrix) must fit one
+///   storage binding. The catalog does not list tensor sizes; about 30% of the weight bytes is
+///   a generous bound for the small models offered (SmolLM2-135M: 30 MB of 98 MB).
+/// - The whole model (weights + KV cache + scratch, `gpu_memory`) against a device budget of
+///   four times the largest buffer the adapter allows: adapters that allow 1–4 GiB buffers
+///   tend to have 4–16 GiB behind them.
+pub fn fit(entry: &CatalogEntry, adapter: Option<&AdapterSummary>) -> Fit {
+    let Some(a) = adapter else {
+        return Fit { level: FitLevel::Unknown, reason: "the GPU is not open yet".into() };
+    };
+    if entry.gpu_memory == 0 {
+        return Fit { level: FitLevel::Unknown, reason: "the model's memory needs are unknown".into() };
+    }
+    let weights = entry.size.unwrap_or(entry.gpu_memory);
+    let largest = weights * 3 / 10;
+    let binding = a.max_storage_binding.min(a.max_buffer_size).max(1);
+    let budget = a.max_buffer_size.max(a.max_storage_binding).saturating_mul(4);
+    if entry.gpu_memory > budget {
+        return Fit {
+            level: FitLevel::TooLarge,
+            reason: format!(
+                "needs about {} of GPU memory; this adapter's buffers (up to {}) suggest roughly {} in all",
+                bytes(entry.gpu_memory),
+                bytes(a.max_buffer_size),
+                bytes(budget)
+            ),
+        };
+    }
+    if largest > binding {
+        return Fit {
+            level: FitLevel::MayNotFit,
+            reason: format!(
+                "its largest tensor (about {}) may exceed this GPU's {} storage-binding limit",
+                bytes(largest),
+                bytes(binding)
+            ),
+        };
+    }
+    if entry.gpu_memory > budget / 2 {
+        return Fit {
+            level: FitLevel::MayNotFit,
+            reason: format!(
+                "needs about {}, close to this GPU's estimated {} budget",
+                bytes(entry.gpu_memory),
+                bytes(budget)
+            ),
+        };
+    }
+    Fit {
+        level: FitLevel::Fits,
+        reason: format!("needs about {} of GPU memory at its default context", bytes(entry.gpu_memory)),
+    }
+}
+
+/// The file name of a URL's path, without query or fragment.
+pub fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()
+}
+
+/// A stable id from a file name: lowercase, `.gguf` dropped, other characters → '-'.
+pub fn id_from_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let stem = lower.strip_suffix(".gguf").unwrap_or(&lower);
+    let mut id = String::with_capacity(stem.len());
+    for c in stem.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            id.push(c);
+        } else if !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    let id = id.trim_matches('-').to_string();
+    if id.is_empty() {
+        "custom-model".into()
+    } else {
+        id
+    }
+}
+
+/// A quantization name found in a file name ("Q4_K_M", "Q8_0", "F16"), if any.
+fn quant_in(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    for part in upper.split(['.', '-']) {
+        let p = part.trim_end_matches(".GGUF");
+        if (p.starts_with('Q') || p.starts_with("IQ")) && p.chars().any(|c| c.is_ascii_digit()) && p.len() <= 8 {
+            return Some(p.to_string());
+        }
+        if p == "F16" || p == "F32" || p == "BF16" {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+/// An entry for a model the catalog does not list (a URL or a local file): nothing verified.
+pub fn custom_entry(url: &str, file_name: &str, notes: &str) -> CatalogEntry {
+    let name = file_name.strip_suffix(".gguf").unwrap_or(file_name).to_string();
+    CatalogEntry {
+        id: id_from_name(file_name),
+        name: if name.is_empty() { "Custom model".into() } else { name },
+        url: url.to_string(),
+        size: None,
+        sha256: None,
+        quant: quant_in(file_name).unwrap_or_else(|| "?".into()),
+        params: String::new(),
+        context_length: 4096,
+        license: "unknown".into(),
+        license_url: String::new(),
+        source: String::new(),
+        gpu_memory: 0,
+        default_context: 2048,
+        verified: false,
+        notes: notes.to_string(),
+    }
+}
+
+/// The context to load with: the choice, capped by the model; else the model's default.
+pub fn context_for(entry: &CatalogEntry, choice: Option<u32>) -> u32 {
+    match choice {
+        Some(c) => c.min(entry.context_length.max(512)),
+        None => entry.default_context.min(entry.context_length.max(512)),
+    }
+}
+
+/// A conversation's title: the first user message, trimmed to one short line.
+pub fn title_from(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(binding: u64) -> AdapterSummary {
+        AdapterSummary {
+            name: "google swiftshader".into(),
+            max_buffer_size: binding,
+            max_storage_binding: binding,
+            shader_f16: false,
+            strategy: "reduce".into(),
+            software: true,
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(98_362_432), "98.4 MB");
+        assert_eq!(bytes(386_405_280), "386 MB");
+        assert_eq!(bytes(1_055_609_824), "1.06 GB");
+        assert_eq!(bytes(5_300_000), "5.3 MB");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(duration(65.0), "1 min 05 s");
+        assert_eq!(duration(f64::INFINITY), "—");
+    }
+
+    #[test]
+    fn ids_from_urls() {
+        let url = "https://huggingface.co/x/y/resolve/main/SmolLM2-360M-Instruct.Q8_0.gguf?download=true";
+        assert_eq!(url_file_name(url), "SmolLM2-360M-Instruct.Q8_0.gguf");
+        assert_eq!(id_from_name("SmolLM2-360M-Instruct.Q8_0.gguf"), "smollm2-360m-instruct.q8_0");
+        assert_eq!(id_from_name("my model (1).gguf"), "my-model-1");
+        assert_eq!(id_from_name(""), "custom-model");
+        let e = custom_entry(url, "SmolLM2-360M-Instruct.Q8_0.gguf", "");
+        assert_eq!(e.quant, "Q8_0");
+        assert_eq!(e.gpu_memory, 0);
+        assert!(!e.verified && e.sha256.is_none() && e.size.is_none());
+        assert_eq!(e.default_context, 2048);
+    }
+
+    #[test]
+    fn fit_verdicts() {
+        let gib = 1u64 << 30;
+        let mut e = custom_entry("u", "m.gguf", "");
+        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::Unknown);
+        e.gpu_memory = 166_519_872;
+        e.size = Some(98_362_432);
+        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::Fits);
+        e.gpu_memory = 4_634_455_744;
+        e.size = Some(4_081_004_224);
+        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::TooLarge);
+        assert_eq!(fit(&e, Some(&adapter(2 * gib))).level, FitLevel::MayNotFit);
+        assert_eq!(fit(&e, Some(&adapter(8 * gib))).level, FitLevel::Fits);
+        assert_eq!(fit(&e, None).level, FitLevel::Unknown);
+    }
+
+    #[test]
+    fn contexts() {
+        let mut e = custom_entry("u", "m.gguf", "");
+        e.context_length = 2048;
+        assert_eq!(context_for(&e, Some(4096)), 2048);
+        assert_eq!(context_for(&e, None), 2048);
+        e.default_context = 1024;
+        assert_eq!(context_for(&e, None), 1024);
+    }
+
+    #[test]
+    fn titles() {
+        assert_eq!(title_from("  hello\n  world "), "hello world");
+        assert_eq!(title_from(&"x".repeat(70)).chars().count(), 61);
+    }
+}

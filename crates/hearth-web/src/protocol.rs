@@ -1,0 +1,273 @@
+//! The typed messages between the UI thread and the engine's Web Worker. Both sides are this
+//! crate, so the types are shared; on the wire they are plain JS objects
+//! (`serde-wasm-bindgen`), plus a transferred `File` for a local import.
+
+use serde::{Deserialize, Serialize};
+
+/// One model of `web/catalog.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub name: String,
+    /// Absolute, or relative to the app.
+    pub url: String,
+    /// Published size in bytes; `None` when it could not be verified.
+    pub size: Option<u64>,
+    /// Published sha256 (lowercase hex); `None` when it could not be verified.
+    pub sha256: Option<String>,
+    pub quant: String,
+    #[serde(default)]
+    pub params: String,
+    pub context_length: u32,
+    pub license: String,
+    #[serde(default)]
+    pub license_url: String,
+    #[serde(default)]
+    pub source: String,
+    /// Estimated GPU bytes at `default_context`.
+    pub gpu_memory: u64,
+    pub default_context: u32,
+    /// Size and sha256 were checked against a published source.
+    pub verified: bool,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: u32,
+    pub models: Vec<CatalogEntry>,
+}
+
+/// What the adapter can do, for "does this model fit".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterSummary {
+    /// e.g. "google swiftshader" or "nvidia ampere".
+    pub name: String,
+    pub max_buffer_size: u64,
+    pub max_storage_binding: u64,
+    pub shader_f16: bool,
+    /// The kernel strategy chosen for it ("reduce" or "tile").
+    pub strategy: String,
+    /// A software adapter (SwiftShader, WARP, llvmpipe): it works, slowly.
+    pub software: bool,
+}
+
+/// A model in IndexedDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    /// Total bytes (known from the server or the file).
+    pub size: u64,
+    /// Bytes stored so far.
+    pub stored: u64,
+    /// Downloaded completely and the sha256 checked.
+    pub complete: bool,
+    /// The sha256 of the bytes stored, once complete.
+    pub sha256: Option<String>,
+    /// The sha256 matched a published one (catalog); false for custom URLs and files.
+    pub verified: bool,
+}
+
+/// Sampling settings the UI offers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 = greedy.
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub max_tokens: u32,
+    pub seed: Option<u64>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            max_tokens: 512,
+            seed: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// UI → worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ToWorker {
+    /// Open the GPU and the database; answered by `Ready` then `Stored`.
+    Init,
+    /// Download (or resume) a model into IndexedDB. A custom URL is an entry with no sha256.
+    Download {
+        entry: CatalogEntry,
+    },
+    /// Import the `File` sent beside this message (a local .gguf).
+    ImportFile {
+        id: String,
+        name: String,
+    },
+    /// Stop a download; what is stored stays, to resume later.
+    Cancel {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    ListStored,
+    /// Load a stored model onto the GPU with a KV cache of `context` positions.
+    Load {
+        id: String,
+        context: u32,
+    },
+    /// Reply to the conversation. The worker keeps the KV cache of what it already saw and
+    /// prefills only what is new.
+    Generate {
+        messages: Vec<ChatMessage>,
+        sampling: Sampling,
+    },
+    /// Stop generating; the reply so far stands.
+    Stop,
+}
+
+/// What the worker is doing, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Downloading,
+    Verifying,
+    Loading,
+}
+
+/// Errors by what a person can do about them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No WebGPU: use another browser or the native `hearth` CLI.
+    NoWebGpu,
+    /// The GPU device was lost; the worker re-initializes.
+    DeviceLost,
+    /// Out of GPU memory: a smaller model or context.
+    OutOfMemory,
+    /// Browser storage is full.
+    Quota,
+    /// The network failed; the download can resume.
+    Network,
+    /// Stored bytes did not match their hash.
+    Corrupt,
+    /// The model file is not one Hearth can run.
+    BadModel,
+    /// The conversation does not fit the context.
+    ContextFull,
+    Other,
+}
+
+/// Numbers after a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenStats {
+    pub prompt_tokens: u32,
+    /// Tokens prefilled this turn (the rest came from the KV cache).
+    pub prefilled: u32,
+    pub new_tokens: u32,
+    pub first_token_ms: f64,
+    pub decode_tok_s: f64,
+    pub prefill_tok_s: f64,
+    pub context_used: u32,
+    pub context_max: u32,
+    /// "eos", "length", "stopped" or "context".
+    pub stop_reason: String,
+    /// Older messages were dropped to fit the context.
+    pub truncated: bool,
+    /// Token ids of the reply, for tests against the oracle.
+    pub tokens: Vec<u32>,
+}
+
+/// A loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadedInfo {
+    pub id: String,
+    pub name: String,
+    pub context: u32,
+    pub load_ms: f64,
+    /// Weight bytes read from IndexedDB.
+    pub bytes: u64,
+    /// wasm linear memory after loading: it never shrinks, so this is the peak.
+    pub wasm_memory: u64,
+    pub has_template: bool,
+}
+
+/// Worker → UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum FromWorker {
+    /// The worker's wasm is running and listening.
+    Booted,
+    /// The GPU is open (`adapter`), or not (`error`, with `kind` NoWebGpu).
+    Ready {
+        adapter: Option<AdapterSummary>,
+        error: Option<String>,
+    },
+    Stored {
+        models: Vec<StoredModel>,
+        quota: Option<u64>,
+        usage: Option<u64>,
+        persisted: bool,
+    },
+    Progress {
+        id: String,
+        phase: Phase,
+        done: u64,
+        total: u64,
+        bytes_per_sec: f64,
+    },
+    /// A download finished and its sha256 was checked.
+    Downloaded {
+        id: String,
+    },
+    /// A download stopped before the end (cancel, network); it can resume.
+    Paused {
+        id: String,
+        stored: u64,
+        total: u64,
+    },
+    Loaded {
+        info: LoadedInfo,
+    },
+    /// Reply text, as it streams.
+    Token {
+        text: String,
+    },
+    Done {
+        stats: GenStats,
+    },
+    /// Something to tell the person; `id` names the model it concerns, if one.
+    Error {
+        kind: ErrorKind,
+        message: String,
+        id: Option<String>,
+    },
+    /// Informational notes (e.g. "re-fetched chunk 3: it was corrupt").
+    Notice {
+        message: String,
+    },
+}

@@ -1,0 +1,412 @@
+//! Model bytes into IndexedDB: from the network (streaming `fetch`, resumed with HTTP Range
+//! after a cut connection or a reload) or from a local file. Bytes go to storage in
+//! [`CHUNK`]-sized pieces as they arrive, so wasm memory holds one chunk, never the model.
+//! When the last byte is stored the whole file is read back and its sha256 checked against
+//! the published one; until then the model is not loadable.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::source::hex;
+use super::{now_ms, post, scope};
+use crate::protocol::{CatalogEntry, ErrorKind, FromWorker, Phase};
+use crate::store::{ModelMeta, Store, StoreError, CHUNK};
+
+/// Why a download stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("download cancelled")]
+    Cancelled,
+    #[error("the download stopped: {0}. Press Resume to continue from where it stopped")]
+    Network(String),
+    #[error("{0}")]
+    Http(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("not enough browser storage: the model needs {needed} MB more, {free} MB are free. Delete a model on the Storage page or free disk space")]
+    NoRoom { needed: u64, free: u64 },
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl DownloadError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DownloadError::Network(_) | DownloadError::Cancelled => ErrorKind::Network,
+            DownloadError::Http(_) => ErrorKind::Network,
+            DownloadError::Store(StoreError::Quota(_)) | DownloadError::NoRoom { .. } => ErrorKind::Quota,
+            DownloadError::Store(_) => ErrorKind::Other,
+            DownloadError::Corrupt(_) => ErrorKind::Corrupt,
+        }
+    }
+}
+
+fn js_err(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Throttled progress events with a smoothed rate.
+struct Progress {
+    id: String,
+    phase: Phase,
+    start_ms: f64,
+    start_bytes: u64,
+    last_post: f64,
+}
+
+impl Progress {
+    fn new(id: &str, phase: Phase, start_bytes: u64) -> Self {
+        Progress { id: id.to_string(), phase, start_ms: now_ms(), start_bytes, last_post: 0.0 }
+    }
+
+    fn report(&mut self, done: u64, total: u64, force: bool) {
+        let now = now_ms();
+        if !force && now - self.last_post < 100.0 {
+            return;
+        }
+        self.last_post = now;
+        let secs = ((now - self.start_ms) / 1000.0).max(1e-3);
+        let bytes_per_sec = done.saturating_sub(self.start_bytes) as f64 / secs;
+        post(&FromWorker::Progress { id: self.id.clone(), phase: self.phase, done, total, bytes_per_sec });
+    }
+}
+
+/// Free bytes the browser grants this origin, if it says.
+pub async fn storage_estimate() -> Option<(u64, u64)> {
+    let storage = scope()?.navigator().storage();
+    let estimate = JsFuture::from(storage.estimate().ok()?).await.ok()?;
+    let get = |k: &str| js_sys::Reflect::get(&estimate, &k.into()).ok()?.as_f64().map(|v| v as u64);
+    Some((get("quota")?, get("usage")?))
+}
+
+pub async fn storage_persisted() -> bool {
+    let Some(scope) = scope() else { return false };
+    match scope.navigator().storage().persisted() {
+        Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_bool()).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Fails early when the bytes still to come cannot fit the origin's quota.
+async fn check_room(remaining: u64) -> Result<(), DownloadError> {
+    if let Some((quota, usage)) = storage_estimate().await {
+        let free = quota.saturating_sub(usage);
+        if remaining > free {
+            return Err(DownloadError::NoRoom { needed: remaining.div_ceil(1 << 20), free: free / (1 << 20) });
+        }
+    }
+    Ok(())
+}
+
+/// Where a download resumes: the record as stored, or a new one.
+pub async fn start_meta(store: &Store, entry: &CatalogEntry) -> Result<ModelMeta, DownloadError> {
+    Ok(match store.meta(&entry.id).await? {
+        Some(m) => m,
+        None => ModelMeta {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            url: entry.url.clone(),
+            size: entry.size,
+            expected_sha256: entry.sha256.clone().map(|s| s.to_lowercase()),
+            chunk_sha: Vec::new(),
+            complete: false,
+            sha256: None,
+            verified: false,
+            default_context: entry.default_context,
+        },
+    })
+}
+
+/// Appends bytes to the model chunk by chunk.
+struct ChunkWriter<'a> {
+    store: &'a Store,
+    meta: ModelMeta,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter<'_> {
+    fn stored(&self) -> u64 {
+        self.meta.chunk_sha.len() as u64 * CHUNK + self.buf.len() as u64
+    }
+
+    async fn push(&mut self, mut bytes: &[u8]) -> Result<(), DownloadError> {
+        while !bytes.is_empty() {
+            let take = (CHUNK as usize - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buf.len() == CHUNK as usize {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), DownloadError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let index = self.meta.chunk_sha.len();
+        self.meta.chunk_sha.push(hex(&Sha256::digest(&self.buf)));
+        if let Err(e) = self.store.put_chunk(&self.meta, index, &self.buf).await {
+            self.meta.chunk_sha.pop();
+            return Err(e.into());
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// A byte stream's reader: `fetch` bodies and `File::stream()` alike.
+async fn read_stream(
+    stream: web_sys::ReadableStream,
+    writer: &mut ChunkWriter<'_>,
+    total: u64,
+    cancel: &Cell<bool>,
+    progress: &mut Progress,
+) -> Result<(), DownloadError> {
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    loop {
+        if cancel.get() {
+            let _ = reader.cancel();
+            return Err(DownloadError::Cancelled);
+        }
+        let result = JsFuture::from(reader.read()).await.map_err(|e| DownloadError::Network(js_err(e)))?;
+        let done = js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true);
+        if done {
+            return Ok(());
+        }
+        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| DownloadError::Network(js_err(e)))?;
+        let bytes = js_sys::Uint8Array::new(&value).to_vec();
+        if writer.stored() + bytes.len() as u64 > total {
+            return Err(DownloadError::Corrupt(format!(
+                "the server sent more than the {total} bytes it announced; not keeping it"
+            )));
+        }
+        writer.push(&bytes).await?;
+        progress.report(writer.stored(), total, false);
+    }
+}
+
+/// One attempt: fetch from the first missing chunk to the end.
+async fn fetch_rest(store: &Store, meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
+    let offset = meta.chunk_sha.len() as u64 * CHUNK;
+    let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().map_err(|e| DownloadError::Network(js_err(e)))?;
+    if offset > 0 {
+        headers.set("Range", &format!("bytes={offset}-")).map_err(|e| DownloadError::Network(js_err(e)))?;
+    }
+    init.set_headers(&headers);
+    // The bytes are checked by sha256 and stored by us: the HTTP cache would only double them.
+    init.set_cache(web_sys::RequestCache::NoStore);
+    let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
+    let response = JsFuture::from(scope.fetch_with_str_and_init(&meta.url, &init))
+        .await
+        .map_err(|e| DownloadError::Network(js_err(e)))?;
+    let response: web_sys::Response = response.unchecked_into();
+    let status = response.status();
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    let (start, total) = match status {
+        206 => {
+            // "bytes a-b/total"
+            let range = header("Content-Range").unwrap_or_default();
+            let parsed = range.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(|(span, total)| {
+                Some((span.split_once('-')?.0.parse::<u64>().ok()?, total.parse::<u64>().ok()?))
+            });
+            parsed.ok_or_else(|| DownloadError::Http(format!("the server sent a bad Content-Range {range:?}")))?
+        }
+        200 => {
+            let len = header("Content-Length").and_then(|v| v.parse::<u64>().ok());
+            (
+                0,
+                len.or(meta.size)
+                    .ok_or_else(|| DownloadError::Http("the server did not say how large the model is".into()))?,
+            )
+        }
+        416 if offset > 0 && meta.size == Some(offset) => (offset, offset),
+        _ => {
+            return Err(DownloadError::Http(format!(
+                "the server answered {status} {} for {}: check the address",
+                response.status_text(),
+                meta.url
+            )))
+        }
+    };
+    let mut meta = meta;
+    if start != offset {
+        // The server ignored the Range (a plain 200): start over rather than mix files.
+        store.delete_chunks(&meta.id, 0).await?;
+        meta.chunk_sha.clear();
+    }
+    if let Some(expected) = meta.size.filter(|&s| s != total) {
+        return Err(DownloadError::Corrupt(format!(
+            "the server's file is {total} bytes but the catalog says {expected}: not downloading a different file"
+        )));
+    }
+    meta.size = Some(total);
+    check_room(total - meta.chunk_sha.len() as u64 * CHUNK).await?;
+    let Some(body) = response.body() else {
+        return Ok(meta);
+    };
+    let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
+    let mut progress = Progress::new(&writer.meta.id, Phase::Downloading, writer.stored());
+    let read = read_stream(body, &mut writer, total, cancel, &mut progress).await;
+    // A whole chunk is kept even when the stream broke; a partial one only at the very end.
+    if read.is_ok() && writer.stored() == total {
+        writer.flush().await?;
+    }
+    progress.report(writer.stored(), total, true);
+    read.map(|_| writer.meta)
+}
+
+/// Downloads (or resumes) `entry`, retrying a broken connection a few times with backoff,
+/// then verifies it. Returns the complete record.
+pub async fn download(store: &Store, entry: &CatalogEntry, cancel: Rc<Cell<bool>>) -> Result<ModelMeta, DownloadError> {
+    let mut meta = start_meta(store, entry).await?;
+    if meta.complete {
+        return Ok(meta);
+    }
+    store.put_meta(&meta).await?;
+    let mut delay_ms = 500;
+    let mut attempts = 0;
+    loop {
+        let before = meta.chunk_sha.len();
+        let msg = match fetch_rest(store, meta.clone(), &cancel).await {
+            Ok(m) if m.size.is_some_and(|s| m.stored_bytes() >= s) => {
+                meta = m;
+                break;
+            }
+            Ok(_) => "the server closed the connection early".to_string(),
+            Err(DownloadError::Network(msg)) => msg,
+            Err(e) => return Err(e),
+        };
+        // Take what was stored this attempt (it is in `store`, not in `meta`).
+        meta = store.meta(&entry.id).await?.unwrap_or(meta);
+        attempts = if meta.chunk_sha.len() > before { 0 } else { attempts + 1 };
+        if cancel.get() {
+            return Err(DownloadError::Cancelled);
+        }
+        if attempts >= 4 {
+            return Err(DownloadError::Network(msg));
+        }
+        post(&FromWorker::Notice {
+            message: format!("The connection broke ({msg}); resuming from {} MB.", meta.stored_bytes() >> 20),
+        });
+        gloo_timers::future::TimeoutFuture::new(delay_ms).await;
+        delay_ms = (delay_ms * 2).min(8000);
+    }
+    verify(store, meta).await
+}
+
+/// Imports a local file through the same chunk writer; no Range needed, and no published
+/// hash to compare with (the file's own sha256 is recorded).
+pub async fn import_file(
+    store: &Store,
+    id: &str,
+    name: &str,
+    file: web_sys::File,
+    cancel: Rc<Cell<bool>>,
+) -> Result<ModelMeta, DownloadError> {
+    store.delete_chunks(id, 0).await?;
+    let total = file.size() as u64;
+    check_room(total).await?;
+    let meta = ModelMeta {
+        id: id.to_string(),
+        name: name.to_string(),
+        url: format!("file:{name}"),
+        size: Some(total),
+        expected_sha256: None,
+        chunk_sha: Vec::new(),
+        complete: false,
+        sha256: None,
+        verified: false,
+        default_context: 2048,
+    };
+    store.put_meta(&meta).await?;
+    let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
+    let mut progress = Progress::new(id, Phase::Downloading, 0);
+    read_stream(file.stream(), &mut writer, total, &cancel, &mut progress).await?;
+    writer.flush().await?;
+    progress.report(writer.stored(), total, true);
+    verify(store, writer.meta).await
+}
+
+/// Reads every stored chunk back, checks it against its own hash and the whole file against
+/// the published sha256, and marks the model complete. A mismatch deletes the bytes.
+async fn verify(store: &Store, mut meta: ModelMeta) -> Result<ModelMeta, DownloadError> {
+    let total = meta.size.unwrap_or(0);
+    let mut progress = Progress::new(&meta.id, Phase::Verifying, 0);
+    let mut file = Sha256::new();
+    let mut done = 0u64;
+    for (index, expected) in meta.chunk_sha.iter().enumerate() {
+        let bytes = store.chunk(&meta.id, index).await?.unwrap_or_default();
+        if hex(&Sha256::digest(&bytes)) != *expected {
+            store.delete_chunks(&meta.id, index).await?;
+            meta.chunk_sha.truncate(index);
+            store.put_meta(&meta).await?;
+            return Err(DownloadError::Corrupt(format!(
+                "stored chunk {index} changed after it was written; it was deleted, press Resume to fetch it again"
+            )));
+        }
+        file.update(&bytes);
+        done += bytes.len() as u64;
+        progress.report(done, total, false);
+    }
+    let sha = hex(&file.finalize());
+    if done != total {
+        return Err(DownloadError::Corrupt(format!("stored {done} bytes of {total}")));
+    }
+    if let Some(expected) = &meta.expected_sha256 {
+        if *expected != sha {
+            store.delete(&meta.id).await?;
+            return Err(DownloadError::Corrupt(format!(
+                "the downloaded file's sha256 is {sha}, but the published one is {expected}: it was deleted and will not be run. Try again; if it repeats, the file on the server changed"
+            )));
+        }
+    }
+    meta.verified = meta.expected_sha256.is_some();
+    meta.sha256 = Some(sha);
+    meta.complete = true;
+    store.put_meta(&meta).await?;
+    progress.report(total, total, true);
+    Ok(meta)
+}
+
+/// Fetches chunk `index` again (after it failed its check at load) and stores it if it
+/// matches the hash recorded when the verified download wrote it.
+pub async fn refetch_chunk(store: &Store, meta: &ModelMeta, index: usize) -> Result<(), DownloadError> {
+    let total = meta.size.unwrap_or(0);
+    let start = index as u64 * CHUNK;
+    let end = (start + CHUNK).min(total);
+    let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().map_err(|e| DownloadError::Network(js_err(e)))?;
+    headers.set("Range", &format!("bytes={start}-{}", end - 1)).map_err(|e| DownloadError::Network(js_err(e)))?;
+    init.set_headers(&headers);
+    init.set_cache(web_sys::RequestCache::NoStore);
+    let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
+    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str_and_init(&meta.url, &init))
+        .await
+        .map_err(|e| DownloadError::Network(js_err(e)))?
+        .unchecked_into();
+    if response.status() != 206 {
+        return Err(DownloadError::Http(format!(
+            "re-fetching a damaged piece: the server answered {}",
+            response.status()
+        )));
+    }
+    let buf = JsFuture::from(response.array_buffer().map_err(|e| DownloadError::Network(js_err(e)))?)
+        .await
+        .map_err(|e| DownloadError::Network(js_err(e)))?;
+    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+    if meta.chunk_sha.get(index).map(String::as_str) != Some(hex(&Sha256::digest(&bytes)).as_str()) {
+        return Err(DownloadError::Corrupt(format!(
+            "the re-fetched piece {index} does not match what was verified; delete the model and download it again"
+        )));
+    }
+    store.put_chunk(meta, index, &bytes).await?;
+    Ok(())
+}

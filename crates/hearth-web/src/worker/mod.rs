@@ -1,0 +1,329 @@
+//! The engine worker: owns the GPU, the model store and the loaded model, and answers the
+//! page's [`ToWorker`] requests with [`FromWorker`] events. Everything here is async and
+//! yields to the worker's event loop at each GPU readback and storage request, so a `Stop`
+//! or `Cancel` is seen between tokens or chunks.
+
+mod download;
+mod session;
+mod source;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hearth_gpu::ops::Strategy;
+use hearth_gpu::{Gpu, GpuOptions};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::protocol::{AdapterSummary, ErrorKind, FromWorker, ToWorker};
+use crate::store::Store;
+use download::DownloadError;
+use session::{LoadError, Session};
+
+pub(crate) fn scope() -> Option<web_sys::DedicatedWorkerGlobalScope> {
+    js_sys::global().dyn_into().ok()
+}
+
+/// Milliseconds on the worker's clock.
+pub(crate) fn now_ms() -> f64 {
+    scope().and_then(|s| s.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+/// Posts an event to the page.
+pub fn post(event: &FromWorker) {
+    if let (Some(scope), Ok(v)) = (scope(), serde_wasm_bindgen::to_value(event)) {
+        let _ = scope.post_message(&v);
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>, id: Option<&str>) {
+    post(&FromWorker::Error { kind, message: message.into(), id: id.map(str::to_string) });
+}
+
+#[derive(Default)]
+struct State {
+    store: RefCell<Option<Rc<Store>>>,
+    gpu: RefCell<Option<Arc<Gpu>>>,
+    /// The loaded model; taken out while it generates, so a second request is refused
+    /// rather than racing it.
+    session: RefCell<Option<Session>>,
+    busy: Cell<bool>,
+    stop: Cell<bool>,
+    /// Cancel flags of the downloads in progress.
+    downloads: RefCell<HashMap<String, Rc<Cell<bool>>>>,
+}
+
+impl State {
+    fn store(&self) -> Option<Rc<Store>> {
+        self.store.borrow().clone()
+    }
+    fn gpu(&self) -> Option<Arc<Gpu>> {
+        self.gpu.borrow().clone()
+    }
+}
+
+thread_local! {
+    static STATE: Rc<State> = Rc::default();
+}
+
+fn state() -> Rc<State> {
+    STATE.with(Rc::clone)
+}
+
+/// Starts listening; called from `main` when running in the worker.
+pub fn start() {
+    let Some(scope) = scope() else { return };
+    let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|e: web_sys::MessageEvent| {
+        let data = e.data();
+        let msg = js_sys::Reflect::get(&data, &"msg".into()).unwrap_or(JsValue::NULL);
+        let file = js_sys::Reflect::get(&data, &"file".into()).ok().and_then(|f| f.dyn_into::<web_sys::File>().ok());
+        match serde_wasm_bindgen::from_value::<ToWorker>(msg) {
+            Ok(ToWorker::Stop) => state().stop.set(true),
+            Ok(ToWorker::Cancel { id }) => {
+                if let Some(flag) = state().downloads.borrow().get(&id) {
+                    flag.set(true);
+                }
+            }
+            Ok(request) => wasm_bindgen_futures::spawn_local(handle(request, file)),
+            Err(err) => error(ErrorKind::Other, format!("unreadable request from the page: {err}"), None),
+        }
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The worker lives as long as the page: the handler is never dropped.
+    on_message.forget();
+    post(&FromWorker::Booted);
+}
+
+async fn handle(request: ToWorker, file: Option<web_sys::File>) {
+    let st = state();
+    match request {
+        ToWorker::Init => init(&st).await,
+        ToWorker::ListStored => list_stored(&st).await,
+        ToWorker::Download { entry } => {
+            let Some(store) = st.store() else { return no_store() };
+            let cancel = track(&st, &entry.id);
+            let result = download::download(&store, &entry, cancel).await;
+            st.downloads.borrow_mut().remove(&entry.id);
+            finish_download(&store, &entry.id, result).await;
+            list_stored(&st).await;
+        }
+        ToWorker::ImportFile { id, name } => {
+            let Some(store) = st.store() else { return no_store() };
+            let Some(file) = file else {
+                return error(ErrorKind::Other, "no file came with the import request", Some(&id));
+            };
+            let cancel = track(&st, &id);
+            let result = download::import_file(&store, &id, &name, file, cancel).await;
+            st.downloads.borrow_mut().remove(&id);
+            finish_download(&store, &id, result).await;
+            list_stored(&st).await;
+        }
+        ToWorker::Delete { id } => {
+            let Some(store) = st.store() else { return no_store() };
+            if st.session.borrow().as_ref().is_some_and(|s| s.info.id == id) {
+                *st.session.borrow_mut() = None;
+            }
+            if let Err(e) = store.delete(&id).await {
+                error(ErrorKind::Other, e.to_string(), Some(&id));
+            }
+            list_stored(&st).await;
+        }
+        ToWorker::Load { id, context } => load(&st, &id, context).await,
+        ToWorker::Generate { messages, sampling } => {
+            if st.busy.replace(true) {
+                return error(ErrorKind::Other, "still busy with the previous request; press Stop first", None);
+            }
+            let taken = st.session.borrow_mut().take();
+            let Some(mut session) = taken else {
+                st.busy.set(false);
+                return error(ErrorKind::Other, "no model is loaded: load one from the Models page", None);
+            };
+            st.stop.set(false);
+            match session.generate(&messages, &sampling, &st.stop).await {
+                Ok(stats) => post(&FromWorker::Done { stats }),
+                Err((kind, message)) => {
+                    error(kind, message, None);
+                    if kind == ErrorKind::DeviceLost {
+                        // The model's buffers died with the device: open a new one.
+                        st.busy.set(false);
+                        return reinit(&st).await;
+                    }
+                }
+            }
+            *st.session.borrow_mut() = Some(session);
+            st.busy.set(false);
+        }
+        ToWorker::Stop | ToWorker::Cancel { .. } => {}
+    }
+}
+
+fn no_store() {
+    error(ErrorKind::Other, "storage is not open yet", None);
+}
+
+fn track(st: &State, id: &str) -> Rc<Cell<bool>> {
+    let flag = Rc::new(Cell::new(false));
+    st.downloads.borrow_mut().insert(id.to_string(), flag.clone());
+    flag
+}
+
+async fn finish_download(store: &Store, id: &str, result: Result<crate::store::ModelMeta, DownloadError>) {
+    match result {
+        Ok(_) => post(&FromWorker::Downloaded { id: id.to_string() }),
+        Err(e) => {
+            if let Ok(Some(meta)) = store.meta(id).await {
+                post(&FromWorker::Paused {
+                    id: id.to_string(),
+                    stored: meta.stored_bytes(),
+                    total: meta.size.unwrap_or(0),
+                });
+            }
+            if !matches!(e, DownloadError::Cancelled) {
+                error(e.kind(), e.to_string(), Some(id));
+            }
+        }
+    }
+}
+
+async fn list_stored(st: &State) {
+    let Some(store) = st.store() else { return };
+    let models = match store.models().await {
+        Ok(m) => m.iter().map(|m| m.summary()).collect(),
+        Err(e) => return error(ErrorKind::Other, e.to_string(), None),
+    };
+    let (quota, usage) = match download::storage_estimate().await {
+        Some((q, u)) => (Some(q), Some(u)),
+        None => (None, None),
+    };
+    let persisted = download::storage_persisted().await;
+    post(&FromWorker::Stored { models, quota, usage, persisted });
+}
+
+/// "vendor architecture" from the browser's GPUAdapterInfo (wgpu passes on only the
+/// description, often empty), so the kernel strategy can recognise software adapters.
+async fn browser_adapter_label() -> Option<String> {
+    let gpu = js_sys::Reflect::get(&scope()?.navigator(), &"gpu".into()).ok()?;
+    let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+    let promise = request.call0(&gpu).ok()?.dyn_into::<js_sys::Promise>().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = js_sys::Reflect::get(&adapter, &"info".into()).ok()?;
+    let field = |k: &str| js_sys::Reflect::get(&info, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    let label = format!("{} {}", field("vendor"), field("architecture")).trim().to_string();
+    (!label.is_empty()).then_some(label)
+}
+
+async fn open_gpu() -> Result<Gpu, String> {
+    let has_webgpu = scope()
+        .and_then(|s| js_sys::Reflect::get(&s.navigator(), &"gpu".into()).ok())
+        .is_some_and(|g| !g.is_undefined() && !g.is_null());
+    if !has_webgpu {
+        return Err("this browser has no WebGPU".into());
+    }
+    let mut gpu = Gpu::new(&GpuOptions::default()).await.map_err(|e| e.to_string())?;
+    if let Some(label) = browser_adapter_label().await {
+        if !gpu.info.name.to_lowercase().contains(&label.to_lowercase()) {
+            gpu.info.name = format!("{label} {}", gpu.info.name).trim().to_string();
+        }
+    }
+    Ok(gpu)
+}
+
+fn summary(gpu: &Gpu) -> AdapterSummary {
+    let strategy = Strategy::for_adapter(&gpu.info);
+    AdapterSummary {
+        name: gpu.info.name.clone(),
+        max_buffer_size: gpu.limits.max_buffer_size,
+        max_storage_binding: gpu.limits.max_storage_buffer_binding_size,
+        shader_f16: gpu.features.contains(hearth_gpu::wgpu::Features::SHADER_F16),
+        strategy: format!("{strategy:?}").to_lowercase(),
+        software: strategy == Strategy::Tile,
+    }
+}
+
+async fn init(st: &Rc<State>) {
+    // Storage first: cached models can be listed (and deleted) even without a GPU.
+    if st.store().is_none() {
+        match Store::open().await {
+            Ok(store) => *st.store.borrow_mut() = Some(Rc::new(store)),
+            Err(e) => error(ErrorKind::Other, e.to_string(), None),
+        }
+    }
+    reinit(st).await;
+    list_stored(st).await;
+}
+
+/// Opens (or re-opens, after a lost device) the GPU and reports it.
+async fn reinit(st: &Rc<State>) {
+    *st.session.borrow_mut() = None;
+    match open_gpu().await {
+        Ok(gpu) => {
+            post(&FromWorker::Ready { adapter: Some(summary(&gpu)), error: None });
+            // The engine's API shares the device as an Arc (natively across threads); in the
+            // worker there is one thread, so its not being Send here is fine.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let gpu = Arc::new(gpu);
+            *st.gpu.borrow_mut() = Some(gpu);
+        }
+        Err(e) => {
+            let message = format!(
+                "{e}. Hearth needs WebGPU: try a recent Chrome or Edge, or run the native `hearth` command-line tool."
+            );
+            post(&FromWorker::Ready { adapter: None, error: Some(message.clone()) });
+            error(ErrorKind::NoWebGpu, message, None);
+        }
+    }
+}
+
+async fn load(st: &Rc<State>, id: &str, context: u32) {
+    if st.busy.replace(true) {
+        return error(ErrorKind::Other, "busy: wait for the current reply or press Stop", Some(id));
+    }
+    let result = load_inner(st, id, context).await;
+    st.busy.set(false);
+    match result {
+        Ok(session) => {
+            post(&FromWorker::Loaded { info: session.info.clone() });
+            *st.session.borrow_mut() = Some(session);
+        }
+        Err((kind, message)) => error(kind, message, Some(id)),
+    }
+}
+
+async fn load_inner(st: &Rc<State>, id: &str, context: u32) -> Result<Session, (ErrorKind, String)> {
+    let (Some(store), Some(gpu)) = (st.store(), st.gpu()) else {
+        return Err((ErrorKind::NoWebGpu, "no GPU: Hearth needs WebGPU to run a model".into()));
+    };
+    // Free the previous model's GPU memory first.
+    *st.session.borrow_mut() = None;
+    let mut refetched = 0;
+    loop {
+        let meta = store.meta(id).await.map_err(|e| (ErrorKind::Other, e.to_string()))?;
+        let Some(meta) = meta.filter(|m| m.complete) else {
+            return Err((ErrorKind::Other, "that model is not completely downloaded and verified yet".into()));
+        };
+        match Session::load(gpu.clone(), &store, &meta, context).await {
+            Ok(session) => return Ok(session),
+            Err(LoadError::Failed(kind, message)) => return Err((kind, message)),
+            Err(LoadError::Corrupt(n)) if refetched < 8 => {
+                refetched += 1;
+                post(&FromWorker::Notice {
+                    message: format!("Piece {n} of {} is damaged in storage; fetching it again.", meta.name),
+                });
+                if let Err(e) = download::refetch_chunk(&store, &meta, n).await {
+                    return Err((
+                        ErrorKind::Corrupt,
+                        format!("A stored piece of {} is damaged and could not be fetched again ({e}). Delete the model and download it again.", meta.name),
+                    ));
+                }
+            }
+            Err(LoadError::Corrupt(_)) => {
+                return Err((
+                    ErrorKind::Corrupt,
+                    "the stored model keeps failing its checks: delete it and download it again".into(),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! A model loaded on the GPU and the conversation in its KV cache. Each turn re-renders the
+//! whole conversation with the model's chat template (`hearth_model::chat`, as the terminal
+//! chat does), keeps the cached prefix, prefills only what is new and streams the reply.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use hearth_gpu::{Gpu, GpuEngine, GpuError};
+use hearth_model::chat::{reusable_prefix, ChatFormat, Fitted};
+use hearth_model::{Config, ModelError, Sampler, SamplingParams};
+use hearth_tokenizer::template::{DateTime, Message};
+use hearth_tokenizer::{StreamDecoder, Tokenizer};
+
+use super::source::StoredSource;
+use super::{now_ms, post};
+use crate::protocol::{ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Phase, Role, Sampling};
+use crate::store::{ModelMeta, Store};
+
+pub struct Session {
+    engine: GpuEngine,
+    tokenizer: Tokenizer,
+    format: ChatFormat,
+    /// The tokens whose keys and values are in the cache, in order.
+    cached: Vec<u32>,
+    pub info: LoadedInfo,
+}
+
+/// Why a load failed.
+pub enum LoadError {
+    /// Stored chunk `n` failed its check: re-fetch it and try again.
+    Corrupt(usize),
+    Failed(ErrorKind, String),
+}
+
+fn gpu_error_kind(e: &GpuError) -> ErrorKind {
+    match e {
+        GpuError::TooLarge { .. } | GpuError::OutOfMemory(_) => ErrorKind::OutOfMemory,
+        GpuError::DeviceLost(_) => ErrorKind::DeviceLost,
+        GpuError::Model(_) => ErrorKind::BadModel,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The browser's local date and time, for templates that print today's date.
+fn local_now() -> DateTime {
+    let d = js_sys::Date::new_0();
+    DateTime::new(
+        d.get_full_year() as i16,
+        (d.get_month() + 1) as i8,
+        d.get_date() as i8,
+        d.get_hours() as i8,
+        d.get_minutes() as i8,
+        d.get_seconds() as i8,
+        0,
+    )
+    .unwrap_or_default()
+}
+
+impl Session {
+    /// Reads a verified model from storage onto the GPU, tensor by tensor.
+    pub async fn load(gpu: Arc<Gpu>, store: &Store, meta: &ModelMeta, context: u32) -> Result<Session, LoadError> {
+        let t0 = now_ms();
+        let source = StoredSource::new(store, meta);
+        let corrupt_or = |kind: ErrorKind, message: String| match source.corrupt_chunk() {
+            Some(n) => LoadError::Corrupt(n),
+            None => LoadError::Failed(kind, message),
+        };
+        let index = source
+            .index()
+            .await
+            .map_err(|e| corrupt_or(ErrorKind::BadModel, format!("{} is not a usable GGUF model: {e}", meta.name)))?;
+        let bad = |e: String| LoadError::Failed(ErrorKind::BadModel, format!("{}: {e}", meta.name));
+        let config = Config::from_gguf(&index).map_err(|e| bad(e.to_string()))?;
+        let tokenizer = Tokenizer::from_gguf(&index).map_err(|e| bad(format!("reading the tokenizer: {e}")))?;
+        let mut format = ChatFormat::from_gguf(&index, &tokenizer)
+            .map_err(|e| bad(format!("the chat template does not compile: {e}")))?;
+        format.template = format.template.with_clock(local_now);
+        let context = (context as usize).clamp(16, config.max_context.max(16));
+
+        let mut last = 0.0;
+        let id = meta.id.clone();
+        let mut progress = |done: u64, total: u64| {
+            let now = now_ms();
+            if now - last > 100.0 || done == total {
+                last = now;
+                let secs = ((now - t0) / 1000.0).max(1e-3);
+                let bytes_per_sec = done as f64 / secs;
+                post(&FromWorker::Progress { id: id.clone(), phase: Phase::Loading, done, total, bytes_per_sec });
+            }
+        };
+        let engine = GpuEngine::load_async(gpu, &index, &source, context, &mut progress)
+            .await
+            .map_err(|e| corrupt_or(gpu_error_kind(&e), e.to_string()))?;
+        let info = LoadedInfo {
+            id: meta.id.clone(),
+            name: meta.name.clone(),
+            context: context as u32,
+            load_ms: now_ms() - t0,
+            bytes: source.bytes_read.get(),
+            wasm_memory: wasm_memory_bytes(),
+            has_template: index.get("tokenizer.chat_template").is_some(),
+        };
+        Ok(Session { engine, tokenizer, format, cached: Vec::new(), info })
+    }
+
+    /// Streams a reply to `messages` (`Token` events) and returns its numbers. `stop` is set
+    /// by a `Stop` message, seen between tokens.
+    pub async fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        sampling: &Sampling,
+        stop: &Cell<bool>,
+    ) -> Result<GenStats, (ErrorKind, String)> {
+        let out = self.run(messages, sampling, stop).await;
+        // On failure the engine rolled its cache back; keep the token list in step.
+        self.cached.truncate(self.engine.cache_len());
+        out
+    }
+
+    async fn run(
+        &mut self,
+        messages: &[ChatMessage],
+        sampling: &Sampling,
+        stop: &Cell<bool>,
+    ) -> Result<GenStats, (ErrorKind, String)> {
+        let msgs: Vec<Message> = messages
+            .iter()
+            .map(|m| {
+                let role = match m.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                Message::new(role, m.content.clone())
+            })
+            .collect();
+        let n_fixed = messages.iter().take_while(|m| m.role == Role::System).count();
+        let capacity = self.engine.model.context;
+        let max_tokens = (sampling.max_tokens.max(1) as usize).min(capacity);
+        let reserve = max_tokens.min(capacity / 4);
+        let fitted = self
+            .format
+            .fit(&self.tokenizer, &msgs, n_fixed, capacity, reserve)
+            .map_err(|e| (ErrorKind::Other, format!("rendering the chat template: {e}")))?;
+        let Some(Fitted { tokens, dropped }) = fitted else {
+            return Err((
+                ErrorKind::ContextFull,
+                format!(
+                    "That message is too long for a context of {capacity} tokens. Shorten it, or reload the model with a longer context."
+                ),
+            ));
+        };
+        let common = reusable_prefix(&self.cached, &tokens);
+        self.engine.truncate_cache(common);
+        self.cached.truncate(common);
+
+        let params = SamplingParams {
+            temperature: sampling.temperature.max(0.0),
+            top_k: sampling.top_k as usize,
+            top_p: sampling.top_p,
+            min_p: sampling.min_p,
+            repeat_penalty: sampling.repeat_penalty,
+            seed: sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64),
+            ..SamplingParams::default()
+        };
+        let mut sampler = Sampler::new(params);
+        let model_err = |e: ModelError| {
+            let kind = if e.to_string().contains("lost") { ErrorKind::DeviceLost } else { ErrorKind::Other };
+            (kind, e.to_string())
+        };
+
+        let t0 = now_ms();
+        let mut history = tokens.clone();
+        let mut next =
+            self.engine.forward_and_sample_async(&tokens[common..], &mut sampler, &history).await.map_err(model_err)?;
+        self.cached = tokens.clone();
+        let first_token_ms = now_ms() - t0;
+        let t1 = now_ms();
+
+        let mut decoder = StreamDecoder::new(&self.tokenizer);
+        let mut reply = Vec::new();
+        let mut steps = 0usize;
+        let stop_reason = loop {
+            if self.tokenizer.is_end_of_generation(next) {
+                break "eos";
+            }
+            reply.push(next);
+            history.push(next);
+            let text = decoder.push(next);
+            if !text.is_empty() {
+                post(&FromWorker::Token { text });
+            }
+            if reply.len() >= max_tokens {
+                break "length";
+            }
+            if stop.get() {
+                break "stopped";
+            }
+            if self.engine.cache_len() >= capacity {
+                break "context";
+            }
+            next = self.engine.forward_and_sample_async(&[next], &mut sampler, &history).await.map_err(model_err)?;
+            self.cached.push(history[history.len() - 1]);
+            steps += 1;
+        };
+        let rest = decoder.finish();
+        if !rest.is_empty() {
+            post(&FromWorker::Token { text: rest });
+        }
+        let decode_secs = ((now_ms() - t1) / 1000.0).max(1e-6);
+        let prefilled = tokens.len() - common;
+        Ok(GenStats {
+            prompt_tokens: tokens.len() as u32,
+            prefilled: prefilled as u32,
+            new_tokens: reply.len() as u32,
+            first_token_ms,
+            // The first token came from the prefill; each step after it decoded one.
+            decode_tok_s: steps as f64 / decode_secs,
+            prefill_tok_s: prefilled as f64 / (first_token_ms / 1000.0).max(1e-6),
+            context_used: self.engine.cache_len() as u32,
+            context_max: capacity as u32,
+            stop_reason: stop_reason.into(),
+            truncated: dropped > 0,
+            tokens: reply,
+        })
+    }
+}
+
+/// The wasm linear memory's size: it only grows, so after a load it is the load's peak.
+pub fn wasm_memory_bytes() -> u64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64)
+        .unwrap_or(0)
+}

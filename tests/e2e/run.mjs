@@ -1,0 +1,388 @@
+// End-to-end tests of the browser app in real headless Chromium, WebGPU through SwiftShader.
+// Run by `cargo xtask e2e` (part of `cargo xtask test`), which builds dist/ and passes:
+//   HEARTH_XTASK      the xtask binary (its `serve` task is the server under test)
+//   HEARTH_DIST       the built app
+//   HEARTH_MODELS     the folder holding SmolLM2-135M-Instruct.Q4_1.gguf
+//   HEARTH_TESTDATA   ../shared/testdata (the llama.cpp oracle)
+//   HEARTH_E2E_OUT    where screenshots and logs go
+// Each test drives the UI only through its data-testid hooks, like a person would.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set: run the tests with \`cargo xtask e2e\``);
+  return v;
+};
+const XTASK = env("HEARTH_XTASK");
+const DIST = env("HEARTH_DIST");
+const MODELS = env("HEARTH_MODELS");
+const OUT = env("HEARTH_E2E_OUT");
+const ORACLE = JSON.parse(readFileSync(join(env("HEARTH_TESTDATA"), "oracle/smollm2_exact_greedy.json"), "utf8"));
+const MODEL_ID = "smollm2-135m-instruct-q4_1";
+const MODEL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+const MODEL_SIZE = 98362432;
+const CHUNK = 4 << 20;
+// The GPU issue's near-tie rule: a parting from the exact oracle is accepted only where the
+// oracle's own top-2 margin is below this (the GPU oracle test uses the same 0.02).
+const NEAR_TIE = 0.02;
+// How many oracle prompts the first-visit test sends (all of them unless limited).
+const PROMPTS = Number(process.env.HEARTH_E2E_PROMPTS || ORACLE.length);
+const LONG_TASK_MS = 200;
+mkdirSync(OUT, { recursive: true });
+
+const log = (...a) => console.log("[e2e]", ...a);
+
+// ---------------------------------------------------------------------------------------
+// The server under test: `xtask serve --no-build`, on a free port.
+
+async function startServer(extra = []) {
+  const args = ["serve", "--no-build", "--port", "0", "--dist", DIST, "--models", MODELS, ...extra];
+  const proc = spawn(XTASK, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const requests = [];
+  let errBuf = "";
+  proc.stderr.on("data", (d) => {
+    errBuf += d;
+    let i;
+    while ((i = errBuf.indexOf("\n")) >= 0) {
+      const line = errBuf.slice(0, i);
+      errBuf = errBuf.slice(i + 1);
+      requests.push(line);
+    }
+  });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("xtask serve did not start in 30 s")), 30000);
+    let buf = "";
+    proc.stdout.on("data", (d) => {
+      buf += d;
+      const m = buf.match(/serving (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`xtask serve exited (${code}): ${requests.join("\n")}`)));
+  });
+  const stop = () =>
+    new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.on("exit", resolve);
+      proc.kill("SIGKILL");
+    });
+  return { url, requests, stop };
+}
+
+// ---------------------------------------------------------------------------------------
+// The browser: one persistent profile per scenario, so a reload keeps IndexedDB and the
+// service worker, as a person's browser does.
+
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--enable-unsafe-webgpu",
+  "--headless=new",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+
+async function openBrowser(name) {
+  const profile = mkdtempSync(join(tmpdir(), `hearth-e2e-${name}-`));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium",
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  // Main-thread long tasks, for the responsiveness test.
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    try {
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
+      }).observe({ type: "longtask", buffered: true });
+    } catch (e) {
+      window.__longTasks = null;
+    }
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const consoleLines = [];
+  page.on("console", (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => consoleLines.push(`pageerror: ${e}`));
+  const close = async () => {
+    writeFileSync(join(OUT, `${name}-console.log`), consoleLines.join("\n"));
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, page, close, consoleLines };
+}
+
+const shot = (page, name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: false });
+const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+async function appState(page, want, timeout) {
+  await page.waitForFunction(
+    (w) => {
+      const el = document.querySelector("[data-app-state]");
+      const s = el && el.getAttribute("data-app-state");
+      const banner = document.querySelector('[data-testid="error-banner"]');
+      if (banner && banner.getAttribute("data-kind") !== "network") throw new Error("error banner: " + banner.textContent);
+      return w.includes(s);
+    },
+    want,
+    { timeout, polling: 250 },
+  );
+}
+
+async function cardState(page, want, timeout) {
+  await page.waitForFunction(
+    ([id, w]) => {
+      const banner = document.querySelector('[data-testid="error-banner"]');
+      if (banner && !["network"].includes(banner.getAttribute("data-kind")))
+        throw new Error("error banner: " + banner.textContent);
+      const el = document.querySelector(`[data-testid="model-card-${id}"]`);
+      return el && w.includes(el.getAttribute("data-state"));
+    },
+    [MODEL_ID, want],
+    { timeout, polling: 250 },
+  );
+}
+
+async function openModels(page) {
+  if ((await byId(page, `model-card-${MODEL_ID}`).count()) === 0) await byId(page, "nav-models").click();
+  await byId(page, `model-card-${MODEL_ID}`).waitFor({ timeout: 30000 });
+}
+
+async function loadModel(page, context = 512) {
+  await openModels(page);
+  const select = byId(page, "context-select");
+  if (await select.count()) await select.first().selectOption(String(context)).catch(() => {});
+  await byId(page, `load-${MODEL_ID}`).click();
+  await appState(page, ["chat"], 300000);
+}
+
+async function greedySettings(page, maxTokens) {
+  if (!(await byId(page, "temperature").isVisible())) await byId(page, "settings-toggle").click();
+  await byId(page, "temperature").fill("0");
+  await byId(page, "max-tokens").fill(String(maxTokens));
+  await byId(page, "seed").fill("1");
+  await byId(page, "temperature").press("Tab");
+}
+
+/// Sends `text` in a new chat and waits for the reply; returns its token ids and timing.
+async function ask(page, text) {
+  await byId(page, "new-chat").click();
+  const before = await page.locator('[data-testid="message"][data-role="assistant"]').count();
+  const t0 = await page.evaluate(() => performance.now());
+  await byId(page, "composer").fill(text);
+  await byId(page, "composer").press("Enter");
+  const reply = page.locator('[data-testid="message"][data-role="assistant"]').nth(before);
+  await reply.waitFor({ timeout: 60000 });
+  await page.waitForFunction(
+    (n) => {
+      const banner = document.querySelector('[data-testid="error-banner"]');
+      if (banner) throw new Error("error banner: " + banner.textContent);
+      const el = document.querySelectorAll('[data-testid="message"][data-role="assistant"]')[n];
+      return el && el.getAttribute("data-state") === "done" && el.hasAttribute("data-tokens");
+    },
+    before,
+    { timeout: 600000, polling: 250 },
+  );
+  const t1 = await page.evaluate(() => performance.now());
+  const tokens = (await reply.getAttribute("data-tokens")).split(",").filter(Boolean).map(Number);
+  const stats = byId(page, "stats");
+  const decode = Number(await stats.getAttribute("data-decode-tok-s"));
+  const firstMs = Number(await stats.getAttribute("data-first-token-ms"));
+  return { tokens, text: await reply.innerText(), t0, t1, decode, firstMs };
+}
+
+/// The near-tie rule: equal, or parted where the oracle's margin is below NEAR_TIE.
+function compareGreedy(i, got, oracle, failures) {
+  const want = oracle.greedy;
+  for (let s = 0; s < want.length; s++) {
+    if (got[s] === want[s]) continue;
+    const margin = oracle.greedy_top2_margins[s];
+    if (got[s] !== undefined && margin < NEAR_TIE) {
+      log(`prompt ${i}: parted at step ${s} at a near-tie (margin ${margin.toFixed(4)}); accepted`);
+      return;
+    }
+    failures.push(`prompt ${i} (${JSON.stringify(oracle.prompt)}): step ${s} gave ${got[s]}, oracle ${want[s]} (margin ${margin})`);
+    return;
+  }
+  if (got.length !== want.length) failures.push(`prompt ${i}: ${got.length} tokens, oracle ${want.length}`);
+}
+
+function sameSystem(c) {
+  // The oracle rendered SmolLM2's default system prompt, which its template adds when the
+  // conversation has none: the UI sends no system message when the field is empty.
+  return c.system === "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests.
+
+const results = [];
+// HEARTH_E2E_ONLY=<regex>: run only the matching tests (for working on one; CI runs all).
+const ONLY = process.env.HEARTH_E2E_ONLY ? new RegExp(process.env.HEARTH_E2E_ONLY) : null;
+async function test(name, body) {
+  if (ONLY && !ONLY.test(name)) return;
+  const t0 = Date.now();
+  log(`▶ ${name}`);
+  try {
+    await body();
+    results.push({ name, ok: true, secs: (Date.now() - t0) / 1000 });
+    log(`✔ ${name} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false, secs: (Date.now() - t0) / 1000, error: String(e.stack || e) });
+    log(`✘ ${name}: ${e.stack || e}`);
+  }
+}
+
+const metrics = {};
+
+// 1-3: one profile: first visit → download → chat (oracle); then offline reload → chat.
+{
+  const server = await startServer();
+  const b = await openBrowser("first-visit");
+  const { page } = b;
+
+  await test("first visit: download with visible progress, stored, verified", async () => {
+    await page.goto(server.url);
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    await shot(page, "01-models");
+    await byId(page, `download-${MODEL_ID}`).click();
+    const progress = byId(page, `progress-${MODEL_ID}`);
+    await progress.waitFor({ timeout: 30000 });
+    await page.waitForFunction(
+      (id) => Number(document.querySelector(`[data-testid="progress-${id}"]`)?.getAttribute("data-done") || 0) > 0,
+      MODEL_ID,
+      { timeout: 60000, polling: 50 },
+    );
+    await shot(page, "02-downloading");
+    const t0 = Date.now();
+    await cardState(page, ["stored"], 300000);
+    metrics.download_secs = (Date.now() - t0) / 1000;
+    await byId(page, "nav-storage").click();
+    const row = byId(page, `storage-row-${MODEL_ID}`);
+    await row.waitFor({ timeout: 30000 });
+    const rowText = await row.innerText();
+    if (!rowText.includes(MODEL_SHA.slice(0, 12))) throw new Error(`storage row lacks the sha256: ${rowText}`);
+    await shot(page, "03-storage");
+  });
+
+  await test("first visit: greedy replies equal llama.cpp's exact oracle; no long main-thread task", async () => {
+    const t0 = Date.now();
+    await loadModel(page, 512);
+    metrics.load_secs = (Date.now() - t0) / 1000;
+    await greedySettings(page, 64);
+    const failures = [];
+    const long = [];
+    const cases = ORACLE.filter(sameSystem).slice(0, PROMPTS);
+    if (cases.length === 0) throw new Error("no oracle cases");
+    for (const [i, c] of cases.entries()) {
+      await greedySettings(page, c.greedy.length);
+      const r = await ask(page, c.prompt);
+      compareGreedy(i, r.tokens, c, failures);
+      metrics[`prompt${i}`] = { decode_tok_s: r.decode, first_token_ms: r.firstMs, tokens: r.tokens.length };
+      const tasks = await page.evaluate(() => window.__longTasks);
+      if (tasks === null) throw new Error("this Chromium does not report long tasks");
+      for (const t of tasks) if (t.start >= r.t0 && t.start <= r.t1 && t.duration > LONG_TASK_MS) long.push({ prompt: i, ...t });
+      if (i === 0) await shot(page, "04-chat");
+    }
+    await shot(page, "05-chat-done");
+    if (failures.length) throw new Error("greedy replies differ from the oracle:\n" + failures.join("\n"));
+    if (long.length) throw new Error(`main-thread long tasks over ${LONG_TASK_MS} ms while generating: ${JSON.stringify(long)}`);
+  });
+
+  await test("offline: reload with the server stopped, the app and the cached model load and chat", async () => {
+    await server.stop();
+    await page.reload();
+    await appState(page, ["ready", "chat"], 120000);
+    await loadModel(page, 512);
+    const c = ORACLE.filter(sameSystem)[0];
+    await greedySettings(page, c.greedy.length);
+    const r = await ask(page, c.prompt);
+    const failures = [];
+    compareGreedy(0, r.tokens, c, failures);
+    await shot(page, "06-offline-chat");
+    if (failures.length) throw new Error(failures.join("\n"));
+  });
+  await b.close();
+  await server.stop();
+}
+
+// 4-5: a fresh profile: the server cuts the download; then a chunk is corrupted in storage.
+{
+  const cutAt = 30_000_000;
+  const server = await startServer(["--cut-after", String(cutAt)]);
+  const b = await openBrowser("resume");
+  const { page } = b;
+
+  await test("cut download: resumes with a Range request and the sha256 matches", async () => {
+    await page.goto(server.url);
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    await byId(page, `download-${MODEL_ID}`).click();
+    await cardState(page, ["stored"], 300000);
+    const cut = server.requests.find((l) => l.includes("cut /models/"));
+    if (!cut) throw new Error("the server never cut the download:\n" + server.requests.join("\n"));
+    const resumeFrom = Math.floor(cutAt / CHUNK) * CHUNK;
+    const ranged = server.requests.find((l) => l.includes(`bytes=${resumeFrom}-`) && l.includes("206"));
+    if (!ranged) throw new Error(`no Range request from ${resumeFrom}:\n` + server.requests.join("\n"));
+    await byId(page, "nav-storage").click();
+    const row = await byId(page, `storage-row-${MODEL_ID}`).innerText();
+    if (!row.includes(MODEL_SHA.slice(0, 12))) throw new Error(`storage row lacks the sha256: ${row}`);
+    await shot(page, "07-resumed");
+  });
+
+  await test("corrupted chunk: detected, re-fetched, never run", async () => {
+    const damaged = 3;
+    await page.evaluate(
+      ([id, n]) =>
+        new Promise((resolve, reject) => {
+          const open = indexedDB.open("hearth-models");
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const tx = open.result.transaction("chunks", "readwrite");
+            const store = tx.objectStore("chunks");
+            const key = `${id}/${String(n).padStart(8, "0")}`;
+            const get = store.get(key);
+            get.onsuccess = () => {
+              const bytes = new Uint8Array(get.result);
+              for (let i = 0; i < bytes.length; i += 4096) bytes[i] ^= 0x5a;
+              store.put(bytes, key);
+            };
+            tx.oncomplete = () => resolve();
+            tx.onerror = () => reject(tx.error);
+          };
+        }),
+      [MODEL_ID, damaged],
+    );
+    const before = server.requests.length;
+    await loadModel(page, 512);
+    const start = damaged * CHUNK;
+    const refetch = server.requests.slice(before).find((l) => l.includes(`bytes=${start}-${start + CHUNK - 1}`));
+    if (!refetch) throw new Error("the damaged chunk was not re-fetched:\n" + server.requests.slice(before).join("\n"));
+    const c = ORACLE.filter(sameSystem)[0];
+    await greedySettings(page, c.greedy.length);
+    const r = await ask(page, c.prompt);
+    const failures = [];
+    compareGreedy(0, r.tokens, c, failures);
+    await shot(page, "08-after-repair");
+    if (failures.length) throw new Error(failures.join("\n"));
+  });
+  await b.close();
+  await server.stop();
+}
+
+writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));
+log("metrics", JSON.stringify(metrics));
+const failed = results.filter((r) => !r.ok);
+for (const r of results) log(`${r.ok ? "pass" : "FAIL"}  ${r.name}  (${r.secs.toFixed(0)} s)`);
+log(`screenshots and logs: ${OUT}`);
+process.exit(failed.length ? 1 : 0);
