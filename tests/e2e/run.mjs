@@ -157,12 +157,20 @@ async function openModels(page) {
   await byId(page, `model-card-${MODEL_ID}`).waitFor({ timeout: 30000 });
 }
 
+/// Loads the model; returns the worker's `Loaded` info (timings, wasm memory).
 async function loadModel(page, context = 512) {
+  await page.evaluate(() => {
+    window.__loaded = null;
+    window.__hearthWorker.addEventListener("message", (e) => {
+      if (e.data && e.data.type === "Loaded") window.__loaded = e.data.info;
+    });
+  });
   await openModels(page);
   const select = byId(page, "context-select");
   if (await select.count()) await select.first().selectOption(String(context)).catch(() => {});
   await byId(page, `load-${MODEL_ID}`).click();
   await appState(page, ["chat"], 300000);
+  return await page.evaluate(() => window.__loaded);
 }
 
 async function greedySettings(page, maxTokens) {
@@ -276,9 +284,7 @@ const metrics = {};
   });
 
   await test("first visit: greedy replies equal llama.cpp's exact oracle; no long main-thread task", async () => {
-    const t0 = Date.now();
-    await loadModel(page, 512);
-    metrics.load_secs = (Date.now() - t0) / 1000;
+    metrics.first_load = await loadModel(page, 512);
     await greedySettings(page, 64);
     const failures = [];
     const long = [];
@@ -303,13 +309,35 @@ const metrics = {};
     await server.stop();
     await page.reload();
     await appState(page, ["ready", "chat"], 120000);
+    metrics.offline_load = await loadModel(page, 512);
+    const c = ORACLE.filter(sameSystem)[0];
+    await greedySettings(page, c.greedy.length);
+    const r = await ask(page, c.prompt);
+    metrics.offline_first_token_ms = r.firstMs;
+    metrics.offline_decode_tok_s = r.decode;
+    const failures = [];
+    compareGreedy(0, r.tokens, c, failures);
+    await shot(page, "06-offline-chat");
+    if (failures.length) throw new Error(failures.join("\n"));
+  });
+  await test("lost GPU device: reported, the worker re-initializes, the model loads and chats again", async () => {
+    await page.evaluate(() => window.__hearthWorker.postMessage({ msg: { type: "SimulateDeviceLoss" } }));
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="error-banner"]')?.getAttribute("data-kind") === "device_lost",
+      null,
+      { timeout: 60000, polling: 100 },
+    );
+    await shot(page, "09-device-lost");
+    await page.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "ready", null, {
+      timeout: 60000,
+    });
+    await page.evaluate(() => document.querySelectorAll('[data-testid="error-banner"] button').forEach((b) => b.click()));
     await loadModel(page, 512);
     const c = ORACLE.filter(sameSystem)[0];
     await greedySettings(page, c.greedy.length);
     const r = await ask(page, c.prompt);
     const failures = [];
     compareGreedy(0, r.tokens, c, failures);
-    await shot(page, "06-offline-chat");
     if (failures.length) throw new Error(failures.join("\n"));
   });
   await b.close();
@@ -382,6 +410,34 @@ const metrics = {};
     if (failures.length) throw new Error(failures.join("\n"));
   });
   await b.close();
+  await server.stop();
+}
+
+// 6: a browser with no WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter
+// here): the app says so and points to the native CLI.
+{
+  const server = await startServer();
+  await test("no WebGPU: the app says so and points to the hearth CLI", async () => {
+    const profile = mkdtempSync(join(tmpdir(), "hearth-e2e-nogpu-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium",
+      args: CHROMIUM_ARGS.filter((a) => a !== "--enable-unsafe-webgpu").concat(["--disable-webgpu"]),
+      viewport: { width: 390, height: 844 },
+    });
+    try {
+      const page = context.pages()[0] || (await context.newPage());
+      await page.goto(server.url);
+      await page.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "no-webgpu", null, {
+        timeout: 120000,
+      });
+      const text = await page.locator("body").innerText();
+      if (!/WebGPU/.test(text) || !/hearth/.test(text)) throw new Error(`no actionable message: ${text.slice(0, 500)}`);
+      await shot(page, "10-no-webgpu-mobile");
+    } finally {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
+  });
   await server.stop();
 }
 

@@ -61,6 +61,11 @@ impl WorkerBridge {
             });
         });
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        // The worker as `window.__hearthWorker`, for debugging and for the end-to-end tests'
+        // `SimulateDeviceLoss` (the page's own scripts could reach it anyway).
+        if let Some(w) = web_sys::window() {
+            let _ = js_sys::Reflect::set(&w, &"__hearthWorker".into(), &worker);
+        }
         Ok(WorkerBridge { worker, booted, queue, _on_message: on_message, _on_error: on_error })
     }
 

@@ -148,6 +148,9 @@ pub enum ToWorker {
     },
     /// Stop generating; the reply so far stands.
     Stop,
+    /// Destroys the GPU device, as a driver reset would: the end-to-end tests use it to
+    /// check that a lost device is reported and the worker re-initializes.
+    SimulateDeviceLoss,
 }
 
 /// What the worker is doing, for progress bars.
@@ -209,8 +212,12 @@ pub struct LoadedInfo {
     pub name: String,
     pub context: u32,
     pub load_ms: f64,
-    /// Weight bytes read from IndexedDB.
+    /// Bytes read from IndexedDB (each chunk checked against its sha256) ...
     pub bytes: u64,
+    /// ... and the milliseconds spent on that (the rest of `load_ms` is GPU upload and
+    /// pipeline compilation).
+    #[serde(default)]
+    pub read_ms: f64,
     /// wasm linear memory after loading: it never shrinks, so this is the peak.
     pub wasm_memory: u64,
     pub has_template: bool,

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use crate::bridge::WorkerBridge;
+use crate::protocol::ToWorker;
 use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
 
 pub fn start() {
@@ -39,6 +40,9 @@ impl PartialEq for Ctx {
 fn run_effect(effect: Effect, ctx: &Ctx) {
     match effect {
         Effect::Send(msg) => {
+            if matches!(msg, ToWorker::Download { .. } | ToWorker::ImportFile { .. }) {
+                request_persistence();
+            }
             if let Some(b) = ctx.bridge.borrow().as_ref() {
                 b.send(&msg);
             }
@@ -297,5 +301,18 @@ fn toasts(StateProps { state }: &StateProps) -> Html {
                 <div class="toast" data-testid="notice" key={n.seq}>{ &n.message }</div>
             }) }
         </div>
+    }
+}
+
+/// Asks the browser to keep this origin's storage (models) from eviction under disk
+/// pressure. Only the page can ask (`persist()` is not exposed to workers); the worker
+/// reports the answer in `Stored.persisted`.
+fn request_persistence() {
+    if let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) {
+        if let Ok(promise) = storage.persist() {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+            });
+        }
     }
 }

@@ -663,8 +663,8 @@ impl State {
                 self.loaded = None;
                 self.loading = None;
                 self.finish_generation(None, 0.0);
+                // The worker re-opens the device itself and answers with `Ready`.
                 self.page = Page::Models;
-                self.send(ToWorker::Init);
             }
             ErrorKind::OutOfMemory | ErrorKind::BadModel | ErrorKind::Corrupt => {
                 if id.is_none() {
@@ -742,6 +742,7 @@ mod tests {
                 context: 2048,
                 load_ms: 1.0,
                 bytes: 1,
+                read_ms: 1.0,
                 wasm_memory: 1,
                 has_template: true,
             },
@@ -903,10 +904,11 @@ mod tests {
     }
 
     #[test]
-    fn device_lost_reinitialises() {
+    fn device_lost_forgets_the_model_and_leaves_reinit_to_the_worker() {
         let mut s = loaded_state();
         s.apply(Action::Worker(FromWorker::Error { kind: ErrorKind::DeviceLost, message: "lost".into(), id: None }));
         assert!(s.loaded.is_none());
-        assert!(s.take_effects().contains(&Effect::Send(ToWorker::Init)));
+        assert!(s.page == Page::Models);
+        assert!(!s.take_effects().contains(&Effect::Send(ToWorker::Init)));
     }
 }

@@ -51,6 +51,8 @@ struct State {
     session: RefCell<Option<Session>>,
     busy: Cell<bool>,
     stop: Cell<bool>,
+    /// Counts opened devices: a device-lost callback acts only for the current one.
+    device_generation: Cell<u32>,
     /// Cancel flags of the downloads in progress.
     downloads: RefCell<HashMap<String, Rc<Cell<bool>>>>,
 }
@@ -155,6 +157,11 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
             *st.session.borrow_mut() = Some(session);
             st.busy.set(false);
         }
+        ToWorker::SimulateDeviceLoss => {
+            if let Some(gpu) = st.gpu() {
+                gpu.device.destroy();
+            }
+        }
         ToWorker::Stop | ToWorker::Cancel { .. } => {}
     }
 }
@@ -221,7 +228,14 @@ async fn open_gpu() -> Result<Gpu, String> {
     if !has_webgpu {
         return Err("this browser has no WebGPU".into());
     }
-    let mut gpu = Gpu::new(&GpuOptions::default()).await.map_err(|e| e.to_string())?;
+    let mut gpu = Gpu::new(&GpuOptions::default()).await.map_err(|e| match e {
+        // The native error's advice (drivers, `--backend cpu`) does not apply here.
+        hearth_gpu::GpuError::NoAdapter(_) => {
+            "this browser offers WebGPU but gave no adapter (it may be turned off, or this GPU is blocklisted)"
+                .to_string()
+        }
+        other => other.to_string(),
+    })?;
     if let Some(label) = browser_adapter_label().await {
         if !gpu.info.name.to_lowercase().contains(&label.to_lowercase()) {
             gpu.info.name = format!("{label} {}", gpu.info.name).trim().to_string();
@@ -257,6 +271,8 @@ async fn init(st: &Rc<State>) {
 /// Opens (or re-opens, after a lost device) the GPU and reports it.
 async fn reinit(st: &Rc<State>) {
     *st.session.borrow_mut() = None;
+    // Whatever happens to the old device from here on is not news.
+    st.device_generation.set(st.device_generation.get() + 1);
     match open_gpu().await {
         Ok(gpu) => {
             post(&FromWorker::Ready { adapter: Some(summary(&gpu)), error: None });
@@ -264,14 +280,28 @@ async fn reinit(st: &Rc<State>) {
             // worker there is one thread, so its not being Send here is fine.
             #[allow(clippy::arc_with_non_send_sync)]
             let gpu = Arc::new(gpu);
+            let generation = st.device_generation.get() + 1;
+            st.device_generation.set(generation);
+            gpu.device.set_device_lost_callback(move |reason, message| {
+                let st = state();
+                if st.device_generation.get() != generation {
+                    return; // an old device, already replaced
+                }
+                error(
+                    ErrorKind::DeviceLost,
+                    format!("The GPU device was lost ({reason:?}: {message}); re-initializing. Load the model again."),
+                    None,
+                );
+                wasm_bindgen_futures::spawn_local(async move { reinit(&state()).await });
+            });
             *st.gpu.borrow_mut() = Some(gpu);
         }
         Err(e) => {
             let message = format!(
                 "{e}. Hearth needs WebGPU: try a recent Chrome or Edge, or run the native `hearth` command-line tool."
             );
-            post(&FromWorker::Ready { adapter: None, error: Some(message.clone()) });
-            error(ErrorKind::NoWebGpu, message, None);
+            // The page shows this as its no-WebGPU state; no separate error banner.
+            post(&FromWorker::Ready { adapter: None, error: Some(message) });
         }
     }
 }

@@ -97,6 +97,7 @@ impl Session {
             context: context as u32,
             load_ms: now_ms() - t0,
             bytes: source.bytes_read.get(),
+            read_ms: source.read_ms.get(),
             wasm_memory: wasm_memory_bytes(),
             has_template: index.get("tokenizer.chat_template").is_some(),
         };

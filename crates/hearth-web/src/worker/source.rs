@@ -25,8 +25,10 @@ pub struct StoredSource<'a> {
     checked: RefCell<Vec<bool>>,
     /// The chunk that failed its check, if one did.
     corrupt: Cell<Option<usize>>,
-    /// Bytes read from storage (for the load's throughput).
+    /// Bytes read from storage and milliseconds spent waiting for (and checking) them, for
+    /// the load's storage throughput.
     pub bytes_read: Cell<u64>,
+    pub read_ms: Cell<f64>,
 }
 
 pub fn hex(digest: &[u8]) -> String {
@@ -45,6 +47,7 @@ impl<'a> StoredSource<'a> {
             checked: RefCell::new(vec![false; meta.chunk_sha.len()]),
             corrupt: Cell::new(None),
             bytes_read: Cell::new(0),
+            read_ms: Cell::new(0.0),
         }
     }
 
@@ -76,6 +79,7 @@ impl<'a> StoredSource<'a> {
             self.checked.borrow_mut()[index] = true;
         }
         self.bytes_read.set(self.bytes_read.get() + bytes.len() as u64);
+        self.read_ms.set(self.read_ms.get() + super::now_ms() - t0);
         let mut cached = self.cached.borrow_mut();
         if cached.len() == CACHED_CHUNKS {
             cached.remove(0);
