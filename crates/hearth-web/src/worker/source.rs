@@ -66,6 +66,7 @@ impl<'a> StoredSource<'a> {
                 return Ok(());
             }
         }
+        let t0 = super::now_ms();
         let bytes = self.store.chunk(&self.meta.id, index).await.map_err(io::Error::other)?.ok_or_else(|| {
             self.corrupt.set(Some(index));
             io::Error::new(io::ErrorKind::NotFound, format!("chunk {index} is missing from storage"))
