@@ -224,6 +224,16 @@ function compareGreedy(i, got, oracle, failures) {
   if (got.length !== want.length) failures.push(`prompt ${i}: ${got.length} tokens, oracle ${want.length}`);
 }
 
+/// The first oracle prompt, greedy: its reply and any parting from the oracle.
+async function askFirstOracle(page) {
+  const c = ORACLE.filter(sameSystem)[0];
+  await greedySettings(page, c.greedy.length);
+  const r = await ask(page, c.prompt);
+  const failures = [];
+  compareGreedy(0, r.tokens, c, failures);
+  return { r, failures };
+}
+
 function sameSystem(c) {
   // The oracle rendered SmolLM2's default system prompt, which its template adds when the
   // conversation has none: the UI sends no system message when the field is empty.
@@ -310,13 +320,9 @@ const metrics = {};
     await page.reload();
     await appState(page, ["ready", "chat"], 120000);
     metrics.offline_load = await loadModel(page, 512);
-    const c = ORACLE.filter(sameSystem)[0];
-    await greedySettings(page, c.greedy.length);
-    const r = await ask(page, c.prompt);
+    const { r, failures } = await askFirstOracle(page);
     metrics.offline_first_token_ms = r.firstMs;
     metrics.offline_decode_tok_s = r.decode;
-    const failures = [];
-    compareGreedy(0, r.tokens, c, failures);
     await shot(page, "06-offline-chat");
     if (failures.length) throw new Error(failures.join("\n"));
   });
@@ -333,11 +339,7 @@ const metrics = {};
     });
     await page.evaluate(() => document.querySelectorAll('[data-testid="error-banner"] button').forEach((b) => b.click()));
     await loadModel(page, 512);
-    const c = ORACLE.filter(sameSystem)[0];
-    await greedySettings(page, c.greedy.length);
-    const r = await ask(page, c.prompt);
-    const failures = [];
-    compareGreedy(0, r.tokens, c, failures);
+    const { failures } = await askFirstOracle(page);
     if (failures.length) throw new Error(failures.join("\n"));
   });
   await b.close();
@@ -401,11 +403,7 @@ const metrics = {};
     const start = damaged * CHUNK;
     const refetch = server.requests.slice(before).find((l) => l.includes(`bytes=${start}-${start + CHUNK - 1}`));
     if (!refetch) throw new Error("the damaged chunk was not re-fetched:\n" + server.requests.slice(before).join("\n"));
-    const c = ORACLE.filter(sameSystem)[0];
-    await greedySettings(page, c.greedy.length);
-    const r = await ask(page, c.prompt);
-    const failures = [];
-    compareGreedy(0, r.tokens, c, failures);
+    const { failures } = await askFirstOracle(page);
     await shot(page, "08-after-repair");
     if (failures.length) throw new Error(failures.join("\n"));
   });

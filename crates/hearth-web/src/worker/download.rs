@@ -192,22 +192,26 @@ async fn read_stream(
     }
 }
 
-/// One attempt: fetch from the first missing chunk to the end.
-async fn fetch_rest(store: &Store, meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
-    let offset = meta.chunk_sha.len() as u64 * CHUNK;
+/// GET `url`, with a `Range` header if given.
+async fn fetch(url: &str, range: Option<String>) -> Result<web_sys::Response, DownloadError> {
+    let net = |e: JsValue| DownloadError::Network(js_err(e));
     let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().map_err(|e| DownloadError::Network(js_err(e)))?;
-    if offset > 0 {
-        headers.set("Range", &format!("bytes={offset}-")).map_err(|e| DownloadError::Network(js_err(e)))?;
+    let headers = web_sys::Headers::new().map_err(net)?;
+    if let Some(range) = range {
+        headers.set("Range", &range).map_err(net)?;
     }
     init.set_headers(&headers);
     // The bytes are checked by sha256 and stored by us: the HTTP cache would only double them.
     init.set_cache(web_sys::RequestCache::NoStore);
     let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
-    let response = JsFuture::from(scope.fetch_with_str_and_init(&meta.url, &init))
-        .await
-        .map_err(|e| DownloadError::Network(js_err(e)))?;
-    let response: web_sys::Response = response.unchecked_into();
+    let response = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await.map_err(net)?;
+    Ok(response.unchecked_into())
+}
+
+/// One attempt: fetch from the first missing chunk to the end.
+async fn fetch_rest(store: &Store, meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
+    let offset = meta.chunk_sha.len() as u64 * CHUNK;
+    let response = fetch(&meta.url, (offset > 0).then(|| format!("bytes={offset}-"))).await?;
     let status = response.status();
     let header = |name: &str| response.headers().get(name).ok().flatten();
     let (start, total) = match status {
@@ -382,16 +386,7 @@ pub async fn refetch_chunk(store: &Store, meta: &ModelMeta, index: usize) -> Res
     let total = meta.size.unwrap_or(0);
     let start = index as u64 * CHUNK;
     let end = (start + CHUNK).min(total);
-    let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().map_err(|e| DownloadError::Network(js_err(e)))?;
-    headers.set("Range", &format!("bytes={start}-{}", end - 1)).map_err(|e| DownloadError::Network(js_err(e)))?;
-    init.set_headers(&headers);
-    init.set_cache(web_sys::RequestCache::NoStore);
-    let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
-    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str_and_init(&meta.url, &init))
-        .await
-        .map_err(|e| DownloadError::Network(js_err(e)))?
-        .unchecked_into();
+    let response = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1))).await?;
     if response.status() != 206 {
         return Err(DownloadError::Http(format!(
             "re-fetching a damaged piece: the server answered {}",
