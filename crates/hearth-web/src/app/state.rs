@@ -582,7 +582,7 @@ impl State {
                 Some(a) => {
                     self.adapter = Some(a);
                     self.boot = Boot::Ready;
-                    self.banners.retain(|b| b.kind != ErrorKind::DeviceLost);
+                    // A device-lost banner stays until dismissed: the model has to be loaded again.
                 }
                 None => {
                     self.boot =
@@ -691,7 +691,7 @@ pub fn error_advice(kind: ErrorKind) -> &'static str {
             "This browser has no WebGPU. Try a recent Chrome/Edge, or run Hearth natively with the `hearth` \
              command-line tool (see README)."
         }
-        ErrorKind::DeviceLost => "The GPU was reset; Hearth is re-initializing.",
+        ErrorKind::DeviceLost => "The GPU was reset; Hearth re-opened it. Load the model again.",
         ErrorKind::OutOfMemory => "Out of GPU memory: choose a smaller model or a shorter context.",
         ErrorKind::Quota => "Browser storage is full: delete a model on the Storage page.",
         ErrorKind::Network => "The download stopped; press Resume.",
