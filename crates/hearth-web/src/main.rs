@@ -3,6 +3,10 @@
 //! ([`worker`]): downloads into IndexedDB, the GPU model, generation. The UI thread only
 //! renders; the two talk through the typed messages of [`protocol`].
 
+// Natively this crate is built only for its unit tests (markdown, the UI reducer): the entry
+// points that reach everything else run in the browser.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 mod app;
 mod bridge;
 mod markdown;

@@ -120,7 +120,7 @@ pub enum ToWorker {
     Init,
     /// Download (or resume) a model into IndexedDB. A custom URL is an entry with no sha256.
     Download {
-        entry: CatalogEntry,
+        entry: Box<CatalogEntry>,
     },
     /// Import the `File` sent beside this message (a local .gguf).
     ImportFile {

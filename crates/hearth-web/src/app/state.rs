@@ -401,14 +401,14 @@ impl State {
             Action::Navigate(p) => self.page = p,
             Action::Download(entry) => {
                 self.downloading.insert(entry.id.clone());
-                self.send(ToWorker::Download { entry });
+                self.send(ToWorker::Download { entry: Box::new(entry) });
             }
             Action::AddCustom { entry, download } => {
                 self.custom.retain(|e| e.id != entry.id);
                 self.custom.push(entry.clone());
                 self.downloading.insert(entry.id.clone());
                 if download {
-                    self.send(ToWorker::Download { entry });
+                    self.send(ToWorker::Download { entry: Box::new(entry) });
                 }
             }
             Action::Cancel(id) => self.send(ToWorker::Cancel { id }),
