@@ -407,6 +407,21 @@ const metrics = {};
     await shot(page, "08-after-repair");
     if (failures.length) throw new Error(failures.join("\n"));
   });
+
+  await test("local .gguf file: imported into storage through the same chunk writer, sha256 recorded", async () => {
+    const file = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    const id = "smollm2-135m-instruct.q4_1"; // the UI's id for that file name
+    await openModels(page);
+    await byId(page, "local-file").setInputFiles(join(MODELS, file));
+    await page.waitForFunction(
+      (id) => document.querySelector(`[data-testid="model-card-${id}"]`)?.getAttribute("data-state") === "stored",
+      id,
+      { timeout: 300000, polling: 250 },
+    );
+    await byId(page, "nav-storage").click();
+    const row = await byId(page, `storage-row-${id}`).innerText();
+    if (!row.includes(MODEL_SHA.slice(0, 12))) throw new Error(`imported file's row lacks its sha256: ${row}`);
+  });
   await b.close();
   await server.stop();
 }

@@ -87,9 +87,26 @@ pub(crate) fn source_for(op: &str, kernel: &str, ty: TensorType) -> Result<Strin
 
 /// A storage buffer holding raw GGUF bytes, zero-padded to whole u32 words.
 pub fn upload_weights(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-    gpu.upload(label, &words)
+    // Written in place rather than copied into a padded Vec<u32> and a mapped-at-creation
+    // buffer first: in the browser (wasm memory never shrinks) the tensor then exists once,
+    // not three times — SmolLM2's load peaked at 125 MB of wasm memory with the copies.
+    let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
+    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let whole = bytes.len() / 4 * 4;
+    if whole > 0 {
+        gpu.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+    }
+    if whole < bytes.len() {
+        let mut tail = [0u8; 4];
+        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        gpu.queue.write_buffer(&buffer, whole as u64, &tail);
+    }
+    buffer
 }
 
 /// Threads per workgroup (Reduce).
