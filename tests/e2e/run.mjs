@@ -411,6 +411,10 @@ const metrics = {};
   await test("local .gguf file: imported into storage through the same chunk writer, sha256 recorded", async () => {
     const file = "SmolLM2-135M-Instruct.Q4_1.gguf";
     const id = "smollm2-135m-instruct.q4_1"; // the UI's id for that file name
+    if (page.url() === "about:blank") {
+      await page.goto(server.url); // run alone (HEARTH_E2E_ONLY)
+      await appState(page, ["ready"], 120000);
+    }
     await openModels(page);
     await byId(page, "local-file").setInputFiles(join(MODELS, file));
     await page.waitForFunction(
