@@ -386,6 +386,9 @@ pub async fn refetch_chunk(store: &Store, meta: &ModelMeta, index: usize) -> Res
     let total = meta.size.unwrap_or(0);
     let start = index as u64 * CHUNK;
     let end = (start + CHUNK).min(total);
+    if start >= end {
+        return Err(DownloadError::Corrupt(format!("piece {index} lies past the end of a {total}-byte model")));
+    }
     let response = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1))).await?;
     if response.status() != 206 {
         return Err(DownloadError::Http(format!(
