@@ -6,7 +6,7 @@
 //! for its `n` tokens. Activations are f32, the KV cache f16.
 
 use hearth_gguf::{GgufIndex, TensorSource};
-use hearth_model::ops::{Rope as RopeSpec, RopeMode};
+use hearth_model::ops::Rope as RopeSpec;
 use hearth_model::Config;
 
 use crate::binds::{max_dispatches, Binds, MatPart, Ops};
@@ -87,14 +87,7 @@ impl GpuModel {
         // around everything that allocates.
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let weights = GpuWeights::load(gpu, &config, index, src, progress).await?;
-        let rope = RopeSpec {
-            mode: RopeMode::Interleaved, // llama.cpp's LLAMA_ROPE_TYPE_NORM for `llama`
-            head_dim: config.head_dim,
-            n_rot: config.rope.n_rot,
-            freq_base: config.rope.freq_base,
-            freq_scale: config.rope.freq_scale,
-            freq_factors: weights.rope_freq_factors.clone(),
-        };
+        let rope = RopeSpec::llama(&config, weights.rope_freq_factors.clone());
         let ops = Ops::new(gpu, &config, &weights)?;
         let act = Activations::new(gpu, &config, batch);
         let kv = kv_cache(gpu, &config, context);

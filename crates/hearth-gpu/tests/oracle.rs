@@ -75,20 +75,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         prefill = (prefill.0 + prompt.len(), prefill.1 + t.elapsed().as_secs_f64());
         assert!(logits.iter().all(|l| l.is_finite()), "prompt {i}: non-finite logits");
 
-        let mut worst = (0u32, 0f64);
-        for pair in case["last_logits_top64"].as_array().unwrap() {
-            let id = pair[0].as_u64().unwrap() as u32;
-            let err = (f64::from(logits[id as usize]) - pair[1].as_f64().unwrap()).abs();
-            if err > worst.1 {
-                worst = (id, err);
-            }
-        }
-        if worst.1 > LOGIT_TOLERANCE {
-            failures.push(format!(
-                "prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})",
-                worst.0, worst.1
-            ));
-        }
+        let worst = hearth_testdata::top64_logit_error(i, case, &logits, LOGIT_TOLERANCE, &mut failures);
 
         // The first token from the prompt's logits, the rest sampled on the device (argmax).
         let mut sampler = Sampler::new(SamplingParams::greedy());
@@ -105,7 +92,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
             }
         }
         decode = (decode.0 + decoded, decode.1 + t.elapsed().as_secs_f64());
-        eprintln!("prompt {i}: {} greedy tokens checked, worst top-64 logit error {:.2e}", expected.len(), worst.1);
+        eprintln!("prompt {i}: {} greedy tokens checked, worst top-64 logit error {worst:.2e}", expected.len());
     }
     let s = engine.last_call();
     eprintln!(

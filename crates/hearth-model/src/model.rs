@@ -2,7 +2,7 @@
 
 use hearth_gguf::{GgufIndex, ReadAt};
 
-use crate::ops::{add_assign, attention, matmul, rmsnorm_rows, swiglu, Rope, RopeMode};
+use crate::ops::{add_assign, attention, matmul, rmsnorm_rows, swiglu, Rope};
 use crate::weights::Weights;
 use crate::{Config, ModelError};
 
@@ -69,14 +69,7 @@ impl Model {
     pub fn load<R: ReadAt + ?Sized>(index: &GgufIndex, src: &R) -> Result<Self, ModelError> {
         let config = Config::from_gguf(index)?;
         let weights = Weights::load(&config, index, src)?;
-        let rope = Rope {
-            mode: RopeMode::Interleaved, // llama.cpp's LLAMA_ROPE_TYPE_NORM for `llama`
-            head_dim: config.head_dim,
-            n_rot: config.rope.n_rot,
-            freq_base: config.rope.freq_base,
-            freq_scale: config.rope.freq_scale,
-            freq_factors: weights.rope_freq_factors.clone(),
-        };
+        let rope = Rope::llama(&config, weights.rope_freq_factors.clone());
         Ok(Model { config, weights, rope })
     }
 

@@ -95,6 +95,19 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// The rotation a Llama model uses: llama.cpp's `LLAMA_ROPE_TYPE_NORM` (adjacent pairs)
+    /// with the config's base and scale, and `freq_factors` from the weights (Llama 3).
+    pub fn llama(config: &crate::Config, freq_factors: Option<Vec<f32>>) -> Rope {
+        Rope {
+            mode: RopeMode::Interleaved,
+            head_dim: config.head_dim,
+            n_rot: config.rope.n_rot,
+            freq_base: config.rope.freq_base,
+            freq_scale: config.rope.freq_scale,
+            freq_factors,
+        }
+    }
+
     /// (cos, sin) for every rotated pair at position `pos`. θ_i = pos · base^(-2i/n_rot),
     /// computed as ggml does, by repeated f32 multiplication, then divided by the pair's
     /// frequency factor and multiplied by the linear scale.

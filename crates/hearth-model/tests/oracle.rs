@@ -43,20 +43,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
         assert!(logits.iter().all(|l| l.is_finite()), "prompt {i}: non-finite logits");
 
         // Top-64 logits at the last prompt position.
-        let mut worst = (0u32, 0f64);
-        for pair in case["last_logits_top64"].as_array().unwrap() {
-            let id = pair[0].as_u64().unwrap() as u32;
-            let err = (f64::from(logits[id as usize]) - pair[1].as_f64().unwrap()).abs();
-            if err > worst.1 {
-                worst = (id, err);
-            }
-        }
-        if worst.1 > LOGIT_TOLERANCE {
-            failures.push(format!(
-                "prompt {i}: logit of token {} off by {:.2e} (budget {LOGIT_TOLERANCE:e})",
-                worst.0, worst.1
-            ));
-        }
+        let worst = hearth_testdata::top64_logit_error(i, case, &logits, LOGIT_TOLERANCE, &mut failures);
 
         for (step, &want) in expected.iter().enumerate() {
             let candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(t, &l)| (t as u32, l)).collect();
@@ -68,7 +55,7 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
                 logits = model.forward(&mut cache, &[got], Logits::Last).unwrap();
             }
         }
-        eprintln!("prompt {i}: {} greedy tokens checked, worst top-64 logit error {:.2e}", expected.len(), worst.1);
+        eprintln!("prompt {i}: {} greedy tokens checked, worst top-64 logit error {worst:.2e}", expected.len());
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

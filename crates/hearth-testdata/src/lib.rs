@@ -50,3 +50,28 @@ pub fn greedy_step(
     }
     false
 }
+
+/// The oracle's top-64 check at the last prompt position of case `prompt`: the largest
+/// |logit − oracle| over `case["last_logits_top64"]`, recorded in `failures` when it passes
+/// `tolerance`. Returns that error.
+pub fn top64_logit_error(
+    prompt: usize,
+    case: &serde_json::Value,
+    logits: &[f32],
+    tolerance: f64,
+    failures: &mut Vec<String>,
+) -> f64 {
+    let mut worst = (0u32, 0f64);
+    for pair in case["last_logits_top64"].as_array().expect("oracle case has last_logits_top64") {
+        let id = pair[0].as_u64().expect("token id") as u32;
+        let err = (f64::from(logits[id as usize]) - pair[1].as_f64().expect("logit")).abs();
+        if err > worst.1 {
+            worst = (id, err);
+        }
+    }
+    if worst.1 > tolerance {
+        failures
+            .push(format!("prompt {prompt}: logit of token {} off by {:.2e} (budget {tolerance:e})", worst.0, worst.1));
+    }
+    worst.1
+}
