@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use hearth_gguf::TensorType;
 use hearth_gpu::ops::matmul::{self, MatMul, Strategy};
+use hearth_gpu::ops::{Kernel, Pass};
 use hearth_gpu::{Gpu, GpuOptions};
 
 fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols: usize, n: usize, reps: u32) {
@@ -12,7 +13,8 @@ fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols:
     let bytes_len = rows * ty.bytes_for(cols as u64).unwrap() as usize;
     // Small, valid f16 scales everywhere: 0x1111 ≈ 6e-4.
     let bytes = vec![0x11u8; bytes_len];
-    let params = gpu.uniform("p", &op.params(rows, cols, n).unwrap());
+    let p = op.params(rows, cols, n).unwrap();
+    let params = gpu.uniform("p", &p);
     let w = matmul::upload_weights(gpu, "w", &bytes);
     let x = gpu.upload("x", &vec![0.5f32; n * cols]);
     let y = gpu.upload("y", &vec![0f32; n * rows]);
@@ -28,9 +30,9 @@ fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols:
     let run = |reps: u32| {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = Pass::new(&mut enc);
             for _ in 0..reps {
-                op.dispatch(&mut pass, &bind, rows as u32, cols as u32, n as u32);
+                op.dispatch(&mut pass, &bind, &p);
             }
         }
         gpu.queue.submit([enc.finish()]);

@@ -5,14 +5,14 @@ use hearth_gguf::TensorType;
 use hearth_model::Config;
 
 use crate::buffers::{Activations, KvLayer};
-use crate::ops::attention::{Attention, KvWrite};
-use crate::ops::elementwise::{Elementwise, Kind};
-use crate::ops::embedding::Embedding;
-use crate::ops::matmul::MatMul;
-use crate::ops::rmsnorm::RmsNorm;
-use crate::ops::rope::Rope;
-use crate::ops::sample::{Argmax, ArgmaxBind, Sample};
-use crate::step::{Rows, Slot, StepBuffer};
+use crate::ops::attention::{self, Attention, KvWrite};
+use crate::ops::elementwise::{self, Elementwise, Kind};
+use crate::ops::embedding::{self, Embedding};
+use crate::ops::matmul::{self, MatMul};
+use crate::ops::rmsnorm::{self, RmsNorm};
+use crate::ops::rope::{self, Rope};
+use crate::ops::sample::{self, Argmax, ArgmaxBind, Sample};
+use crate::step::{Bound, Rows, StepBuffer};
 use crate::weights::{GpuMatrix, GpuWeights};
 use crate::{Gpu, GpuError};
 
@@ -54,24 +54,22 @@ impl Ops {
 
 /// One part of a matmul, bound for both pipelines (decode: 1 token; prefill: a tile).
 pub struct MatPart {
-    pub ty: TensorType,
-    pub rows: u32,
-    pub cols: u32,
+    pub slot: matmul::Slot,
     pub decode: wgpu::BindGroup,
     pub prefill: wgpu::BindGroup,
 }
 
 pub struct LayerBinds {
-    pub attn_norm: wgpu::BindGroup,
+    pub attn_norm: Bound<rmsnorm::Slot>,
     pub q: Vec<MatPart>,
     pub k: Vec<MatPart>,
     pub v: Vec<MatPart>,
-    pub rope_q: wgpu::BindGroup,
-    pub rope_k: wgpu::BindGroup,
-    pub kv_write: wgpu::BindGroup,
-    pub attention: wgpu::BindGroup,
+    pub rope_q: Bound<rope::Slot>,
+    pub rope_k: Bound<rope::Slot>,
+    pub kv_write: Bound<attention::KvWriteSlot>,
+    pub attention: Bound<attention::Slot>,
     pub wo: Vec<MatPart>,
-    pub ffn_norm: wgpu::BindGroup,
+    pub ffn_norm: Bound<rmsnorm::Slot>,
     pub gate: Vec<MatPart>,
     pub up: Vec<MatPart>,
     pub down: Vec<MatPart>,
@@ -79,33 +77,21 @@ pub struct LayerBinds {
 
 /// Final norm and logits, for the last position (from `x_last`) or for all of a batch.
 pub struct HeadBinds {
-    pub norm: wgpu::BindGroup,
+    pub norm: Bound<rmsnorm::Slot>,
     pub output: Vec<MatPart>,
 }
 
 pub struct Binds {
-    pub embed: Vec<wgpu::BindGroup>, // one per part of the table
+    pub embed: Vec<Bound<embedding::Slot>>, // one per part of the table
     pub layers: Vec<LayerBinds>,
     /// x += xb, over (n, dim): both residual adds of every layer.
-    pub add: wgpu::BindGroup,
+    pub add: Bound<elementwise::Slot>,
     /// gate = silu(gate) ⊙ up, over (n, ffn_dim).
-    pub swiglu: wgpu::BindGroup,
+    pub swiglu: Bound<elementwise::Slot>,
     pub last: HeadBinds,
     pub all: HeadBinds,
-    pub argmax: ArgmaxBind,
-    pub sample: wgpu::BindGroup,
-}
-
-/// Dispatches per step, at most: the bound on parameter slots.
-pub fn max_dispatches(w: &GpuWeights) -> usize {
-    let layer: usize = w
-        .layers
-        .iter()
-        .map(|l| {
-            9 + [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.parts.len()).sum::<usize>()
-        })
-        .sum();
-    w.token_embd.parts.len() + layer + 2 + 2 * w.output.parts.len() + 3
+    pub argmax: Bound<sample::ArgmaxSlot, ArgmaxBind>,
+    pub sample: Bound<sample::SampleSlot>,
 }
 
 struct Builder<'a> {
@@ -125,31 +111,31 @@ impl Builder<'_> {
         m.parts
             .iter()
             .map(|part| {
-                let slot = self.step.slot(Slot::MatMul {
-                    ty: m.ty,
-                    rows: part.rows.len(),
-                    cols: m.cols,
-                    y_stride: m.rows,
-                    tokens,
-                });
+                let slot = matmul::Slot { ty: m.ty, rows: part.rows.len(), cols: m.cols, y_stride: m.rows, tokens };
                 let y = wgpu::BufferBinding { buffer: y, offset: 4 * part.rows.start as u64, size: None };
                 let op = self.ops.matmul(m.ty);
                 let cols = m.cols as u32;
-                let bind =
-                    |n| op.bind(self.gpu, cols, n, self.step.params(slot), whole(&part.buffer), whole(x), y.clone());
-                MatPart { ty: m.ty, rows: part.rows.len() as u32, cols, decode: bind(1), prefill: bind(2) }
+                let i = self.step.slot(self.gpu, &slot);
+                let params = self.step.binding(i);
+                let bind = |n| op.bind(self.gpu, cols, n, params.clone(), whole(&part.buffer), whole(x), y.clone());
+                let (decode, prefill) = (bind(1), bind(2));
+                MatPart { slot, decode, prefill }
             })
             .collect()
     }
 
-    fn norm(&mut self, x: &wgpu::Buffer, w: &wgpu::Buffer, y: &wgpu::Buffer, rows: Rows) -> wgpu::BindGroup {
-        let slot = self.step.slot(Slot::Norm { dim: self.c.dim, eps: self.c.norm_eps, rows });
-        self.ops.rmsnorm.bind(self.gpu, self.step.params(slot), whole(x), whole(w), whole(y))
+    fn norm(&mut self, x: &wgpu::Buffer, w: &wgpu::Buffer, y: &wgpu::Buffer, rows: Rows) -> Bound<rmsnorm::Slot> {
+        let slot = rmsnorm::Slot { dim: self.c.dim, eps: self.c.norm_eps, rows };
+        let i = self.step.slot(self.gpu, &slot);
+        let params = self.step.binding(i);
+        Bound { bind: self.ops.rmsnorm.bind(self.gpu, params, whole(x), whole(w), whole(y)), slot }
     }
 
-    fn rope(&mut self, x: &wgpu::Buffer, n_heads: usize, factors: Option<&wgpu::Buffer>) -> wgpu::BindGroup {
-        let slot = self.step.slot(Slot::Rope { n_heads });
-        self.ops.rope.bind(self.gpu, self.step.params(slot), whole(x), factors.map(whole))
+    fn rope(&mut self, x: &wgpu::Buffer, n_heads: usize, factors: Option<&wgpu::Buffer>) -> Bound<rope::Slot> {
+        let slot = rope::Slot { n_heads };
+        let i = self.step.slot(self.gpu, &slot);
+        let params = self.step.binding(i);
+        Bound { bind: self.ops.rope.bind(self.gpu, params, whole(x), factors.map(whole)), slot }
     }
 
     fn layer(
@@ -160,14 +146,21 @@ impl Builder<'_> {
         f: Option<&wgpu::Buffer>,
     ) -> LayerBinds {
         let c = self.c;
-        let kv_slot = self.step.slot(Slot::KvWrite { kv_dim: c.kv_dim() });
-        let att_slot =
-            self.step.slot(Slot::Attention { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim });
-        let (gpu, step) = (self.gpu, &*self.step);
-        let kv_write =
-            self.ops.kv_write.bind(gpu, step.params(kv_slot), whole(&a.k), whole(&a.v), whole(&kv.k), whole(&kv.v));
-        let attention =
-            self.ops.attention.bind(gpu, step.params(att_slot), whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att));
+        let gpu = self.gpu;
+        let kv_slot = attention::KvWriteSlot { kv_dim: c.kv_dim() };
+        let i = self.step.slot(gpu, &kv_slot);
+        let params = self.step.binding(i);
+        let kv_write = Bound {
+            bind: self.ops.kv_write.bind(gpu, params, whole(&a.k), whole(&a.v), whole(&kv.k), whole(&kv.v)),
+            slot: kv_slot,
+        };
+        let att_slot = attention::Slot { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+        let i = self.step.slot(gpu, &att_slot);
+        let params = self.step.binding(i);
+        let attention = Bound {
+            bind: self.ops.attention.bind(gpu, params, whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att)),
+            slot: att_slot,
+        };
         LayerBinds {
             attn_norm: self.norm(&a.x, &l.attn_norm, &a.xb, Rows::Batch),
             q: self.matmul(&l.wq, &a.xb, &a.q, Rows::Batch),
@@ -185,9 +178,17 @@ impl Builder<'_> {
         }
     }
 
-    fn elementwise(&mut self, op: &Elementwise, width: usize, x: &wgpu::Buffer, y: &wgpu::Buffer) -> wgpu::BindGroup {
-        let slot = self.step.slot(Slot::Elementwise { width });
-        op.bind(self.gpu, self.step.params(slot), whole(x), whole(y))
+    fn elementwise(
+        &mut self,
+        op: &Elementwise,
+        width: usize,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Bound<elementwise::Slot> {
+        let slot = elementwise::Slot { width };
+        let i = self.step.slot(self.gpu, &slot);
+        let params = self.step.binding(i);
+        Bound { bind: op.bind(self.gpu, params, whole(x), whole(y)), slot }
     }
 }
 
@@ -207,10 +208,12 @@ impl Binds {
             .parts
             .iter()
             .map(|part| {
-                let rows = (part.rows.start, part.rows.end);
-                let slot = b.step.slot(Slot::Embed { rows, dim: c.dim, ty: w.token_embd.ty });
+                let slot = embedding::Slot { rows: part.rows.clone(), dim: c.dim, ty: w.token_embd.ty };
+                let i = b.step.slot(gpu, &slot);
                 let step = &*b.step;
-                ops.embedding.bind(gpu, step.params(slot), whole(&part.buffer), step.ids(), whole(&a.x))
+                let params = step.binding(i);
+                let bind = ops.embedding.bind(gpu, params, whole(&part.buffer), step.ids(), whole(&a.x));
+                Bound { bind, slot }
             })
             .collect();
         let layers = w.layers.iter().zip(kv).map(|(l, kv)| b.layer(l, a, kv, w.rope_freqs.as_ref())).collect();
@@ -224,11 +227,14 @@ impl Binds {
             norm: b.norm(&a.x, &w.output_norm, &a.xb, Rows::Batch),
             output: b.matmul(&w.output, &a.xb, &a.logits, Rows::Batch),
         };
-        let argmax_slot = b.step.slot(Slot::Argmax { vocab: c.vocab_size });
-        let sample_slot = b.step.slot(Slot::Sample { vocab: c.vocab_size });
-        let step = &*b.step;
-        let argmax = ops.argmax.bind(gpu, step.params(argmax_slot), whole(&a.logits), whole(&a.sampled));
-        let sample = ops.sample.bind(gpu, step.params(sample_slot), whole(&a.logits), whole(&a.sampled));
+        let slot = sample::ArgmaxSlot { vocab: c.vocab_size };
+        let i = b.step.slot(gpu, &slot);
+        let params = b.step.binding(i);
+        let argmax = Bound { bind: ops.argmax.bind(gpu, params, whole(&a.logits), whole(&a.sampled)), slot };
+        let slot = sample::SampleSlot { vocab: c.vocab_size };
+        let i = b.step.slot(gpu, &slot);
+        let params = b.step.binding(i);
+        let sample = Bound { bind: ops.sample.bind(gpu, params, whole(&a.logits), whole(&a.sampled)), slot };
         Binds { embed, layers, add, swiglu, last, all, argmax, sample }
     }
 }

@@ -1,5 +1,6 @@
 //! The device: adapter, limits, and pipeline creation that fails loudly.
 
+use crate::ops::Strategy;
 use crate::GpuError;
 
 /// Choices made when opening the device.
@@ -10,6 +11,9 @@ pub struct GpuOptions {
     pub max_storage_buffer_binding_size: Option<u64>,
     /// Ask for at most this buffer size (tests of the out-of-memory path).
     pub max_buffer_size: Option<u64>,
+    /// Lay the heavy kernels out this way whatever the adapter is, e.g. the Reduce kernels
+    /// that real GPUs get, run end to end on lavapipe in CI. `None`: [`Strategy::for_adapter`].
+    pub strategy: Option<Strategy>,
 }
 
 /// An open device and what it can do. Kernels take `&Gpu`.
@@ -21,6 +25,8 @@ pub struct Gpu {
     /// only where [`GpuOptions`] asked.
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// [`GpuOptions::strategy`].
+    strategy: Option<Strategy>,
     /// Browser only: a pipeline's compile errors arrive as a promise, which must not be
     /// blocked on; [`Gpu::compute_pipeline`] leaves them here for [`Gpu::check_pipelines`].
     #[cfg(target_arch = "wasm32")]
@@ -64,11 +70,19 @@ impl Gpu {
             info: adapter.get_info(),
             features: adapter.features(),
             limits,
+            strategy: options.strategy,
             device,
             queue,
             #[cfg(target_arch = "wasm32")]
             pending: Default::default(),
         })
+    }
+
+    /// How the heavy kernels lay out their work here: the override asked for in
+    /// [`GpuOptions`], else what suits the adapter. Read when pipelines are built, after any
+    /// fix-up of `info` (the browser adds the adapter's label to its name).
+    pub fn strategy(&self) -> Strategy {
+        self.strategy.unwrap_or_else(|| Strategy::for_adapter(&self.info))
     }
 
     /// [`Gpu::new`], blocking (native only).

@@ -110,7 +110,7 @@ impl GpuEngine {
             let step = Step { n, start, rope: &self.model.rope, sample };
             self.model.step.write(&self.gpu, &step, batch);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            self.stats.dispatches += self.model.record(&mut enc, n, start, head);
+            self.stats.dispatches += self.model.record(&mut enc, &step, head);
             let a = &self.model.act;
             let bytes = match head {
                 Head::All => 4 * (n * vocab) as u64,

@@ -9,10 +9,10 @@ use hearth_gguf::{GgufIndex, TensorSource};
 use hearth_model::ops::Rope as RopeSpec;
 use hearth_model::Config;
 
-use crate::binds::{max_dispatches, Binds, MatPart, Ops};
+use crate::binds::{Binds, MatPart, Ops};
 use crate::buffers::{kv_cache, Activations, KvLayer};
-use crate::ops::{attention, rope, sample};
-use crate::step::StepBuffer;
+use crate::ops::{Kernel, Pass};
+use crate::step::{SlotParams, Step, StepBuffer};
 use crate::weights::GpuWeights;
 use crate::{Gpu, GpuError, MemoryPlan};
 
@@ -53,12 +53,6 @@ pub enum Head {
     Sample,
 }
 
-/// A compute pass that counts its dispatches (for `hearth bench`).
-pub(crate) struct Pass<'a> {
-    pub pass: wgpu::ComputePass<'a>,
-    pub dispatches: usize,
-}
-
 impl GpuModel {
     /// Reads the config, checks the memory plan against the adapter's limits BEFORE
     /// uploading anything, then uploads the weights one tensor at a time and builds every
@@ -91,7 +85,7 @@ impl GpuModel {
         let ops = Ops::new(gpu, &config, &weights)?;
         let act = Activations::new(gpu, &config, batch);
         let kv = kv_cache(gpu, &config, context);
-        let mut step = StepBuffer::new(gpu, max_dispatches(&weights), batch);
+        let mut step = StepBuffer::new(gpu, batch);
         let binds = Binds::new(gpu, &ops, &mut step, &config, &weights, &act, &kv);
         if let Some(e) = oom.pop().await {
             return Err(GpuError::OutOfMemory(e.to_string()));
@@ -100,12 +94,13 @@ impl GpuModel {
         Ok(GpuModel { config, rope, ops, weights, act, kv, step, binds, batch, context })
     }
 
-    /// Records one step of `n` tokens at positions `start..`: the layers in one compute
-    /// pass, then (unless `head` is None) the final norm and logits in a second.
-    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, n: usize, start: usize, head: Head) -> usize {
-        let mut pass = Pass { pass: enc.begin_compute_pass(&Default::default()), dispatches: 0 };
-        self.record_layers(&mut pass, n as u32, start as u32);
-        let mut dispatches = pass.dispatches;
+    /// Records one step (`step.n` tokens at positions `step.start..`): the layers in one
+    /// compute pass, then (unless `head` is None) the final norm and logits in a second.
+    /// Returns the dispatches recorded.
+    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, step: &Step, head: Head) -> usize {
+        let mut pass = Pass::new(enc);
+        self.record_layers(&mut pass, step);
+        let mut dispatches = pass.dispatches();
         drop(pass);
         if head == Head::None {
             return dispatches;
@@ -114,82 +109,58 @@ impl GpuModel {
         if !all {
             // The last position's x, aside, so the head's bindings need no offset per step.
             let row = 4 * self.config.dim as u64;
-            enc.copy_buffer_to_buffer(&self.act.x, (n as u64 - 1) * row, &self.act.x_last, 0, Some(row));
+            enc.copy_buffer_to_buffer(&self.act.x, (step.n as u64 - 1) * row, &self.act.x_last, 0, Some(row));
         }
-        let mut pass = Pass { pass: enc.begin_compute_pass(&Default::default()), dispatches: 0 };
-        let (h, rows) = if all { (&self.binds.all, n as u32) } else { (&self.binds.last, 1) };
-        pass.norm(&self.ops, &h.norm, rows);
-        pass.matmul(&self.ops, &h.output, rows);
-        let b = &self.binds;
+        let mut pass = Pass::new(enc);
+        let (ops, b) = (&self.ops, &self.binds);
+        let h = if all { &b.all } else { &b.last };
+        pass.run(&ops.rmsnorm, &h.norm, step);
+        matmul(&mut pass, ops, &h.output, step);
         match head {
-            Head::Argmax => {
-                let partials = sample::Params::argmax(self.config.vocab_size as u32).n_partials;
-                self.ops.argmax.dispatch(&mut pass.pass, &b.argmax, partials);
-                pass.dispatches += 2;
-            }
-            Head::Sample => {
-                self.ops.sample.dispatch(&mut pass.pass, &b.sample);
-                pass.dispatches += 1;
-            }
+            Head::Argmax => pass.run(&ops.argmax, &b.argmax, step),
+            Head::Sample => pass.run(&ops.sample, &b.sample, step),
             _ => {}
         }
-        dispatches += pass.dispatches;
+        dispatches += pass.dispatches();
         dispatches
     }
 
-    fn record_layers(&self, pass: &mut Pass, n: u32, start: u32) {
-        let (c, ops, b) = (&self.config, &self.ops, &self.binds);
+    fn record_layers(&self, pass: &mut Pass, step: &Step) {
+        let (ops, b) = (&self.ops, &self.binds);
         // x: (n, dim) ← token embeddings, one dispatch per part of the table
         for embed in &b.embed {
-            ops.embedding.dispatch(&mut pass.pass, embed, n);
-            pass.dispatches += 1;
+            pass.run(&ops.embedding, embed, step);
         }
-        let rope_q = rope::Params::new(&self.rope, n, c.n_heads as u32, start);
-        let rope_k = rope::Params::new(&self.rope, n, c.n_kv_heads as u32, start);
-        let kv_write = attention::KvWriteParams { n_tokens: n, kv_dim: c.kv_dim() as u32, start, _pad: 0 };
-        let att = attention::Params::new(n, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32, start);
         for l in &b.layers {
             // Attention block: x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x))
-            pass.norm(ops, &l.attn_norm, n);
-            pass.matmul(ops, &l.q, n);
-            pass.matmul(ops, &l.k, n);
-            pass.matmul(ops, &l.v, n);
-            ops.rope.dispatch(&mut pass.pass, &l.rope_q, &rope_q);
-            ops.rope.dispatch(&mut pass.pass, &l.rope_k, &rope_k);
-            ops.kv_write.dispatch(&mut pass.pass, &l.kv_write, &kv_write);
-            ops.attention.dispatch(&mut pass.pass, &l.attention, &att);
-            pass.dispatches += 4;
-            pass.matmul(ops, &l.wo, n);
-            pass.elementwise(&ops.add, &b.add, n * c.dim as u32);
+            pass.run(&ops.rmsnorm, &l.attn_norm, step);
+            matmul(pass, ops, &l.q, step);
+            matmul(pass, ops, &l.k, step);
+            matmul(pass, ops, &l.v, step);
+            pass.run(&ops.rope, &l.rope_q, step);
+            pass.run(&ops.rope, &l.rope_k, step);
+            pass.run(&ops.kv_write, &l.kv_write, step);
+            pass.run(&ops.attention, &l.attention, step);
+            matmul(pass, ops, &l.wo, step);
+            pass.run(&ops.add, &b.add, step);
 
             // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x))
-            pass.norm(ops, &l.ffn_norm, n);
-            pass.matmul(ops, &l.gate, n);
-            pass.matmul(ops, &l.up, n);
-            pass.elementwise(&ops.swiglu, &b.swiglu, n * c.ffn_dim as u32);
-            pass.matmul(ops, &l.down, n);
-            pass.elementwise(&ops.add, &b.add, n * c.dim as u32);
+            pass.run(&ops.rmsnorm, &l.ffn_norm, step);
+            matmul(pass, ops, &l.gate, step);
+            matmul(pass, ops, &l.up, step);
+            pass.run(&ops.swiglu, &b.swiglu, step);
+            matmul(pass, ops, &l.down, step);
+            pass.run(&ops.add, &b.add, step);
         }
     }
 }
 
-impl Pass<'_> {
-    fn norm(&mut self, ops: &Ops, bind: &wgpu::BindGroup, rows: u32) {
-        ops.rmsnorm.dispatch(&mut self.pass, bind, rows);
-        self.dispatches += 1;
-    }
-
-    fn matmul(&mut self, ops: &Ops, parts: &[MatPart], n: u32) {
-        for p in parts {
-            let bind = if n <= 1 { &p.decode } else { &p.prefill };
-            ops.matmul(p.ty).dispatch(&mut self.pass, bind, p.rows, p.cols, n);
-            self.dispatches += 1;
-        }
-    }
-
-    fn elementwise(&mut self, op: &crate::ops::elementwise::Elementwise, bind: &wgpu::BindGroup, n: u32) {
-        op.dispatch(&mut self.pass, bind, n);
-        self.dispatches += 1;
+/// y = x Wᵀ for every part of a (possibly split) weight.
+fn matmul(pass: &mut Pass, ops: &Ops, parts: &[MatPart], step: &Step) {
+    for part in parts {
+        let p = part.slot.params(step);
+        let bind = if p.n_tokens <= 1 { &part.decode } else { &part.prefill };
+        ops.matmul(part.slot.ty).dispatch(pass, bind, &p);
     }
 }
 

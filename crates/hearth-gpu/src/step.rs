@@ -1,16 +1,19 @@
-//! The step buffer: every dispatch's parameters and the step's token ids in ONE buffer,
-//! refreshed by one `queue.write_buffer` per step (a decoded token or a prefill batch).
+//! The step buffer: every dispatch's parameters and the step's token ids, refreshed by one
+//! `queue.write_buffer` per step (a decoded token or a prefill batch) and per chunk of slots.
 //!
-//! Layout: `[ids: (batch) u32, padded][slot 0][slot 1]…`, each slot `align` bytes
-//! (`min_uniform_buffer_offset_alignment`). A slot holds one op's parameter struct, bound as
-//! a uniform at a fixed offset, so bind groups are built once at load. Dispatches with the
-//! same parameters (the Q matmul of every layer, say) share a slot: a slot is named by a
-//! [`Slot`], which says how to fill it from the step's shape. The ids are bound read-only as
-//! storage for the embedding (uniform and read-only storage may share a buffer).
+//! Layout of chunk 0: `[ids: (batch) u32, padded][slot 0][slot 1]…`; later chunks hold slots
+//! only. Each slot is `align` bytes (`min_uniform_buffer_offset_alignment`) and holds one op's
+//! parameter struct, bound as a uniform at a fixed offset, so bind groups are built once at
+//! load. Dispatches with the same parameters (the Q matmul of every layer, say) share a slot.
+//!
+//! The ops own their parameters: each op module defines a slot type ([`SlotParams`]) that
+//! says how its parameter struct follows from the step's shape. This module only stores
+//! slots and writes their bytes; it names no op. The ids are bound read-only as storage for
+//! the embedding (uniform and read-only storage may share a buffer).
 
-use hearth_gguf::TensorType;
+use std::any::Any;
+use std::fmt::Debug;
 
-use crate::ops::{attention, elementwise, embedding, matmul, rmsnorm, rope, sample};
 use crate::Gpu;
 
 /// Which tokens of the batch an op covers.
@@ -22,49 +25,14 @@ pub enum Rows {
     One,
 }
 
-/// What fills a slot, given the step.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Slot {
-    /// Rows `start..end` of an embedding table (one slot per part of a split table).
-    Embed {
-        rows: (usize, usize),
-        dim: usize,
-        ty: TensorType,
-    },
-    Norm {
-        dim: usize,
-        eps: f32,
-        rows: Rows,
-    },
-    /// One matmul part: `rows` output rows of a (·, cols) weight; y rows are `y_stride` apart.
-    MatMul {
-        ty: TensorType,
-        rows: usize,
-        cols: usize,
-        y_stride: usize,
-        tokens: Rows,
-    },
-    Rope {
-        n_heads: usize,
-    },
-    KvWrite {
-        kv_dim: usize,
-    },
-    Attention {
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-    },
-    /// Element-wise op over `width` columns of every token.
-    Elementwise {
-        width: usize,
-    },
-    Argmax {
-        vocab: usize,
-    },
-    Sample {
-        vocab: usize,
-    },
+impl Rows {
+    /// How many tokens that is in `step`.
+    pub fn of(self, step: &Step) -> u32 {
+        match self {
+            Rows::Batch => step.n as u32,
+            Rows::One => 1,
+        }
+    }
 }
 
 /// The shape of one step: `n` tokens at positions `start..start + n`.
@@ -74,142 +42,202 @@ pub struct Step<'a> {
     pub start: usize,
     pub rope: &'a hearth_model::ops::Rope,
     /// Device sampling parameters, when this step samples (temperature > 0).
-    pub sample: Option<sample::Params>,
+    pub sample: Option<crate::ops::sample::Params>,
 }
 
+/// What an op stores in a slot: the step-independent part of its parameters (shapes, which
+/// rows), from which [`SlotParams::params`] builds the struct its shader reads for a step.
+/// Equal slots share one place in the buffer.
+pub trait SlotParams: Any + Debug + PartialEq + Clone {
+    /// The WGSL `Params` struct, field for field.
+    type Params: bytemuck::Pod;
+    fn params(&self, step: &Step) -> Self::Params;
+}
+
+/// Object-safe form of [`SlotParams`], for the buffer's list.
+trait AnySlot: Debug {
+    fn as_any(&self) -> &dyn Any;
+    fn size(&self) -> usize;
+    fn write(&self, step: &Step, out: &mut [u8]);
+}
+
+impl<T: SlotParams> AnySlot for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<T::Params>()
+    }
+
+    fn write(&self, step: &Step, out: &mut [u8]) {
+        let p = self.params(step);
+        out[..self.size()].copy_from_slice(bytemuck::bytes_of(&p));
+    }
+}
+
+/// A bind group with the slot its parameters come from, so that the op can size its grid
+/// from the same parameters its shader reads.
+pub struct Bound<S, B = wgpu::BindGroup> {
+    pub bind: B,
+    pub slot: S,
+}
+
+impl<S: SlotParams, B> Bound<S, B> {
+    pub fn params(&self, step: &Step) -> S::Params {
+        self.slot.params(step)
+    }
+}
+
+/// Slots per chunk: enough that a Llama model's distinct parameters fit in one (SmolLM2 uses
+/// about 20), so a step is one write.
+const CHUNK_SLOTS: usize = 64;
+
 pub struct StepBuffer {
-    pub buffer: wgpu::Buffer,
-    slots: Vec<Slot>,
-    max_slots: usize,
+    chunks: Vec<wgpu::Buffer>,
+    slots: Vec<Box<dyn AnySlot>>,
     align: u64,
-    /// Byte offset of slot 0, past the ids.
+    /// Byte offset of slot 0 in chunk 0, past the ids.
     slots_offset: u64,
-    /// Host copy, rewritten each step and written with one `write_buffer`.
+    /// Host copy of one chunk, rewritten each step.
     staging: Vec<u8>,
 }
 
 impl StepBuffer {
-    /// Room for `max_slots` slots (at most one per dispatch; equal ones are shared, so fewer
-    /// are used) and the ids of up to `batch` tokens. Slots are added while bind groups are
-    /// built, so the buffer must exist first.
-    pub fn new(gpu: &Gpu, max_slots: usize, batch: usize) -> Self {
+    /// Room for the ids of up to `batch` tokens; slots are added while bind groups are built
+    /// (a new chunk when one is full).
+    pub fn new(gpu: &Gpu, batch: usize) -> Self {
         let align = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
             .max(u64::from(gpu.limits.min_storage_buffer_offset_alignment))
             .max(64);
         let slots_offset = (4 * batch as u64).div_ceil(align) * align;
-        let size = slots_offset + max_slots as u64 * align;
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("step params + ids"),
-            size,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        StepBuffer { buffer, slots: Vec::new(), max_slots, align, slots_offset, staging: vec![0; size as usize] }
+        let mut b = StepBuffer { chunks: Vec::new(), slots: Vec::new(), align, slots_offset, staging: Vec::new() };
+        b.add_chunk(gpu);
+        b
     }
 
-    /// The index of `slot`, sharing an equal slot if there is one.
-    pub fn slot(&mut self, slot: Slot) -> usize {
-        match self.slots.iter().position(|s| *s == slot) {
+    fn chunk_size(&self, chunk: usize) -> u64 {
+        let head = if chunk == 0 { self.slots_offset } else { 0 };
+        head + CHUNK_SLOTS as u64 * self.align
+    }
+
+    fn add_chunk(&mut self, gpu: &Gpu) {
+        let size = self.chunk_size(self.chunks.len());
+        self.chunks.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step params + ids"),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC, // read back by tests
+            mapped_at_creation: false,
+        }));
+        self.staging.resize(self.staging.len().max(size as usize), 0);
+    }
+
+    /// (chunk, byte offset) of slot `i`.
+    fn place(&self, i: usize) -> (usize, u64) {
+        let chunk = i / CHUNK_SLOTS;
+        let head = if chunk == 0 { self.slots_offset } else { 0 };
+        (chunk, head + (i % CHUNK_SLOTS) as u64 * self.align)
+    }
+
+    /// Stores `slot` (or finds an equal one) and returns its index for [`StepBuffer::binding`].
+    pub fn slot<S: SlotParams>(&mut self, gpu: &Gpu, slot: &S) -> usize {
+        let found = self.slots.iter().position(|s| s.as_any().downcast_ref::<S>() == Some(slot));
+        match found {
             Some(i) => i,
             None => {
-                // The bound is computed from the same model shape as the dispatches.
-                assert!(self.slots.len() < self.max_slots, "more parameter slots than dispatches");
-                self.slots.push(slot);
+                if self.slots.len() == self.chunks.len() * CHUNK_SLOTS {
+                    self.add_chunk(gpu);
+                }
+                self.slots.push(Box::new(slot.clone()));
                 self.slots.len() - 1
             }
         }
     }
 
-    /// Slot `i` as a uniform binding of its struct's size.
-    pub fn params(&self, i: usize) -> wgpu::BufferBinding<'_> {
+    /// Slot `i` as a uniform binding of its parameter struct's size.
+    pub fn binding(&self, i: usize) -> wgpu::BufferBinding<'_> {
+        let (chunk, offset) = self.place(i);
         wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.slots_offset + i as u64 * self.align,
-            size: std::num::NonZeroU64::new(struct_size(&self.slots[i])),
+            buffer: &self.chunks[chunk],
+            offset,
+            size: std::num::NonZeroU64::new(self.slots[i].size() as u64),
         }
     }
 
     /// The token ids: (batch) u32, read-only storage.
     pub fn ids(&self) -> wgpu::BufferBinding<'_> {
-        wgpu::BufferBinding { buffer: &self.buffer, offset: 0, size: std::num::NonZeroU64::new(self.slots_offset) }
+        wgpu::BufferBinding { buffer: &self.chunks[0], offset: 0, size: std::num::NonZeroU64::new(self.slots_offset) }
     }
 
-    /// Fills every slot for `step` and the ids with `tokens`, in one write.
+    /// Fills every slot for `step` and the ids with `tokens`: one write per chunk in use.
     pub fn write(&mut self, gpu: &Gpu, step: &Step, tokens: &[u32]) {
-        self.staging[..4 * tokens.len()].copy_from_slice(bytemuck::cast_slice(tokens));
-        for (i, slot) in self.slots.iter().enumerate() {
-            let at = (self.slots_offset + i as u64 * self.align) as usize;
-            let bytes = params(slot, step);
-            self.staging[at..at + bytes.len()].copy_from_slice(&bytes);
+        for (chunk, buffer) in self.chunks.iter().enumerate() {
+            let first = chunk * CHUNK_SLOTS;
+            let used = self.slots.len().saturating_sub(first).min(CHUNK_SLOTS);
+            if used == 0 && chunk > 0 {
+                break;
+            }
+            let mut end = 0;
+            if chunk == 0 {
+                self.staging[..4 * tokens.len()].copy_from_slice(bytemuck::cast_slice(tokens));
+                end = 4 * tokens.len();
+            }
+            for i in first..first + used {
+                let at = self.place(i).1 as usize;
+                let slot = &self.slots[i];
+                slot.write(step, &mut self.staging[at..]);
+                end = at + slot.size();
+            }
+            gpu.queue.write_buffer(buffer, 0, &self.staging[..end.div_ceil(4) * 4]);
         }
-        let used = (self.slots_offset + self.slots.len() as u64 * self.align) as usize;
-        gpu.queue.write_buffer(&self.buffer, 0, &self.staging[..used]);
     }
 }
 
-fn struct_size(slot: &Slot) -> u64 {
-    use std::mem::size_of;
-    (match slot {
-        Slot::Embed { .. } => size_of::<embedding::Params>(),
-        Slot::Norm { .. } => size_of::<rmsnorm::Params>(),
-        Slot::MatMul { .. } => size_of::<matmul::Params>(),
-        Slot::Rope { .. } => size_of::<rope::Params>(),
-        Slot::KvWrite { .. } => size_of::<attention::KvWriteParams>(),
-        Slot::Attention { .. } => size_of::<attention::Params>(),
-        Slot::Elementwise { .. } => size_of::<elementwise::Params>(),
-        Slot::Argmax { .. } | Slot::Sample { .. } => size_of::<sample::Params>(),
-    }) as u64
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
 
-/// The parameter struct's bytes for `slot` in `step`. Sizes were checked at load (matmul and
-/// embedding params), so the casts to u32 cannot truncate.
-fn params(slot: &Slot, step: &Step) -> Vec<u8> {
-    let (n, start) = (step.n as u32, step.start as u32);
-    let tokens = |rows: &Rows| match rows {
-        Rows::Batch => n,
-        Rows::One => 1,
-    };
-    match slot {
-        Slot::Embed { rows, dim, ty } => {
-            let p = embedding::Params {
-                n_rows: (rows.1 - rows.0) as u32,
-                cols: *dim as u32,
-                n_tokens: n,
-                row_bytes: ty.bytes_for(*dim as u64).unwrap_or(0) as u32,
-                row_start: rows.0 as u32,
-                _pad: [0; 3],
-            };
-            bytemuck::bytes_of(&p).to_vec()
+    /// A slot whose parameters are its own number and the step's token count.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Numbered(u32);
+
+    impl SlotParams for Numbered {
+        type Params = [u32; 2];
+        fn params(&self, step: &Step) -> [u32; 2] {
+            [self.0, step.n as u32]
         }
-        Slot::Norm { dim, eps, rows } => {
-            let p = rmsnorm::Params { dim: *dim as u32, n_rows: tokens(rows), eps: *eps, _pad: 0 };
-            bytemuck::bytes_of(&p).to_vec()
-        }
-        Slot::MatMul { ty, rows, cols, y_stride, tokens: t } => {
-            let p = matmul::Params {
-                rows: *rows as u32,
-                cols: *cols as u32,
-                n_tokens: tokens(t),
-                row_bytes: ty.bytes_for(*cols as u64).unwrap_or(0) as u32,
-                y_stride: *y_stride as u32,
-                _pad: [0; 3],
-            };
-            bytemuck::bytes_of(&p).to_vec()
-        }
-        Slot::Rope { n_heads } => bytemuck::bytes_of(&rope::Params::new(step.rope, n, *n_heads as u32, start)).to_vec(),
-        Slot::KvWrite { kv_dim } => {
-            let p = attention::KvWriteParams { n_tokens: n, kv_dim: *kv_dim as u32, start, _pad: 0 };
-            bytemuck::bytes_of(&p).to_vec()
-        }
-        Slot::Attention { n_heads, n_kv_heads, head_dim } => {
-            let p = attention::Params::new(n, *n_heads as u32, *n_kv_heads as u32, *head_dim as u32, start);
-            bytemuck::bytes_of(&p).to_vec()
-        }
-        Slot::Elementwise { width } => bytemuck::bytes_of(&elementwise::Params::new(n * *width as u32)).to_vec(),
-        Slot::Argmax { vocab } => bytemuck::bytes_of(&sample::Params::argmax(*vocab as u32)).to_vec(),
-        Slot::Sample { vocab } => {
-            let p = step.sample.unwrap_or_else(|| sample::Params::argmax(*vocab as u32));
-            bytemuck::bytes_of(&p).to_vec()
+    }
+
+    #[test]
+    fn slots_are_shared_when_equal_and_spill_into_new_chunks() {
+        let gpu = testing::gpu();
+        let mut buf = StepBuffer::new(gpu, 3);
+        let n = 2 * CHUNK_SLOTS + 5;
+        let ids: Vec<usize> = (0..n as u32).map(|i| buf.slot(gpu, &Numbered(i))).collect();
+        assert_eq!(ids, (0..n).collect::<Vec<_>>());
+        assert_eq!(buf.slot(gpu, &Numbered(7)), 7, "an equal slot is shared");
+        assert_eq!(buf.chunks.len(), 3);
+
+        let rope = hearth_model::ops::Rope {
+            mode: hearth_model::ops::RopeMode::Interleaved,
+            head_dim: 2,
+            n_rot: 2,
+            freq_base: 1e4,
+            freq_scale: 1.0,
+            freq_factors: None,
+        };
+        let step = Step { n: 3, start: 0, rope: &rope, sample: None };
+        buf.write(gpu, &step, &[11, 12, 13]);
+        let chunks: Vec<Vec<u32>> = buf.chunks.iter().map(|c| gpu.read_back(c).unwrap()).collect();
+        assert_eq!(&chunks[0][..3], &[11, 12, 13], "the ids");
+        for i in 0..n {
+            let (chunk, offset) = buf.place(i);
+            let at = offset as usize / 4;
+            assert_eq!(&chunks[chunk][at..at + 2], &[i as u32, 3], "slot {i}");
         }
     }
 }

@@ -79,10 +79,10 @@ impl Output {
 }
 
 /// Records one compute pass, submits it and waits.
-pub fn run(gpu: &Gpu, record: impl FnOnce(&mut wgpu::ComputePass)) {
+pub fn run(gpu: &Gpu, record: impl FnOnce(&mut crate::ops::Pass)) {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
-        let mut pass = enc.begin_compute_pass(&Default::default());
+        let mut pass = crate::ops::Pass::new(&mut enc);
         record(&mut pass);
     }
     gpu.queue.submit([enc.finish()]);

@@ -2,12 +2,14 @@
 //! hearth-model's fixtures (`crates/hearth-model/tests/fixtures`, where they are also checked
 //! against llama.cpp): multi-head attention with an untied output, GQA 3:1 with head_dim 10,
 //! Llama 3 `rope_freqs.weight`, and linear RoPE scaling. Logits of every position, in one
-//! batch and token by token through the KV cache.
+//! batch and token by token through the KV cache, under both kernel strategies: Reduce (what
+//! real GPUs run) and Tile (CPU-backed adapters), whatever the test adapter is.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use hearth_gguf::read_index;
+use hearth_gpu::ops::Strategy;
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
 use hearth_model::{CpuEngine, Engine, Logits, Model};
 use serde_json::Value;
@@ -29,9 +31,18 @@ fn manifest() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Arc::new(Gpu::new_blocking(&GpuOptions::default()).expect("GPU tests need an adapter"))).clone()
+const STRATEGIES: [Strategy; 2] = [Strategy::Reduce, Strategy::Tile];
+
+/// The test adapter with its kernels laid out as `strategy` says.
+fn gpu(strategy: Strategy) -> Arc<Gpu> {
+    static GPUS: [OnceLock<Arc<Gpu>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = STRATEGIES.iter().position(|&s| s == strategy).unwrap();
+    GPUS[i]
+        .get_or_init(|| {
+            let options = GpuOptions { strategy: Some(strategy), ..Default::default() };
+            Arc::new(Gpu::new_blocking(&options).expect("GPU tests need an adapter"))
+        })
+        .clone()
 }
 
 fn compare(what: &str, got: &[f32], want: &[f32]) -> (f32, f64) {
@@ -56,18 +67,20 @@ fn check(name: &str) {
 
     let mut cpu = CpuEngine::new(Model::load(&index, &bytes).unwrap(), n_ctx);
     let want = cpu.forward(&tokens, Logits::All).unwrap();
-    let mut gpu = GpuEngine::load(gpu(), &index, &bytes, n_ctx).unwrap();
-    let batch = gpu.forward(&tokens, Logits::All).unwrap();
-    gpu.truncate_cache(0);
-    let mut stepwise = Vec::new();
-    for &t in &tokens {
-        stepwise.extend(gpu.forward(&[t], Logits::Last).unwrap());
-    }
-    for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
-        let (max, nmse) = compare(name, got, &want);
-        eprintln!("{name}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}");
-        assert!(max <= MAX_ABS, "{name}, {how}: max |Δ| {max:e} over {MAX_ABS:e}");
-        assert!(nmse <= NMSE, "{name}, {how}: NMSE {nmse:e} over {NMSE:e}");
+    for strategy in STRATEGIES {
+        let mut gpu = GpuEngine::load(gpu(strategy), &index, &bytes, n_ctx).unwrap();
+        let batch = gpu.forward(&tokens, Logits::All).unwrap();
+        gpu.truncate_cache(0);
+        let mut stepwise = Vec::new();
+        for &t in &tokens {
+            stepwise.extend(gpu.forward(&[t], Logits::Last).unwrap());
+        }
+        for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
+            let (max, nmse) = compare(name, got, &want);
+            eprintln!("{name}, {strategy:?}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}");
+            assert!(max <= MAX_ABS, "{name}, {strategy:?}, {how}: max |Δ| {max:e} over {MAX_ABS:e}");
+            assert!(nmse <= NMSE, "{name}, {strategy:?}, {how}: NMSE {nmse:e} over {NMSE:e}");
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 
 use std::fmt::Write;
 
-use super::Strategy;
+use super::{bind_group, Kernel, Pass, Strategy};
+use crate::step::{SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
@@ -69,6 +70,35 @@ pub struct KvWriteParams {
     pub _pad: u32,
 }
 
+/// What a step's attention covers: every token of the batch, over the cache up to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    fn params(&self, step: &Step) -> Params {
+        let (n, start) = (step.n as u32, step.start as u32);
+        Params::new(n, self.n_heads as u32, self.n_kv_heads as u32, self.head_dim as u32, start)
+    }
+}
+
+/// What a step appends to the cache: the batch's K and V rows of `kv_dim` at its positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWriteSlot {
+    pub kv_dim: usize,
+}
+
+impl SlotParams for KvWriteSlot {
+    type Params = KvWriteParams;
+    fn params(&self, step: &Step) -> KvWriteParams {
+        KvWriteParams { n_tokens: step.n as u32, kv_dim: self.kv_dim as u32, start: step.start as u32, _pad: 0 }
+    }
+}
+
 /// `attention_tile.wgsl` for `group` query heads per KV head of `head_dim` (a multiple of 8):
 /// the `{{...}}` lines written out over heads and 4-element slices.
 pub fn tile_source(group: u32, head_dim: u32) -> String {
@@ -109,7 +139,7 @@ pub fn tile_source(group: u32, head_dim: u32) -> String {
     header + &super::fill_template(TILE_SOURCE, &[("DECLARE", &declare), ("POSITION", &position), ("STORE", &store)])
 }
 
-enum Kernel {
+enum Layout {
     /// `attention.wgsl`, with this many query heads per workgroup (G in the shader).
     Reduce { heads_per_workgroup: u32 },
     /// `attention_tile.wgsl`: one thread per (token, KV head).
@@ -121,7 +151,7 @@ enum Kernel {
 pub struct Attention {
     pipeline: wgpu::ComputePipeline,
     head_dim: u32,
-    kernel: Kernel,
+    kernel: Layout,
     /// Workgroups per dispatch dimension (the device limit; lowered by tests).
     max_groups: u32,
 }
@@ -130,7 +160,7 @@ impl Attention {
     /// For a model with `head_dim` and `group` = n_heads / n_kv_heads query heads per KV head,
     /// with the kernel that suits this adapter.
     pub fn new(gpu: &Gpu, head_dim: u32, group: u32) -> Result<Self, GpuError> {
-        Self::with_strategy(gpu, head_dim, group, Strategy::for_adapter(&gpu.info))
+        Self::with_strategy(gpu, head_dim, group, gpu.strategy())
     }
 
     /// As [`Attention::new`] with the given strategy (Reduce where Tile cannot take the shape).
@@ -140,7 +170,7 @@ impl Attention {
         }
         let pipeline = gpu.compute_pipeline("attention (tile)", &tile_source(group, head_dim), "main", &[])?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(Attention { pipeline, head_dim, kernel: Kernel::Tile, max_groups })
+        Ok(Attention { pipeline, head_dim, kernel: Layout::Tile, max_groups })
     }
 
     /// As [`Attention::new`] with at most `heads` query heads per workgroup (tests use it to
@@ -169,7 +199,7 @@ impl Attention {
         ];
         let pipeline = gpu.compute_pipeline("attention", SOURCE, "main", &constants)?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(Attention { pipeline, head_dim, kernel: Kernel::Reduce { heads_per_workgroup: g }, max_groups })
+        Ok(Attention { pipeline, head_dim, kernel: Layout::Reduce { heads_per_workgroup: g }, max_groups })
     }
 
     /// q, out: (n_tokens, n_heads, head_dim) f32; k_cache, v_cache: one layer's cache holding
@@ -183,41 +213,35 @@ impl Attention {
         v_cache: wgpu::BufferBinding,
         out: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("attention"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(q) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(k_cache) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(v_cache) },
-                wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::Buffer(out) },
-            ],
-        })
-    }
-
-    /// Reduce: workgroups (n_kv_heads · batches of the group, n_tokens). Tile: one thread per
-    /// (token, KV head), tokens fastest.
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &Params) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        match self.kernel {
-            Kernel::Reduce { heads_per_workgroup } => {
-                let group = params.n_heads / params.n_kv_heads;
-                debug_assert_eq!(group * params.n_kv_heads, params.n_heads, "n_kv_heads must divide n_heads");
-                let batches = group.div_ceil(heads_per_workgroup);
-                pass.dispatch_workgroups(params.n_kv_heads * batches, params.n_tokens, 1);
-            }
-            Kernel::Tile => {
-                let threads = params.n_tokens * params.n_kv_heads;
-                let (gx, gy) = super::matmul::grid(threads.div_ceil(TILE_WORKGROUP), self.max_groups);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
-        }
+        bind_group(gpu, "attention", &self.pipeline, &[(0, params), (1, q), (2, k_cache), (3, v_cache), (4, out)])
     }
 
     pub fn head_dim(&self) -> u32 {
         self.head_dim
+    }
+}
+
+impl Kernel for Attention {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    /// Reduce: workgroups (n_kv_heads · batches of the group, n_tokens). Tile: one thread per
+    /// (token, KV head), tokens fastest.
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &Params) {
+        let groups = match self.kernel {
+            Layout::Reduce { heads_per_workgroup } => {
+                let group = params.n_heads / params.n_kv_heads;
+                debug_assert_eq!(group * params.n_kv_heads, params.n_heads, "n_kv_heads must divide n_heads");
+                let batches = group.div_ceil(heads_per_workgroup);
+                [params.n_kv_heads * batches, params.n_tokens, 1]
+            }
+            Layout::Tile => {
+                let threads = params.n_tokens * params.n_kv_heads;
+                let (gx, gy) = super::matmul::grid(threads.div_ceil(TILE_WORKGROUP), self.max_groups);
+                [gx, gy, 1]
+            }
+        };
+        pass.dispatch(&self.pipeline, bind, groups);
     }
 }
 
@@ -242,23 +266,18 @@ impl KvWrite {
         k_cache: wgpu::BufferBinding,
         v_cache: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("kv cache write"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(k_new) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(v_new) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(k_cache) },
-                wgpu::BindGroupEntry { binding: 4, resource: wgpu::BindingResource::Buffer(v_cache) },
-            ],
-        })
+        let bindings = [(0, params), (1, k_new), (2, v_new), (3, k_cache), (4, v_cache)];
+        bind_group(gpu, "kv cache write", &self.pipeline, &bindings)
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &KvWriteParams) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups((params.kv_dim / 2).div_ceil(KV_WRITE_WORKGROUP), params.n_tokens, 1);
+impl Kernel for KvWrite {
+    type Params = KvWriteParams;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &KvWriteParams) {
+        let groups = [(params.kv_dim / 2).div_ceil(KV_WRITE_WORKGROUP), params.n_tokens, 1];
+        pass.dispatch(&self.pipeline, bind, groups);
     }
 }
 

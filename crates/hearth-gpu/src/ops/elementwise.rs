@@ -1,6 +1,8 @@
 //! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU and the residual add.
 //! CPU references: `hearth_model::ops::{swiglu, add_assign}`.
 
+use super::{bind_group, Kernel, Pass};
+use crate::step::{SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/elementwise.wgsl");
@@ -19,6 +21,19 @@ pub struct Params {
 impl Params {
     pub fn new(n: u32) -> Self {
         Params { n, _pad: [0; 3] }
+    }
+}
+
+/// What a step covers: `width` columns of every token of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub width: usize,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    fn params(&self, step: &Step) -> Params {
+        Params::new((step.n * self.width) as u32)
     }
 }
 
@@ -61,26 +76,18 @@ impl Elementwise {
         x: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("elementwise"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(x) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        bind_group(gpu, "elementwise", &self.pipeline, &[(0, params), (1, x), (2, y)])
     }
+}
 
-    /// Records the op over `n` elements (the `n` in the bound params).
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n: u32) {
-        let (gx, gy) = grid(n, self.workgroup, self.max_groups);
-        if gx == 0 {
-            return;
-        }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+impl Kernel for Elementwise {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    /// Records the op over the `n` elements of the bound params.
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
+        let (gx, gy) = grid(p.n, self.workgroup, self.max_groups);
+        pass.dispatch(&self.pipeline, bind, [gx, gy, 1]);
     }
 }
 
@@ -146,7 +153,7 @@ mod tests {
         let xb = InPlace::new(gpu, x);
         let yb = gpu.upload("y", y);
         let bind = op.bind(gpu, params.as_entire_buffer_binding(), xb.binding(), yb.as_entire_buffer_binding());
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, x.len() as u32));
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, &Params::new(x.len() as u32)));
         xb.read(gpu)
     }
 

@@ -5,6 +5,8 @@
 use hearth_gguf::TensorType;
 
 use super::matmul::source_for;
+use super::{bind_group, Kernel, Pass};
+use crate::step::{SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/embedding.wgsl");
@@ -26,6 +28,31 @@ pub struct Params {
     /// The table row that the bound `w` starts with.
     pub row_start: u32,
     pub _pad: [u32; 3],
+}
+
+/// What a step gathers: the batch's tokens whose rows lie in table rows `rows` (the part of a
+/// split table one binding holds), of width `dim`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub rows: std::ops::Range<usize>,
+    pub dim: usize,
+    pub ty: TensorType,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    /// Sizes were checked when the table was loaded ([`Embedding::params`]), so the casts
+    /// cannot truncate.
+    fn params(&self, step: &Step) -> Params {
+        Params {
+            n_rows: self.rows.len() as u32,
+            cols: self.dim as u32,
+            n_tokens: step.n as u32,
+            row_bytes: self.ty.bytes_for(self.dim as u64).unwrap_or(0) as u32,
+            row_start: self.rows.start as u32,
+            _pad: [0; 3],
+        }
+    }
 }
 
 pub struct Embedding {
@@ -83,23 +110,17 @@ impl Embedding {
         ids: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("embedding"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(w) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(ids) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        bind_group(gpu, "embedding", &self.pipeline, &[(0, params), (1, w), (2, ids), (3, y)])
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n_tokens: u32) {
-        let (gx, gy) = super::matmul::grid(n_tokens, self.max_groups);
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+impl Kernel for Embedding {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
+        let (gx, gy) = super::matmul::grid(p.n_tokens, self.max_groups);
+        pass.dispatch(&self.pipeline, bind, [gx, gy, 1]);
     }
 }
 
@@ -122,7 +143,8 @@ mod tests {
         for (row, &id) in want.chunks_exact_mut(dim).zip(ids) {
             m.row_into(id as usize, row);
         }
-        let params = gpu.uniform("params", &op.params(0..vocab, dim, ids.len()).unwrap());
+        let p = op.params(0..vocab, dim, ids.len()).unwrap();
+        let params = gpu.uniform("params", &p);
         let wb = upload_weights(gpu, "w", bytes);
         let idb = gpu.upload("ids", ids);
         let out = Output::new(gpu, ids.len() * dim);
@@ -133,7 +155,7 @@ mod tests {
             idb.as_entire_buffer_binding(),
             out.binding(),
         );
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, ids.len() as u32));
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
         let got = out.read(gpu);
         testing::assert_close(&format!("embedding {} {vocab}x{dim}", op.ty), &got, &want, Budget::EMBEDDING);
     }
@@ -215,20 +237,20 @@ mod tests {
         let parts: Vec<_> = [0..split, split..vocab]
             .into_iter()
             .map(|rows| {
-                let params = gpu.uniform("params", &op.params(rows.clone(), dim, ids.len()).unwrap());
+                let p = op.params(rows.clone(), dim, ids.len()).unwrap();
                 let wb = upload_weights(gpu, "w", &bytes[rows.start * row_bytes..rows.end * row_bytes]);
-                (params, wb)
+                (gpu.uniform("params", &p), wb, p)
             })
             .collect();
         let binds: Vec<_> = parts
             .iter()
-            .map(|(params, wb)| {
+            .map(|(params, wb, _)| {
                 let (p, w, ids) =
                     (params.as_entire_buffer_binding(), wb.as_entire_buffer_binding(), idb.as_entire_buffer_binding());
                 op.bind(gpu, p, w, ids, out.binding())
             })
             .collect();
-        testing::run(gpu, |pass| binds.iter().for_each(|bind| op.dispatch(pass, bind, ids.len() as u32)));
+        testing::run(gpu, |pass| binds.iter().zip(&parts).for_each(|(bind, part)| op.dispatch(pass, bind, &part.2)));
         testing::assert_close("embedding Q6_K split in two", &out.read(gpu), &want, Budget::EMBEDDING);
     }
 }

@@ -30,6 +30,8 @@
 use hearth_gguf::TensorType;
 
 pub use super::Strategy;
+use super::{bind_group, Kernel, Pass};
+use crate::step::{Rows, SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/matmul.wgsl");
@@ -179,6 +181,32 @@ pub struct Params {
     pub _pad: [u32; 3],
 }
 
+/// One matmul part in a step: `rows` output rows of a (·, cols) weight of type `ty`, written
+/// `y_stride` apart, for the whole batch or the last token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub ty: TensorType,
+    pub rows: usize,
+    pub cols: usize,
+    pub y_stride: usize,
+    pub tokens: Rows,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    /// Sizes were checked when the weights were loaded, so the casts cannot truncate.
+    fn params(&self, step: &Step) -> Params {
+        Params {
+            rows: self.rows as u32,
+            cols: self.cols as u32,
+            n_tokens: self.tokens.of(step),
+            row_bytes: self.ty.bytes_for(self.cols as u64).unwrap_or(0) as u32,
+            y_stride: self.y_stride as u32,
+            _pad: [0; 3],
+        }
+    }
+}
+
 struct Variant {
     pipeline: wgpu::ComputePipeline,
     /// Rows and tokens one workgroup covers.
@@ -217,7 +245,7 @@ pub struct MatMul {
 impl MatMul {
     /// The kernel for `ty` with the strategy that suits this adapter.
     pub fn new(gpu: &Gpu, ty: TensorType) -> Result<Self, GpuError> {
-        Self::with_strategy(gpu, ty, Strategy::for_adapter(&gpu.info))
+        Self::with_strategy(gpu, ty, gpu.strategy())
     }
 
     pub fn with_strategy(gpu: &Gpu, ty: TensorType, strategy: Strategy) -> Result<Self, GpuError> {
@@ -293,24 +321,19 @@ impl MatMul {
         x: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("matmul"),
-            layout: &self.variant(cols, n_tokens).pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(w) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(x) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        let layout = &self.variant(cols, n_tokens).pipeline;
+        bind_group(gpu, "matmul", layout, &[(0, params), (1, w), (2, x), (3, y)])
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, rows: u32, cols: u32, n_tokens: u32) {
-        let v = self.variant(cols, n_tokens);
-        let (gx, gy) = grid(rows.div_ceil(v.rows), self.max_groups);
-        pass.set_pipeline(&v.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(gx, gy, n_tokens.div_ceil(v.tile));
+impl Kernel for MatMul {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
+        let v = self.variant(p.cols, p.n_tokens);
+        let (gx, gy) = grid(p.rows.div_ceil(v.rows), self.max_groups);
+        pass.dispatch(&v.pipeline, bind, [gx, gy, p.n_tokens.div_ceil(v.tile)]);
     }
 }
 
@@ -438,7 +461,8 @@ pub(crate) mod tests {
         let m = Matrix::new("w", ty, rows, cols, Arc::from(bytes.as_slice())).unwrap();
         hearth_model::ops::matmul(&mut want, &x, &m);
 
-        let params = gpu.uniform("params", &op.params(rows, cols, n).unwrap());
+        let p = op.params(rows, cols, n).unwrap();
+        let params = gpu.uniform("params", &p);
         let wb = upload_weights(gpu, "w", &bytes);
         let xb = gpu.upload("x", &x);
         let out = Output::new(gpu, n * rows);
@@ -451,7 +475,7 @@ pub(crate) mod tests {
             xb.as_entire_buffer_binding(),
             out.binding(),
         );
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, rows as u32, cols as u32, n as u32));
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
         let got = out.read(gpu);
         let what = format!("matmul {ty} {:?} {rows}x{cols}, n = {n}", op.strategy);
         testing::assert_close(&what, &got, &want, budget(ty));
@@ -565,7 +589,7 @@ pub(crate) mod tests {
                     want[t * (ra + rb) + col0..][..rows].copy_from_slice(&part[t * rows..][..rows]);
                 }
                 let params = Params { y_stride: (ra + rb) as u32, ..op.params(rows, cols, tokens).unwrap() };
-                keep.push((gpu.uniform("params", &params), upload_weights(gpu, "w", &bytes), rows, col0));
+                keep.push((gpu.uniform("params", &params), upload_weights(gpu, "w", &bytes), params, col0));
             }
             let xb = gpu.upload("x", &x);
             let whole = out.binding();
@@ -586,8 +610,8 @@ pub(crate) mod tests {
                 })
                 .collect();
             testing::run(gpu, |pass| {
-                for (bind, (_, _, rows, _)) in binds.iter().zip(&keep) {
-                    op.dispatch(pass, bind, *rows as u32, cols as u32, tokens as u32);
+                for (bind, (_, _, p, _)) in binds.iter().zip(&keep) {
+                    op.dispatch(pass, bind, p);
                 }
             });
             let got = out.read(gpu);

@@ -10,6 +10,80 @@ pub mod rope;
 pub mod sample;
 pub mod softmax;
 
+/// A compute pass that counts its dispatches. Every kernel is recorded through
+/// [`Pass::dispatch`] — a test fails if `dispatch_workgroups` appears anywhere else — so the
+/// dispatches per token that `hearth bench` and the tests report are exact, and an op that is
+/// fused away changes the count without anyone editing a tally.
+pub struct Pass<'a> {
+    inner: wgpu::ComputePass<'a>,
+    dispatches: usize,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(enc: &'a mut wgpu::CommandEncoder) -> Self {
+        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0 }
+    }
+
+    /// Records `pipeline` over `groups` workgroups with `bind` as group 0; an empty grid
+    /// records nothing.
+    pub fn dispatch(&mut self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: [u32; 3]) {
+        if groups.contains(&0) {
+            return;
+        }
+        self.inner.set_pipeline(pipeline);
+        self.inner.set_bind_group(0, bind, &[]);
+        self.inner.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.dispatches += 1;
+    }
+
+    /// Dispatches recorded so far.
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+}
+
+/// An op's recording: its pipeline(s) over a grid sized from the same parameters its shader
+/// reads.
+pub trait Kernel {
+    /// The WGSL `Params` struct.
+    type Params;
+    /// What [`Kernel::dispatch`] binds: a bind group, or several for multi-pass ops.
+    type Bind;
+    fn dispatch(&self, pass: &mut Pass, bind: &Self::Bind, params: &Self::Params);
+}
+
+impl Pass<'_> {
+    /// Records `op` with a bind group built at load, for `step`.
+    pub(crate) fn run<K, S>(&mut self, op: &K, bound: &crate::step::Bound<S, K::Bind>, step: &crate::step::Step)
+    where
+        K: Kernel,
+        S: crate::step::SlotParams<Params = K::Params>,
+    {
+        op.dispatch(self, &bound.bind, &bound.params(step));
+    }
+}
+
+/// A bind group for group 0 of `pipeline` with the given buffer bindings.
+pub(crate) fn bind_group(
+    gpu: &crate::Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    bindings: &[(u32, wgpu::BufferBinding)],
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = bindings
+        .iter()
+        .map(|(binding, b)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: wgpu::BindingResource::Buffer(b.clone()),
+        })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
 /// How the heavy kernels (matmul, attention) lay their work on threads; picked per adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -22,7 +96,8 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// Tile on CPU-backed adapters, Reduce on GPUs.
+    /// Tile on CPU-backed adapters, Reduce on GPUs ([`crate::Gpu::strategy`] applies the
+    /// override of [`crate::GpuOptions::strategy`] first).
     pub fn for_adapter(info: &wgpu::AdapterInfo) -> Strategy {
         let name = format!("{} {}", info.name, info.driver).to_lowercase();
         if info.device_type == wgpu::DeviceType::Cpu || ["llvmpipe", "swiftshader"].iter().any(|n| name.contains(n)) {
@@ -69,6 +144,30 @@ mod tests {
         info.name = "Microsoft Basic Render Driver".into();
         info.device_type = wgpu::DeviceType::Cpu;
         assert_eq!(Strategy::for_adapter(&info), Strategy::Tile);
+    }
+
+    /// Every dispatch goes through [`Pass::dispatch`], which counts it: a kernel recorded
+    /// any other way would be missing from the dispatch counts the tests and `hearth bench`
+    /// rely on.
+    #[test]
+    fn every_dispatch_goes_through_the_counting_pass() {
+        // Every crate of the workspace, examples and tests included.
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![crates];
+        let mut offenders = Vec::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let calls = text.matches(concat!(".dispatch_", "workgroups(")).count();
+                let allowed = usize::from(path.ends_with("hearth-gpu/src/ops/mod.rs"));
+                if calls != allowed {
+                    offenders.push(format!("{} ({calls})", path.display()));
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "dispatches outside ops::Pass::dispatch: {offenders:?}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! RMSNorm over rows (`shaders/rmsnorm.wgsl`). CPU reference: `hearth_model::ops::rmsnorm`.
 
+use super::{bind_group, Kernel, Pass};
+use crate::step::{Rows, SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/rmsnorm.wgsl");
@@ -15,6 +17,21 @@ pub struct Params {
     pub n_rows: u32,
     pub eps: f32,
     pub _pad: u32,
+}
+
+/// What a step's RMSNorm reads: rows of `dim` (the whole batch or the last token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub dim: usize,
+    pub eps: f32,
+    pub rows: Rows,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    fn params(&self, step: &Step) -> Params {
+        Params { dim: self.dim as u32, n_rows: self.rows.of(step), eps: self.eps, _pad: 0 }
+    }
 }
 
 pub struct RmsNorm {
@@ -37,22 +54,16 @@ impl RmsNorm {
         w: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("rmsnorm"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(x) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(w) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        bind_group(gpu, "rmsnorm", &self.pipeline, &[(0, params), (1, x), (2, w), (3, y)])
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n_rows: u32) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(n_rows, 1, 1);
+impl Kernel for RmsNorm {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
+        pass.dispatch(&self.pipeline, bind, [p.n_rows, 1, 1]);
     }
 }
 
@@ -86,7 +97,8 @@ mod tests {
             let mut want = vec![0f32; n_rows * dim];
             hearth_model::ops::rmsnorm_rows(&mut want, &x, &w, eps);
 
-            let params = gpu.uniform("params", &Params { dim: dim as u32, n_rows: n_rows as u32, eps, _pad: 0 });
+            let p = Params { dim: dim as u32, n_rows: n_rows as u32, eps, _pad: 0 };
+            let params = gpu.uniform("params", &p);
             let xb = gpu.upload("x", &x);
             let wb = gpu.upload("w", &w);
             let out = Output::new(gpu, n_rows * dim);
@@ -97,7 +109,7 @@ mod tests {
                 wb.as_entire_buffer_binding(),
                 out.binding(),
             );
-            testing::run(gpu, |pass| op.dispatch(pass, &bind, n_rows as u32));
+            testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
             let got = out.read(gpu);
             testing::assert_close(&format!("rmsnorm {n_rows}x{dim}"), &got, &want, Budget::RMSNORM);
         }

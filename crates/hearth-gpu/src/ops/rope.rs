@@ -3,6 +3,8 @@
 
 use hearth_model::ops::{Rope as RopeSpec, RopeMode};
 
+use super::{bind_group, Kernel, Pass};
+use crate::step::{SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/rope.wgsl");
@@ -50,6 +52,19 @@ impl Params {
     }
 }
 
+/// What a step rotates: `n_heads` heads of every token of the batch, with the model's RoPE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub n_heads: usize,
+}
+
+impl SlotParams for Slot {
+    type Params = Params;
+    fn params(&self, step: &Step) -> Params {
+        Params::new(step.rope, step.n as u32, self.n_heads as u32, step.start as u32)
+    }
+}
+
 pub struct Rope {
     pipeline: wgpu::ComputePipeline,
     /// Bound in place of the frequency factors when a model has none (the shader skips it).
@@ -72,22 +87,17 @@ impl Rope {
         freq_factors: Option<wgpu::BufferBinding>,
     ) -> wgpu::BindGroup {
         let factors = freq_factors.unwrap_or_else(|| self.no_factors.as_entire_buffer_binding());
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("rope"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(x) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(factors) },
-            ],
-        })
+        bind_group(gpu, "rope", &self.pipeline, &[(0, params), (1, x), (2, factors)])
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, params: &Params) {
+impl Kernel for Rope {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &Params) {
         let pairs = params.n_heads * (params.n_rot / 2);
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(pairs.div_ceil(WORKGROUP), params.n_tokens, 1);
+        pass.dispatch(&self.pipeline, bind, [pairs.div_ceil(WORKGROUP), params.n_tokens, 1]);
     }
 }
 

@@ -5,6 +5,8 @@
 //! The sampler keeps at most [`K_MAX`] candidates (see the shader for the algorithm) and does
 //! not apply the repetition penalty: callers that want one sample on the CPU.
 
+use super::{bind_group, Kernel, Pass};
+use crate::step::{SlotParams, Step};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/sample.wgsl");
@@ -62,14 +64,30 @@ impl Params {
     }
 }
 
-fn entries<'a>(bindings: &[(u32, wgpu::BufferBinding<'a>)]) -> Vec<wgpu::BindGroupEntry<'a>> {
-    bindings
-        .iter()
-        .map(|(binding, b)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: wgpu::BindingResource::Buffer(b.clone()),
-        })
-        .collect()
+/// Greedy argmax over the `vocab` logits of the last position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgmaxSlot {
+    pub vocab: usize,
+}
+
+impl SlotParams for ArgmaxSlot {
+    type Params = Params;
+    fn params(&self, _: &Step) -> Params {
+        Params::argmax(self.vocab as u32)
+    }
+}
+
+/// Sampling over the `vocab` logits of the last position, with the step's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSlot {
+    pub vocab: usize,
+}
+
+impl SlotParams for SampleSlot {
+    type Params = Params;
+    fn params(&self, step: &Step) -> Params {
+        step.sample.unwrap_or_else(|| Params::argmax(self.vocab as u32))
+    }
 }
 
 /// Greedy argmax: two dispatches (per-chunk partial results, then one workgroup over them).
@@ -108,27 +126,26 @@ impl Argmax {
         out: wgpu::BufferBinding,
     ) -> ArgmaxBind {
         let partials = self.partials.as_entire_buffer_binding();
-        let group = |label, pipeline: &wgpu::ComputePipeline, e: &[(u32, wgpu::BufferBinding)]| {
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries(e),
-            })
-        };
         ArgmaxBind {
-            partial: group("argmax_partial", &self.partial, &[(0, params.clone()), (1, logits), (2, partials.clone())]),
-            last: group("argmax_final", &self.last, &[(0, params), (2, partials), (3, out)]),
+            partial: bind_group(
+                gpu,
+                "argmax_partial",
+                &self.partial,
+                &[(0, params.clone()), (1, logits), (2, partials.clone())],
+            ),
+            last: bind_group(gpu, "argmax_final", &self.last, &[(0, params), (2, partials), (3, out)]),
         }
     }
+}
 
-    /// Records both passes; `n_partials` is the one in the bound params.
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &ArgmaxBind, n_partials: u32) {
-        pass.set_pipeline(&self.partial);
-        pass.set_bind_group(0, &bind.partial, &[]);
-        pass.dispatch_workgroups(n_partials, 1, 1);
-        pass.set_pipeline(&self.last);
-        pass.set_bind_group(0, &bind.last, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+impl Kernel for Argmax {
+    type Params = Params;
+    type Bind = ArgmaxBind;
+
+    /// Records both passes, over the `n_partials` of the bound params.
+    fn dispatch(&self, pass: &mut Pass, bind: &ArgmaxBind, p: &Params) {
+        pass.dispatch(&self.partial, &bind.partial, [p.n_partials, 1, 1]);
+        pass.dispatch(&self.last, &bind.last, [1, 1, 1]);
     }
 }
 
@@ -156,17 +173,16 @@ impl Sample {
         logits: wgpu::BufferBinding,
         out: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("sample"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &entries(&[(0, params), (1, logits), (3, out)]),
-        })
+        bind_group(gpu, "sample", &self.pipeline, &[(0, params), (1, logits), (3, out)])
     }
+}
 
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+impl Kernel for Sample {
+    type Params = Params;
+    type Bind = wgpu::BindGroup;
+
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, _: &Params) {
+        pass.dispatch(&self.pipeline, bind, [1, 1, 1]);
     }
 }
 
@@ -203,7 +219,7 @@ mod tests {
         let lb = gpu.upload("logits", &logits[..logits.len().max(1)]);
         let out = Output::new(gpu, 1);
         let bind = op.bind(gpu, params.as_entire_buffer_binding(), lb.as_entire_buffer_binding(), out.binding());
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, p.n_partials));
+        testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
         out.read(gpu)[0].to_bits()
     }
 
@@ -342,7 +358,9 @@ mod tests {
         let binds: Vec<_> = (0..us.len())
             .map(|d| op.bind(gpu, slot(&pb, d, psize), lb.as_entire_buffer_binding(), slot(&ob, d + 1, 4)))
             .collect();
-        testing::run(gpu, |pass| binds.iter().for_each(|b| op.dispatch(pass, b)));
+        testing::run(gpu, |pass| {
+            binds.iter().for_each(|b| op.dispatch(pass, b, &Params::sample(logits.len() as u32, s, 0.0)))
+        });
         let got: Vec<u32> = gpu.read_back(&ob).unwrap();
         for (i, &w) in got.iter().enumerate() {
             if i % stride != 0 || i == 0 {

@@ -2,6 +2,7 @@
 //! `hearth_model::ops::softmax`.
 
 use crate::ops::elementwise::grid;
+use crate::ops::{bind_group, Pass};
 use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/softmax.wgsl");
@@ -43,47 +44,27 @@ impl Softmax {
         x: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("softmax"),
-            layout: &self.out_of_place.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(x) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        bind_group(gpu, "softmax", &self.out_of_place, &[(0, params), (1, x), (2, y)])
     }
 
     /// `y = softmax(y)` row by row, in place; y: (n_rows, n_cols) f32.
     pub fn bind_in_place(&self, gpu: &Gpu, params: wgpu::BufferBinding, y: wgpu::BufferBinding) -> wgpu::BindGroup {
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("softmax in place"),
-            layout: &self.in_place.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::Buffer(y) },
-            ],
-        })
+        bind_group(gpu, "softmax in place", &self.in_place, &[(0, params), (2, y)])
     }
 
     /// Records the out-of-place form (a bind group from [`Softmax::bind`]).
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n_rows: u32) {
+    pub fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, n_rows: u32) {
         self.record(pass, &self.out_of_place, bind, n_rows);
     }
 
     /// Records the in-place form (a bind group from [`Softmax::bind_in_place`]).
-    pub fn dispatch_in_place(&self, pass: &mut wgpu::ComputePass, bind: &wgpu::BindGroup, n_rows: u32) {
+    pub fn dispatch_in_place(&self, pass: &mut Pass, bind: &wgpu::BindGroup, n_rows: u32) {
         self.record(pass, &self.in_place, bind, n_rows);
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, n: u32) {
+    fn record(&self, pass: &mut Pass, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, n: u32) {
         let (gx, gy) = grid(n, 1, self.max_groups);
-        if gx == 0 {
-            return;
-        }
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+        pass.dispatch(pipeline, bind, [gx, gy, 1]);
     }
 }
 

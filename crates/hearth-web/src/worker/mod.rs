@@ -245,7 +245,7 @@ async fn open_gpu() -> Result<Gpu, String> {
 }
 
 fn summary(gpu: &Gpu) -> AdapterSummary {
-    let strategy = Strategy::for_adapter(&gpu.info);
+    let strategy = gpu.strategy();
     AdapterSummary {
         name: gpu.info.name.clone(),
         max_buffer_size: gpu.limits.max_buffer_size,
