@@ -69,3 +69,50 @@ fn scale_min_k4(a: u32, j: u32) -> vec2<u32> {
     let hi = read_u8(a + j + 4u);
     return vec2<u32>((hi & 15u) | ((read_u8(a + j - 4u) >> 6u) << 4u), (hi >> 4u) | ((read_u8(a + j) >> 6u) << 4u));
 }
+
+// ---- Decode GEMV slices (gemv.wgsl) ----
+// A row is cols / 8 slices of 8 weights. Each format file defines
+//   const SLICES_PER_BLOCK: u32
+//   fn slice_x(s: u32) -> vec2<u32>     where slice s's weights sit in the row: two runs of 4
+//                                        columns, as indices of vec4s (xa, xb)
+//   fn slice_word(row_off: u32, s: u32) -> u32
+//                                        byte address of the slice's quant word(s), the load
+//                                        the coalescing test traces (slice_dot reads there)
+//   fn slice_dot(row_off: u32, s: u32, xa: vec4<f32>, xb: vec4<f32>, sx: vec2<f32>) -> f32
+//                                        Σ w·x over the slice, given sx = (Σxa, Σxb) so that
+//                                        offsets and minimums leave the per-weight math:
+//                                        d·(Σq·x − 8·Σx) rather than Σ d·(q − 8)·x.
+// The slices of one block are numbered so that neighbouring slices read neighbouring bytes.
+
+// Low and high nibbles of the four bytes of q, byte 0 first.
+fn nibbles_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>(bytes4(q & 0x0f0f0f0fu));
+}
+
+fn nibbles_hi(q: u32) -> vec4<f32> {
+    return vec4<f32>(bytes4((q >> 4u) & 0x0f0f0f0fu));
+}
+
+// The four bytes of q as signed values, byte 0 first.
+fn sbytes4(q: u32) -> vec4<f32> {
+    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Bits 0..3 of h as 0.0 / 1.0, bit 0 first.
+fn bits4(h: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+}
+
+// The signed byte at a.
+fn read_i8(a: u32) -> f32 {
+    return f32(bitcast<i32>(read_u8(a) << 24u) >> 24u);
+}
+
+// Scale (x) and min (y) of sub-blocks 2g and 2g + 1 of a Q4_K / Q5_K block's 12 scale bytes
+// at a, as f32: (sc_lo, m_lo, sc_hi, m_hi).
+fn scale_min_pair(a: u32, g: u32) -> vec4<f32> {
+    let lo = scale_min_k4(a, 2u * g);
+    let hi = scale_min_k4(a, 2u * g + 1u);
+    return vec4<f32>(f32(lo.x), f32(lo.y), f32(hi.x), f32(hi.y));
+}

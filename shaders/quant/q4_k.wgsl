@@ -20,3 +20,24 @@ fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8
         (*out)[k] = dl * vec4<f32>(q) - ml;
     }
 }
+
+// GEMV slices (common.wgsl): 32 per block; slice 8g + k is word k of group g's 32 bytes:
+// weights 64g+4k.. (low nibbles, sub-block 2g) and 64g+32+4k.. (high, sub-block 2g+1).
+const SLICES_PER_BLOCK: u32 = 32u;
+
+fn slice_x(s: u32) -> vec2<u32> {
+    let v = 64u * (s / 32u) + 16u * ((s % 32u) / 8u) + s % 8u;
+    return vec2<u32>(v, v + 8u);
+}
+
+fn slice_word(row_off: u32, s: u32) -> u32 {
+    return row_off + (s / 32u) * BLOCK_BYTES + 16u + 4u * (s % 32u);
+}
+
+fn slice_dot(row_off: u32, s: u32, xa: vec4<f32>, xb: vec4<f32>, sx: vec2<f32>) -> f32 {
+    let b = row_off + (s / 32u) * BLOCK_BYTES;
+    let sm = scale_min_pair(b + 4u, (s % 32u) / 8u);
+    let q = read_u32(slice_word(row_off, s));
+    let dots = sm.x * dot(nibbles_lo(q), xa) + sm.z * dot(nibbles_hi(q), xb);
+    return read_f16(b) * dots - read_f16(b + 2u) * (sm.y * sx.x + sm.w * sx.y);
+}

@@ -17,3 +17,25 @@ fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8
         (*out)[k + 4u] = vec4<f32>(vec4<i32>(hi) - vec4<i32>(16)) * d;
     }
 }
+
+// GEMV slices (common.wgsl): as Q4_0's, with 5th bits 4t..4t+4 and 16+4t..16+4t+4 of qh.
+const SLICES_PER_BLOCK: u32 = 4u;
+
+fn slice_x(s: u32) -> vec2<u32> {
+    let v = 8u * (s / 4u) + s % 4u;
+    return vec2<u32>(v, v + 4u);
+}
+
+fn slice_word(row_off: u32, s: u32) -> u32 {
+    return row_off + (s / 4u) * BLOCK_BYTES + 6u + 4u * (s % 4u);
+}
+
+fn slice_dot(row_off: u32, s: u32, xa: vec4<f32>, xb: vec4<f32>, sx: vec2<f32>) -> f32 {
+    let b = row_off + (s / 4u) * BLOCK_BYTES;
+    let t = s % 4u;
+    let qh = read_u32(b + 2u);
+    let q = read_u32(slice_word(row_off, s));
+    let lo = nibbles_lo(q) + 16.0 * bits4(qh >> (4u * t));
+    let hi = nibbles_hi(q) + 16.0 * bits4(qh >> (16u + 4u * t));
+    return read_f16(b) * (dot(lo, xa) + dot(hi, xb) - 16.0 * (sx.x + sx.y));
+}

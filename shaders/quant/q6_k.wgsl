@@ -29,3 +29,36 @@ fn dequant_piece(row_off: u32, piece: u32, out: ptr<function, array<vec4<f32>, 8
         (*out)[i] = select(dl1, dl0, i < 4u) * vec4<f32>(q);
     }
 }
+
+// GEMV slices (common.wgsl): 32 per block; slice 16h + 8c + k (half h, c in 0..2, k in 0..8)
+// is ql[64h + 32c + 4k..+4] and qh[32h + 4k..+4]: weights 128h + 32c + 4k.. (low nibbles,
+// high bits at shift 2c) and 128h + 64 + 32c + 4k.. (high nibbles, shift 4 + 2c).
+const SLICES_PER_BLOCK: u32 = 32u;
+
+fn slice_x(s: u32) -> vec2<u32> {
+    let r = s % 32u;
+    let v = 64u * (s / 32u) + 32u * (r / 16u) + 8u * ((r / 8u) % 2u) + r % 8u;
+    return vec2<u32>(v, v + 16u);
+}
+
+fn slice_word(row_off: u32, s: u32) -> u32 {
+    let r = s % 32u;
+    return row_off + (s / 32u) * BLOCK_BYTES + 64u * (r / 16u) + 32u * ((r / 8u) % 2u) + 4u * (r % 8u);
+}
+
+fn slice_dot(row_off: u32, s: u32, xa: vec4<f32>, xb: vec4<f32>, sx: vec2<f32>) -> f32 {
+    let b = row_off + (s / 32u) * BLOCK_BYTES;
+    let r = s % 32u;
+    let h = r / 16u;
+    let c = (r / 8u) % 2u;
+    let k = r % 8u;
+    let ql = read_u32(slice_word(row_off, s));
+    let qh = read_u32(b + 128u + 32u * h + 4u * k);
+    let lo = vec4<i32>(bytes4(ql & 0x0f0f0f0fu) | (bytes4((qh >> (2u * c)) & 0x03030303u) << vec4<u32>(4u)));
+    let hi = vec4<i32>(bytes4((ql >> 4u) & 0x0f0f0f0fu) | (bytes4((qh >> (4u + 2u * c)) & 0x03030303u) << vec4<u32>(4u)));
+    let sc = b + 192u + 8u * h + k / 4u + 2u * c;
+    let dl = read_f16(b + 208u);
+    let dot_lo = dot(vec4<f32>(lo - vec4<i32>(32)), xa);
+    let dot_hi = dot(vec4<f32>(hi - vec4<i32>(32)), xb);
+    return dl * (read_i8(sc) * dot_lo + read_i8(sc + 4u) * dot_hi);
+}

@@ -9,7 +9,7 @@ use hearth_gpu::ops::{Kernel, Pass};
 use hearth_gpu::{Gpu, GpuOptions};
 
 fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols: usize, n: usize, reps: u32) {
-    let op = MatMul::with_strategy(gpu, ty, strategy).unwrap();
+    let op = MatMul::with_strategy(gpu, ty, strategy, &[cols]).unwrap();
     let bytes_len = rows * ty.bytes_for(cols as u64).unwrap() as usize;
     // Small, valid f16 scales everywhere: 0x1111 ≈ 6e-4.
     let bytes = vec![0x11u8; bytes_len];
@@ -80,7 +80,7 @@ fn compile_times(gpu: &Gpu) {
     for ty in [TensorType::Q4_1, TensorType::Q8_0, TensorType::Q6_K] {
         for strategy in [Strategy::Reduce, Strategy::Tile] {
             let t = Instant::now();
-            let _ = MatMul::with_strategy(gpu, ty, strategy).unwrap();
+            let _ = MatMul::with_strategy(gpu, ty, strategy, &[4096]).unwrap();
             println!("build {strategy:?} {ty}: {:.2} s", t.elapsed().as_secs_f64());
         }
     }

@@ -35,7 +35,11 @@ impl Ops {
         Ok(Ops {
             embedding: Embedding::new(gpu, w.token_embd.ty)?,
             rmsnorm: RmsNorm::new(gpu)?,
-            matmuls: w.matmul_types().into_iter().map(|ty| MatMul::new(gpu, ty)).collect::<Result<_, _>>()?,
+            matmuls: w
+                .matmul_shapes()
+                .into_iter()
+                .map(|(ty, cols)| MatMul::new(gpu, ty, &cols))
+                .collect::<Result<_, _>>()?,
             rope: Rope::new(gpu)?,
             kv_write: KvWrite::new(gpu)?,
             attention: Attention::new(gpu, c.head_dim as u32, c.gqa_group() as u32)?,

@@ -113,13 +113,22 @@ impl GpuWeights {
     }
 
     /// Every weight type a matmul reads.
-    pub fn matmul_types(&self) -> Vec<TensorType> {
-        let mut types = vec![self.output.ty];
+    /// Each weight type the matmuls read, with the row lengths it comes in (a model with
+    /// Q6_K `ffn_down` in some layers has Q6_K rows of ffn_dim, say).
+    pub fn matmul_shapes(&self) -> Vec<(TensorType, Vec<usize>)> {
+        let mut shapes = vec![(self.output.ty, self.output.cols)];
         for l in &self.layers {
-            types.extend([l.wq.ty, l.wk.ty, l.wv.ty, l.wo.ty, l.w_gate.ty, l.w_up.ty, l.w_down.ty]);
+            shapes.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].map(|m| (m.ty, m.cols)));
         }
-        types.sort_by_key(|t| t.id());
-        types.dedup();
-        types
+        shapes.sort_by_key(|&(t, cols)| (t.id(), cols));
+        shapes.dedup();
+        let mut out: Vec<(TensorType, Vec<usize>)> = Vec::new();
+        for (ty, cols) in shapes {
+            match out.last_mut() {
+                Some((t, c)) if *t == ty => c.push(cols),
+                _ => out.push((ty, vec![cols])),
+            }
+        }
+        out
     }
 }

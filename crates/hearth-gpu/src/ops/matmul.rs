@@ -36,6 +36,9 @@ use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/matmul.wgsl");
 
+/// The decode GEMV for GPUs ([`Strategy::Reduce`], one token): see [`gemv_source`].
+pub const GEMV_SOURCE: &str = include_str!("../../../../shaders/gemv.wgsl");
+
 /// The register-tile kernel's template ([`tile_source`] fills it in).
 pub const TILE_SOURCE: &str = include_str!("../../../../shaders/matmul_tile.wgsl");
 
@@ -119,6 +122,26 @@ pub const DECODE_ROWS: u32 = 4;
 /// Rows and tokens per workgroup for prefill. Workgroup memory: WORKGROUP × tile × 4 bytes.
 pub const PREFILL_ROWS: u32 = 4;
 pub const PREFILL_TILE: u32 = 8;
+
+/// GEMV: rows per workgroup (each thread's 8 x values serve all of them).
+pub const GEMV_ROWS: u32 = 4;
+
+/// GEMV threads per workgroup for rows of `cols`: one slice (8 weights) per thread when the
+/// row is short, up to 256; at least 32 per row for the reduction.
+pub fn gemv_workgroup(cols: usize) -> u32 {
+    let slices = (cols / 8).max(1).next_power_of_two() as u32;
+    slices.clamp(32 * GEMV_ROWS, 256)
+}
+
+/// Whether the GEMV reads rows of `cols` (whole 8-weight slices; every quantized row is).
+pub fn gemv_fits(cols: usize) -> bool {
+    cols.is_multiple_of(8)
+}
+
+/// `gemv.wgsl` for weights of type `ty`, with its rows per workgroup.
+pub fn gemv_source(ty: TensorType) -> Result<String, GpuError> {
+    Ok(format!("const R: u32 = {GEMV_ROWS}u;\n{}", source_for("gemv", GEMV_SOURCE, ty)?))
+}
 
 /// Tile: threads per workgroup (one SIMD width on lavapipe; more only adds scheduling), and
 /// rows × tokens per thread for decode and prefill. Tuned on lavapipe: 16 × 16 is where
@@ -238,17 +261,25 @@ pub struct MatMul {
     /// Under Tile, Reduce pipelines for rows that are not whole 32-weight pieces (F32/F16
     /// only: every quantized row is whole blocks), which Tile cannot read.
     fallback: Option<Pair>,
+    /// Under Reduce, the decode GEMV per row length (`gemv.wgsl`; the length is compiled in).
+    gemv: Vec<(u32, Variant)>,
     /// Workgroups per dispatch dimension (the device limit; lowered by tests).
     max_groups: u32,
 }
 
 impl MatMul {
-    /// The kernel for `ty` with the strategy that suits this adapter.
-    pub fn new(gpu: &Gpu, ty: TensorType) -> Result<Self, GpuError> {
-        Self::with_strategy(gpu, ty, gpu.strategy())
+    /// The kernels for `ty` with the strategy this device uses, for rows of each length in
+    /// `row_lengths` (a decode GEMV is built per length on GPUs).
+    pub fn new(gpu: &Gpu, ty: TensorType, row_lengths: &[usize]) -> Result<Self, GpuError> {
+        Self::with_strategy(gpu, ty, gpu.strategy(), row_lengths)
     }
 
-    pub fn with_strategy(gpu: &Gpu, ty: TensorType, strategy: Strategy) -> Result<Self, GpuError> {
+    pub fn with_strategy(
+        gpu: &Gpu,
+        ty: TensorType,
+        strategy: Strategy,
+        row_lengths: &[usize],
+    ) -> Result<Self, GpuError> {
         let name = format!("matmul {ty}");
         let reduce = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
             let source = source_for("matmul", SOURCE, ty)?;
@@ -272,7 +303,17 @@ impl MatMul {
                 (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
             }
         };
-        Ok(MatMul { ty, strategy, main, fallback, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
+        let mut gemv = Vec::new();
+        if strategy == Strategy::Reduce {
+            for &cols in row_lengths.iter().filter(|&&c| gemv_fits(c)) {
+                let constants = [("WG", f64::from(gemv_workgroup(cols))), ("SLICES", (cols / 8) as f64)];
+                let name = format!("gemv {ty} × {cols}");
+                let pipeline = gpu.compute_pipeline(&name, &gemv_source(ty)?, "main", &constants)?;
+                gemv.push((cols as u32, Variant { pipeline, rows: GEMV_ROWS, tile: 1 }));
+            }
+        }
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
+        Ok(MatMul { ty, strategy, main, fallback, gemv, max_groups })
     }
 
     /// Parameters for `y = x Wᵀ` with W (rows × cols) of this op's type and `n_tokens` rows
@@ -301,6 +342,11 @@ impl MatMul {
 
     /// The pipeline for a matrix of `cols` columns over `n_tokens` tokens.
     fn variant(&self, cols: u32, n_tokens: u32) -> &Variant {
+        if n_tokens <= 1 {
+            if let Some((_, v)) = self.gemv.iter().find(|(c, _)| *c == cols) {
+                return v;
+            }
+        }
         match &self.fallback {
             Some(reduce) if !cols.is_multiple_of(32) => reduce.get(n_tokens),
             _ => self.main.get(n_tokens),
@@ -483,9 +529,13 @@ pub(crate) mod tests {
 
     const STRATEGIES: [Strategy; 2] = [Strategy::Reduce, Strategy::Tile];
 
+    /// Every row length the tests use (Reduce builds a decode GEMV for those it can read).
+    const ROW_LENGTHS: [usize; 8] = [57, 96, 224, 255, 256, 768, 1056, 1280];
+
     /// Every kernel both strategies build for `ty`, on the test adapter.
     fn ops(ty: TensorType) -> impl Iterator<Item = MatMul> {
-        STRATEGIES.into_iter().map(move |s| MatMul::with_strategy(testing::gpu(), ty, s).unwrap())
+        let lengths: Vec<usize> = ROW_LENGTHS.into_iter().filter(|c| c % ty.block_size() as usize == 0).collect();
+        STRATEGIES.into_iter().map(move |s| MatMul::with_strategy(testing::gpu(), ty, s, &lengths).unwrap())
     }
 
     #[test]
@@ -493,12 +543,13 @@ pub(crate) mod tests {
         let tiles = [(TILE_DECODE_ROWS, 1), TILE_PREFILL, (3, 5)];
         for &ty in FORMATS {
             let sources = std::iter::once(SOURCE.to_string()).chain(tiles.iter().map(|&(r, t)| tile_source(r, t)));
-            for kernel in sources {
+            let sources = sources.map(|kernel| source_for("matmul", &kernel, ty).unwrap());
+            for source in sources.chain([gemv_source(ty).unwrap()]) {
                 for mark in ["{{DECLARE}}", "{{LOAD_X}}", "{{ROWS}}", "{{STORE}}"] {
-                    assert!(!kernel.contains(mark), "{mark} was left unfilled");
+                    assert!(!source.contains(mark), "{mark} was left unfilled");
                 }
                 testing::check_uniform::<Params>(
-                    &source_for("matmul", &kernel, ty).unwrap(),
+                    &source,
                     "Params",
                     &[
                         ("rows", std::mem::offset_of!(Params, rows)),
@@ -527,12 +578,44 @@ pub(crate) mod tests {
         for &ty in FORMATS {
             for op in ops(ty) {
                 for (i, &cols) in awkward_cols(ty).iter().enumerate() {
+                    let gemv = op.gemv.iter().any(|&(c, _)| c as usize == cols);
+                    assert_eq!(gemv, op.strategy == Strategy::Reduce && gemv_fits(cols), "{ty} × {cols}: GEMV built");
                     for rows in [7, 33, 130] {
                         if i == 2 && rows != 33 {
                             continue; // the longest rows once is enough
                         }
                         check(&op, &mut rng, rows, cols, 1);
                     }
+                }
+            }
+        }
+    }
+
+    /// The GEMV's loads are coalesced: for every format, the first loads of 32 neighbouring
+    /// threads (one warp on NVIDIA) touch few 128-byte lines, for weights and for x alike.
+    /// The addresses come from the shader (`trace_loads` computes them with the functions
+    /// `main` loads through). The old one-thread-per-block kernel put neighbouring threads'
+    /// x loads 128 bytes apart: 32 lines per warp-wide load.
+    #[test]
+    fn gemv_loads_are_coalesced() {
+        const MAX_LINES: usize = 8;
+        let gpu = testing::gpu();
+        let wg = gemv_workgroup(4096);
+        for &ty in FORMATS {
+            let constants = [("WG", f64::from(wg)), ("SLICES", 512.0)];
+            let pipeline = gpu.compute_pipeline("gemv trace", &gemv_source(ty).unwrap(), "trace_loads", &constants);
+            let pipeline = pipeline.unwrap();
+            let out = Output::new(gpu, 2 * wg as usize);
+            let bind = super::super::bind_group(gpu, "trace", &pipeline, &[(4, out.binding())]);
+            testing::run(gpu, |pass| pass.dispatch(&pipeline, &bind, [1, 1, 1]));
+            let addrs: Vec<u32> = out.read(gpu).iter().map(|v| v.to_bits()).collect();
+            for warp in addrs.chunks_exact(64) {
+                for (what, site, width) in [("weights", 0, 4), ("x", 1, 16)] {
+                    let mut lines: Vec<u32> =
+                        warp.iter().skip(site).step_by(2).flat_map(|&a| [a / 128, (a + width - 1) / 128]).collect();
+                    lines.sort_unstable();
+                    lines.dedup();
+                    assert!(lines.len() <= MAX_LINES, "{ty}: a warp's {what} load touches {} lines", lines.len());
                 }
             }
         }
@@ -621,7 +704,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unsupported_format_is_an_error_naming_it() {
-        let err = MatMul::new(testing::gpu(), TensorType::Q3_K).err().unwrap().to_string();
+        let err = MatMul::new(testing::gpu(), TensorType::Q3_K, &[256]).err().unwrap().to_string();
         assert!(err.contains("Q3_K") && err.contains("Q4_K"), "{err}");
     }
 }
