@@ -10,7 +10,13 @@
 //! Two ways to lay the work on threads ([`Strategy`]), both reading the same raw blocks:
 //! - [`Strategy::Reduce`] (`shaders/matmul.wgsl`): the threads of a workgroup split each
 //!   row's pieces and sum in workgroup memory, so neighbouring threads read neighbouring
-//!   blocks — the layout GPUs coalesce.
+//!   blocks — the layout GPUs coalesce. Decode (one token) uses the GEMV instead
+//!   (`shaders/gemv.wgsl`, one pipeline per row length): 8-weight slices on neighbouring
+//!   threads, so a warp reads a contiguous run of weight bytes and x in a few 128-byte lines
+//!   (the old kernel put neighbouring threads' x loads 128 bytes apart: 32 lines per load,
+//!   ~15% of an H100's bandwidth by the study in `../shared/design/gpu-speed.md`); x loaded
+//!   once per slice as two vec4 and used for [`GEMV_ROWS`] rows; offsets and minimums folded
+//!   out of the per-weight math (`d·(Σq·x − 8·Σx)`). Its speed on a real GPU is unmeasured.
 //! - [`Strategy::Tile`] (`shaders/matmul_tile.wgsl`): each thread owns a register tile of rows
 //!   × tokens. For CPU-backed adapters (lavapipe, SwiftShader), where every buffer load is a
 //!   per-lane gather and only reuse pays. Measured on lavapipe (2 cores, `examples/
