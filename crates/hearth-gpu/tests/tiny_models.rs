@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use hearth_gguf::read_index;
 use hearth_gpu::ops::Strategy;
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
-use hearth_model::{CpuEngine, Engine, Logits, Model};
+use hearth_model::{CpuEngine, Engine, Logits, Model, Sampler, SamplingParams};
 use serde_json::Value;
 
 /// Largest |GPU − CPU| for any logit (logits reach ~16). The GPU stores K/V in f16, the CPU
@@ -20,6 +20,13 @@ const MAX_ABS: f32 = 3e-2;
 /// Σ(GPU − CPU)² / Σ CPU² over all logits (measured: 1.4e-7 to 2.6e-7; a wrong RoPE or
 /// attention gives 1e-2 and more).
 const NMSE: f64 = 1e-6;
+
+/// Dispatches per layer of a decoded token: RMSNorm, Q, K, V, RoPE ×2, KV write, attention,
+/// Wo, residual add, RMSNorm, gate, up, SwiGLU, down, residual add. Issue 9's goal is 6.
+const DISPATCHES_PER_LAYER: usize = 16;
+/// Outside the layers, for a greedy decode step of a model whose tables each fit one
+/// binding: the embedding, the final norm, the output matmul and argmax's two passes.
+const DISPATCHES_OUTSIDE: usize = 5;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../hearth-model/tests/fixtures"))
@@ -75,6 +82,13 @@ fn check(name: &str) {
         for &t in &tokens {
             stepwise.extend(gpu.forward(&[t], Logits::Last).unwrap());
         }
+        // A greedy decode step: its dispatches, counted by the engine, and one submit.
+        let mut sampler = Sampler::new(SamplingParams::greedy());
+        gpu.forward_and_sample(&tokens[..1], &mut sampler, &[]).unwrap();
+        let s = gpu.last_call();
+        let layers = gpu.model.config.n_layers;
+        assert_eq!(s.dispatches, DISPATCHES_PER_LAYER * layers + DISPATCHES_OUTSIDE, "{name}, {strategy:?}: {s:?}");
+        assert_eq!((s.submits, s.readback_bytes), (1, 4), "{name}, {strategy:?}: {s:?}");
         for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
             let (max, nmse) = compare(name, got, &want);
             eprintln!("{name}, {strategy:?}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}");
