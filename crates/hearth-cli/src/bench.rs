@@ -1,5 +1,5 @@
-//! `hearth bench`: prefill and decode speed, weight bytes read per token, achieved memory
-//! bandwidth and its utilisation, and kernel launches per token.
+//! `hearth bench`: prefill and decode speed, bytes read per decoded token (weights and KV
+//! cache), achieved memory bandwidth and its utilisation, and kernel launches per token.
 
 use std::path::PathBuf;
 
@@ -112,7 +112,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let prefill_tps = prompt.len() as f64 / prefill_s;
     let decode_tps = a.gen_tokens as f64 / decode_s.max(1e-9);
     let bytes = weight_bytes_per_token(&index);
-    let gbps = bytes as f64 * decode_tps / 1e9;
+    // Attention at position p reads the K and V of positions 0..=p; decode ran at positions
+    // prompt..prompt + gen, so on average prompt + (gen + 1) / 2 of them.
+    let kv_positions = prompt.len() as f64 + (a.gen_tokens as f64 + 1.0) / 2.0;
+    let kv_bytes = (engine.kv_bytes_per_position() as f64 * kv_positions).round() as u64;
+    let gbps = (bytes + kv_bytes) as f64 * decode_tps / 1e9;
     let mbu = a.peak_gbps.map(|p| gbps / p);
     let stats = engine.stats();
     let out = json!({
@@ -123,6 +127,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "prefill_tokens_per_second": prefill_tps,
         "decode_tokens_per_second": decode_tps,
         "weight_bytes_per_token": bytes,
+        "kv_bytes_per_token": kv_bytes,
         "decode_gb_per_second": gbps,
         "peak_gb_per_second": a.peak_gbps,
         "memory_bandwidth_utilization": mbu,
@@ -135,7 +140,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{name}");
         println!("  prefill  {prefill_tps:>9.1} tok/s  ({} tokens)", prompt.len());
         println!("  decode   {decode_tps:>9.1} tok/s  ({} tokens)", a.gen_tokens);
-        println!("  weights  {} per token, {gbps:.2} GB/s achieved", hearth_gpu::human(bytes));
+        let (w, kv) = (hearth_gpu::human(bytes), hearth_gpu::human(kv_bytes));
+        println!("  reads    {w} of weights + {kv} of KV cache per token, {gbps:.2} GB/s achieved");
         if let Some(m) = mbu {
             println!("  MBU      {:.1}% of {} GB/s", m * 100.0, a.peak_gbps.unwrap_or(0.0));
         }

@@ -185,6 +185,11 @@ fn bench_reports_speed_bandwidth_and_launches() {
         let per_layer = (576 * 576 * 2 + 576 * 192 * 2 + 576 * 1536 * 3) * 34 / 32 + 2 * 576 * 4;
         let expected = 49152 * 576 * 34 / 32 + 30 * per_layer + 576 * 4;
         assert_eq!(out["weight_bytes_per_token"].as_u64().unwrap(), expected as u64);
+        // K and V of 30 layers × 192 (3 KV heads of 64), f32 on the CPU and f16 on the GPU,
+        // at the decode's mean position count: positions 8 and 9 read 9 and 10 of them.
+        let element = if backend == "gpu" { 2.0 } else { 4.0 };
+        let kv = 2.0 * 30.0 * 192.0 * element * 9.5;
+        assert_eq!(out["kv_bytes_per_token"].as_u64().unwrap(), kv as u64, "{out}");
         let mbu = out["memory_bandwidth_utilization"].as_f64().unwrap();
         let gbps = out["decode_gb_per_second"].as_f64().unwrap();
         assert!((mbu - gbps / 100.0).abs() < 1e-9);

@@ -242,6 +242,12 @@ impl Engine for GpuEngine {
         EngineStats { dispatches_per_token: s.dispatches as f64, submits_per_token: s.submits as f64 }
     }
 
+    /// The cache holds f16.
+    fn kv_bytes_per_position(&self) -> u64 {
+        let c = &self.model.config;
+        2 * c.n_layers as u64 * c.kv_dim() as u64 * crate::KV_BYTES
+    }
+
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ModelError> {
         pollster::block_on(self.forward_async(tokens, which))
     }

@@ -27,6 +27,12 @@ pub trait Engine {
     fn stats(&self) -> EngineStats {
         EngineStats::default()
     }
+    /// Bytes of K and V that one cached position holds over all layers: what attention reads
+    /// per position for each decoded token. The CPU reference caches f32.
+    fn kv_bytes_per_position(&self) -> u64 {
+        let c = self.config();
+        2 * c.n_layers as u64 * c.kv_dim() as u64 * 4
+    }
     /// Runs `tokens` and picks the next token. By default the last logits are read back and
     /// sampled on the CPU; a GPU engine samples on the device and reads back 4 bytes.
     fn forward_and_sample(
