@@ -1,12 +1,19 @@
 //! Times the matmul kernels of both strategies at SmolLM2 and 7B shapes on the default
 //! adapter (a development aid for tuning, not a benchmark of record — that is `hearth bench`):
 //! `cargo run --release -p hearth-gpu --example kernel_time [TOKENS]`.
+//!
+//! Each timed dispatch reads a different copy of the weights, rotating over at least
+//! [`ROTATE_BYTES`], so that on a GPU the figure is DRAM bandwidth, not a warm L2 (50 MB on
+//! an H100, 60 MB on an H200, 72 MB on an RTX 4090).
 use std::time::Instant;
 
 use hearth_gguf::TensorType;
 use hearth_gpu::ops::matmul::{self, MatMul, Strategy};
 use hearth_gpu::ops::{Kernel, Pass};
 use hearth_gpu::{Gpu, GpuOptions};
+
+/// Weight bytes the timed dispatches rotate over: more than any GPU's L2.
+const ROTATE_BYTES: usize = 256 << 20;
 
 fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols: usize, n: usize, reps: u32) {
     let op = MatMul::with_strategy(gpu, ty, strategy, &[cols]).unwrap();
@@ -15,24 +22,29 @@ fn time_matmul(gpu: &Gpu, strategy: Strategy, ty: TensorType, rows: usize, cols:
     let bytes = vec![0x11u8; bytes_len];
     let p = op.params(rows, cols, n).unwrap();
     let params = gpu.uniform("p", &p);
-    let w = matmul::upload_weights(gpu, "w", &bytes);
+    let copies = ROTATE_BYTES.div_ceil(bytes_len).max(1);
+    let reps = reps.max(copies as u32); // every copy read once at least
+    let ws: Vec<_> = (0..copies).map(|_| matmul::upload_weights(gpu, "w", &bytes)).collect();
     let x = gpu.upload("x", &vec![0.5f32; n * cols]);
     let y = gpu.upload("y", &vec![0f32; n * rows]);
-    let bind = op.bind(
-        gpu,
-        cols as u32,
-        n as u32,
-        params.as_entire_buffer_binding(),
-        w.as_entire_buffer_binding(),
-        x.as_entire_buffer_binding(),
-        y.as_entire_buffer_binding(),
-    );
+    let binds: Vec<_> = ws
+        .iter()
+        .map(|w| {
+            let (p, w, x, y) = (
+                params.as_entire_buffer_binding(),
+                w.as_entire_buffer_binding(),
+                x.as_entire_buffer_binding(),
+                y.as_entire_buffer_binding(),
+            );
+            op.bind(gpu, cols as u32, n as u32, p, w, x, y)
+        })
+        .collect();
     let run = |reps: u32| {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = Pass::new(&mut enc);
-            for _ in 0..reps {
-                op.dispatch(&mut pass, &bind, &p);
+            for i in 0..reps as usize {
+                op.dispatch(&mut pass, &binds[i % binds.len()], &p);
             }
         }
         gpu.queue.submit([enc.finish()]);
