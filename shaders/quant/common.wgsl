@@ -19,9 +19,11 @@ fn read_u8(a: u32) -> u32 {
     return (w[a >> 2u] >> ((a & 3u) * 8u)) & 0xffu;
 }
 
-// IEEE half bits (low 16 bits of h) to f32, exactly. Done by hand: naga validates
-// unpack2x16float only with the SHADER_FLOAT16_IN_FLOAT32 capability, which core WGSL
-// validation (testing::check_uniform) does not grant.
+// IEEE half bits (low 16 bits of h) to f32, exactly, subnormals included, so the scales and
+// dequantized weights match ggml bit for bit. Kept by hand although unpack2x16float is core
+// WGSL (naga needs SHADER_FLOAT16_IN_FLOAT32, which the tests' validator grants): whether
+// every driver keeps subnormal halves through it was not checked. The F16 GEMV uses
+// unpack2x16float for its weights (f16.wgsl says so).
 fn f16_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let exp = (h >> 10u) & 0x1fu;
