@@ -1,6 +1,6 @@
 // Element-wise ops over n f32 values, in place, one thread per element:
 //   swiglu: x[i] = silu(x[i]) * y[i]   (x = gate, y = up; silu(v) = v / (1 + exp(-v)))
-//   add:    x[i] = x[i] + y[i]         (residual add)
+// (for gate and up projections that are two matmuls; fuse.wgsl fuses it otherwise).
 // x: (n) f32, read and written;  y: (n) f32.
 // Element index = (wid.y * num_workgroups.x + wid.x) * WG + lid.x: the host spreads the
 // workgroups over a 2D grid when n / WG exceeds the per-dimension dispatch limit (65535).
@@ -39,17 +39,5 @@ fn swiglu(
     let i = index(wid, groups, lid);
     if (i < p.n) {
         x[i] = silu(x[i]) * y[i];
-    }
-}
-
-@compute @workgroup_size(WG)
-fn add(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let i = index(wid, groups, lid);
-    if (i < p.n) {
-        x[i] = x[i] + y[i];
     }
 }

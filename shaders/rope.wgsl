@@ -1,34 +1,55 @@
-// Rotary position embedding, in place, one invocation per rotated pair:
-//   token t sits at position start + t; pair i of every head rotates by
+// Rotary position embedding of Q and K, and the append of K and V to the KV cache, in one
+// dispatch (the epilogue of the Q/K/V projection, as a kernel of its own):
+//   q_out[t]              = RoPE(q[t], start + t)                       (f32)
+//   k_cache[start + t]    = f16(RoPE(k[t], start + t))
+//   v_cache[start + t]    = f16(v[t])
+// q, k, v are read from `src` (the projection's output): token t's q at q_off + t·q_stride,
+// its k and v at k_off / v_off + t·kv_stride (one [Q | K | V] row per token when the
+// projection is one matmul, three regions when it is three).
+//
+// Token t sits at position start + t; pair i of every head rotates by
 //   θ_i = freq_scale · (pos · theta_scale^i / freq_factors[i]),  theta_scale = freq_base^(-2/n_rot)
 // θ is built as ggml builds it, by i repeated f32 multiplications (theta_scale comes from the
 // host's powf), so it matches the CPU reference bit for bit wherever f32 multiplication is
 // correctly rounded. Only cos/sin differ: the angle is first reduced to [-π, π] here
 // (Cody–Waite, 2π in three parts), because GPU cos/sin are only specified on that range.
 // Pairs: mode 0 (llama) (x[2i], x[2i+1]); mode 1 (NeoX) (x[i], x[i + n_rot/2]).
-// Elements n_rot..head_dim of a head are left untouched.
-// x: (n_tokens, n_heads, head_dim) row-major f32.
+// Elements n_rot..head_dim of a head are not rotated.
+//
+// Cache layout per layer: (positions, n_kv_heads, head_dim) f16, row-major, two f16 per u32
+// (element 2w in the low half of word w, 2w + 1 in the high half: pack2x16float, core WGSL),
+// so a position's row is kv_dim / 2 words; head_dim is even.
+// One invocation per pair of adjacent elements (a cache word): first the q_dim / 2 of Q, then
+// the kv_dim / 2 of K and V together; workgroups along (items, tokens). Each invocation
+// computes both of its outputs from the unrotated input, so nothing is rotated in place.
 
 override WG: u32 = 64u; // workgroup size, set by the host (ops/rope.rs)
 
 struct Params {
     n_tokens: u32,
     n_heads: u32,
-    head_dim: u32,
+    n_kv_heads: u32,
+    head_dim: u32,     // even
     n_rot: u32,        // even, <= head_dim
     start: u32,        // position of token 0
     mode: u32,         // 0 = interleaved (llama), 1 = NeoX
     has_factors: u32,  // 0: freq_factors is ignored (all ones)
     theta_scale: f32,  // freq_base^(-2/n_rot), computed on the host
     freq_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    q_stride: u32,     // elements of src between tokens' q
+    kv_stride: u32,    // elements of src between tokens' k (and v)
+    q_off: u32,        // elements of src before token 0's q
+    k_off: u32,
+    v_off: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;    // (n_tokens, n_heads, head_dim)
-@group(0) @binding(2) var<storage, read> freq_factors: array<f32>; // (n_rot / 2), read only if has_factors
+@group(0) @binding(1) var<storage, read> src: array<f32>;             // the projection's output
+@group(0) @binding(2) var<storage, read> freq_factors: array<f32>;    // (n_rot / 2), read only if has_factors
+@group(0) @binding(3) var<storage, read_write> q_out: array<f32>;     // (n_tokens, n_heads, head_dim)
+@group(0) @binding(4) var<storage, read_write> k_cache: array<u32>;   // (positions, kv_dim / 2)
+@group(0) @binding(5) var<storage, read_write> v_cache: array<u32>;   // (positions, kv_dim / 2)
 
 // 2π = TWO_PI_HI + TWO_PI_MID + TWO_PI_LO; HI and MID have 8 significant bits, so k·HI and
 // k·MID are exact for |k| < 2^16 (angles up to ~4·10^5 rad).
@@ -37,18 +58,23 @@ const TWO_PI_MID: f32 = 1.9378662109375e-3;
 const TWO_PI_LO: f32 = -2.559031372584286e-6;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = wid.y;
-    let half = p.n_rot / 2u;
-    let j = wid.x * WG + lid.x; // (head, pair) within the token
-    if (t >= p.n_tokens || j >= p.n_heads * half) {
-        return;
+// Element d of the head starting at src[head], rotated for position `pos`.
+fn rotated(head: u32, d: u32, pos: u32) -> f32 {
+    if (d >= p.n_rot) {
+        return src[head + d];
     }
-    let head = j / half;
-    let i = j % half;
-
-    var theta_base = f32(p.start + t);
+    let half = p.n_rot / 2u;
+    var i = d / 2u; // the pair
+    var a = head + 2u * i;
+    var b = a + 1u;
+    var second = d % 2u == 1u;
+    if (p.mode == 1u) {
+        i = d % half;
+        a = head + i;
+        b = a + half;
+        second = d >= half;
+    }
+    var theta_base = f32(pos);
     for (var k = 0u; k < i; k++) {
         theta_base *= p.theta_scale;
     }
@@ -60,16 +86,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let r = ((theta - k * TWO_PI_HI) - k * TWO_PI_MID) - k * TWO_PI_LO;
     let c = cos(r);
     let s = sin(r);
+    let x0 = src[a];
+    let x1 = src[b];
+    return select(x0 * c - x1 * s, x0 * s + x1 * c, second);
+}
 
-    let base = (t * p.n_heads + head) * p.head_dim;
-    var a = base + 2u * i;
-    var b = a + 1u;
-    if (p.mode == 1u) {
-        a = base + i;
-        b = a + half;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = wid.y;
+    let j = wid.x * WG + lid.x;
+    let hd = p.head_dim;
+    let q_words = p.n_heads * hd / 2u;
+    let kv_words = p.n_kv_heads * hd / 2u;
+    if (t >= p.n_tokens || j >= q_words + kv_words) {
+        return;
     }
-    let x0 = x[a];
-    let x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
+    let pos = p.start + t;
+    if (j < q_words) {
+        let e = 2u * j;
+        let head = p.q_off + t * p.q_stride + e / hd * hd;
+        let d = e % hd;
+        let o = t * 2u * q_words + e;
+        q_out[o] = rotated(head, d, pos);
+        q_out[o + 1u] = rotated(head, d + 1u, pos);
+    } else {
+        let w = j - q_words;
+        let e = 2u * w;
+        let d = e % hd;
+        let head = p.k_off + t * p.kv_stride + e / hd * hd;
+        let dst = pos * kv_words + w;
+        k_cache[dst] = pack2x16float(vec2<f32>(rotated(head, d, pos), rotated(head, d + 1u, pos)));
+        let v = p.v_off + t * p.kv_stride + e;
+        v_cache[dst] = pack2x16float(vec2<f32>(src[v], src[v + 1u]));
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 use hearth_gguf::{GgufIndex, ReadAt, TensorType};
-use hearth_model::{Logits, Sampler, SamplingParams, SyntheticModel, SyntheticShape};
+use hearth_model::{Logits, QuantMix, Sampler, SamplingParams, SyntheticModel, SyntheticShape};
 use serde_json::json;
 use web_time::Instant;
 
@@ -18,10 +18,12 @@ pub struct BenchArgs {
     /// A .gguf model file.
     #[arg(long, short = 'm')]
     model: Option<PathBuf>,
-    /// A model of this shape with seeded random weights: llama2-7b, llama3-8b, smollm2-135m.
+    /// A model of this shape with seeded random weights: llama2-7b, llama3-8b, smollm2-135m,
+    /// tiny.
     #[arg(long, requires = "quant")]
     synthetic: Option<SyntheticShape>,
-    /// Weight format for --synthetic: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
+    /// Weight format for --synthetic: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, or Q4_K_M
+    /// (llama.cpp's mix: Q4_K, with Q6_K attn_v/ffn_down in half the layers and Q6_K output).
     #[arg(long)]
     quant: Option<String>,
     #[arg(long, default_value_t = 512)]
@@ -37,7 +39,7 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn parse_quant(name: &str) -> Result<TensorType> {
+fn parse_quant(name: &str) -> Result<QuantMix> {
     const NAMES: &[TensorType] = &[
         TensorType::F32,
         TensorType::F16,
@@ -47,8 +49,8 @@ fn parse_quant(name: &str) -> Result<TensorType> {
         TensorType::Q4_K,
         TensorType::Q6_K,
     ];
-    NAMES.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name)).with_context(|| {
-        format!("--quant {name}: one of {}", NAMES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+    QuantMix::parse(name, NAMES).with_context(|| {
+        format!("--quant {name}: one of {}, Q4_K_M", NAMES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
     })
 }
 

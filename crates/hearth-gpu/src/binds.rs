@@ -5,26 +5,23 @@ use hearth_gguf::TensorType;
 use hearth_model::Config;
 
 use crate::buffers::{Activations, KvLayer};
-use crate::ops::attention::{self, Attention, KvWrite};
+use crate::ops::attention::{self, Attention};
 use crate::ops::elementwise::{self, Elementwise, Kind};
 use crate::ops::embedding::{self, Embedding};
-use crate::ops::matmul::{self, MatMul};
-use crate::ops::rmsnorm::{self, RmsNorm};
-use crate::ops::rope::{self, Rope};
+use crate::ops::matmul::{self, Fuse, MatMul};
+use crate::ops::rope::{self, RopeKv};
 use crate::ops::sample::{self, Argmax, ArgmaxBind, Sample};
 use crate::step::{Bound, Rows, StepBuffer};
-use crate::weights::{GpuMatrix, GpuWeights};
+use crate::weights::{GpuLayer, GpuMatrix, GpuWeights, Proj};
 use crate::{Gpu, GpuError};
 
-/// One pipeline per kernel (and per weight dtype for matmul).
+/// One pipeline per kernel (and per weight dtype and fusion for matmul).
 pub struct Ops {
     pub embedding: Embedding,
-    pub rmsnorm: RmsNorm,
     pub matmuls: Vec<MatMul>,
-    pub rope: Rope,
-    pub kv_write: KvWrite,
+    pub rope_kv: RopeKv,
     pub attention: Attention,
-    pub add: Elementwise,
+    /// For gate and up projections that could not be stacked (one matmul each).
     pub swiglu: Elementwise,
     pub argmax: Argmax,
     pub sample: Sample,
@@ -34,16 +31,13 @@ impl Ops {
     pub fn new(gpu: &Gpu, c: &Config, w: &GpuWeights) -> Result<Self, GpuError> {
         Ok(Ops {
             embedding: Embedding::new(gpu, w.token_embd.ty)?,
-            rmsnorm: RmsNorm::new(gpu)?,
             matmuls: w
                 .matmul_shapes()
                 .into_iter()
-                .map(|(ty, cols)| MatMul::new(gpu, ty, &cols))
+                .map(|(ty, shapes)| MatMul::new(gpu, ty, &shapes))
                 .collect::<Result<_, _>>()?,
-            rope: Rope::new(gpu)?,
-            kv_write: KvWrite::new(gpu)?,
+            rope_kv: RopeKv::new(gpu)?,
             attention: Attention::new(gpu, c.head_dim as u32, c.gqa_group() as u32)?,
-            add: Elementwise::new(gpu, Kind::Add)?,
             swiglu: Elementwise::new(gpu, Kind::SwiGlu)?,
             argmax: Argmax::new(gpu)?,
             sample: Sample::new(gpu)?,
@@ -63,35 +57,32 @@ pub struct MatPart {
     pub prefill: wgpu::BindGroup,
 }
 
+/// A decoder layer's six dispatches (more where projections could not be stacked).
 pub struct LayerBinds {
-    pub attn_norm: Bound<rmsnorm::Slot>,
-    pub q: Vec<MatPart>,
-    pub k: Vec<MatPart>,
-    pub v: Vec<MatPart>,
-    pub rope_q: Bound<rope::Slot>,
-    pub rope_k: Bound<rope::Slot>,
-    pub kv_write: Bound<attention::KvWriteSlot>,
+    /// RMSNorm(x) · [W_q; W_k; W_v] → qkv
+    pub qkv: Vec<MatPart>,
+    /// RoPE(q) → q; RoPE(k), v → the KV cache
+    pub rope_kv: Bound<rope::Slot>,
     pub attention: Bound<attention::Slot>,
+    /// x += att · W_o
     pub wo: Vec<MatPart>,
-    pub ffn_norm: Bound<rmsnorm::Slot>,
-    pub gate: Vec<MatPart>,
-    pub up: Vec<MatPart>,
+    /// silu(RMSNorm(x) · W_gate) ⊙ RMSNorm(x) · W_up → gate
+    pub gate_up: Vec<MatPart>,
+    /// The SwiGLU, when gate and up were two matmuls.
+    pub swiglu: Option<Bound<elementwise::Slot>>,
+    /// x += gate · W_down
     pub down: Vec<MatPart>,
 }
 
-/// Final norm and logits, for the last position (from `x_last`) or for all of a batch.
+/// The logits, RMSNorm(x) · W_outputᵀ, for the last position (from `x_last`) or for all of a
+/// batch.
 pub struct HeadBinds {
-    pub norm: Bound<rmsnorm::Slot>,
     pub output: Vec<MatPart>,
 }
 
 pub struct Binds {
     pub embed: Vec<Bound<embedding::Slot>>, // one per part of the table
     pub layers: Vec<LayerBinds>,
-    /// x += xb, over (n, dim): both residual adds of every layer.
-    pub add: Bound<elementwise::Slot>,
-    /// gate = silu(gate) ⊙ up, over (n, ffn_dim).
-    pub swiglu: Bound<elementwise::Slot>,
     pub last: HeadBinds,
     pub all: HeadBinds,
     pub argmax: Bound<sample::ArgmaxSlot, ArgmaxBind>,
@@ -103,6 +94,7 @@ struct Builder<'a> {
     ops: &'a Ops,
     step: &'a mut StepBuffer,
     c: &'a Config,
+    batch: usize,
 }
 
 fn whole(b: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
@@ -110,54 +102,66 @@ fn whole(b: &wgpu::Buffer) -> wgpu::BufferBinding<'_> {
 }
 
 impl Builder<'_> {
-    /// y = x Wᵀ, part by part: each part writes its rows of y (bound at its first row).
-    fn matmul(&mut self, m: &GpuMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer, tokens: Rows) -> Vec<MatPart> {
+    /// y = x Wᵀ with `fuse`, part by part: each part writes its rows of y, bound at element
+    /// `y_at` + its first row. `norm`: RMSNorm's weights, under `fuse.norm`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &mut self,
+        m: &GpuMatrix,
+        fuse: Fuse,
+        norm: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        y_at: usize,
+        tokens: Rows,
+    ) -> Vec<MatPart> {
+        let y_stride = fuse.out_rows(m.rows as u32) as usize;
+        let eps = self.c.norm_eps;
         m.parts
             .iter()
             .map(|part| {
-                let slot = matmul::Slot { ty: m.ty, rows: part.rows.len(), cols: m.cols, y_stride: m.rows, tokens };
-                let y = wgpu::BufferBinding { buffer: y, offset: 4 * part.rows.start as u64, size: None };
+                let slot = matmul::Slot { ty: m.ty, rows: part.rows.len(), cols: m.cols, y_stride, tokens, fuse, eps };
+                let offset = 4 * (y_at + part.rows.start) as u64;
+                let y = wgpu::BufferBinding { buffer: y, offset, size: None };
                 let op = self.ops.matmul(m.ty);
                 let cols = m.cols as u32;
                 let i = self.step.slot(self.gpu, &slot);
                 let params = self.step.binding(i);
-                let bind = |n| op.bind(self.gpu, cols, n, params.clone(), whole(&part.buffer), whole(x), y.clone());
+                let bind = |n| {
+                    let (w, x) = (whole(&part.buffer), whole(x));
+                    op.bind(self.gpu, fuse, cols, n, params.clone(), w, x, y.clone(), norm.map(whole))
+                };
                 let (decode, prefill) = (bind(1), bind(2));
                 MatPart { slot, decode, prefill }
             })
             .collect()
     }
 
-    fn norm(&mut self, x: &wgpu::Buffer, w: &wgpu::Buffer, y: &wgpu::Buffer, rows: Rows) -> Bound<rmsnorm::Slot> {
-        let slot = rmsnorm::Slot { dim: self.c.dim, eps: self.c.norm_eps, rows };
-        let i = self.step.slot(self.gpu, &slot);
-        let params = self.step.binding(i);
-        Bound { bind: self.ops.rmsnorm.bind(self.gpu, params, whole(x), whole(w), whole(y)), slot }
-    }
-
-    fn rope(&mut self, x: &wgpu::Buffer, n_heads: usize, factors: Option<&wgpu::Buffer>) -> Bound<rope::Slot> {
-        let slot = rope::Slot { n_heads };
-        let i = self.step.slot(self.gpu, &slot);
-        let params = self.step.binding(i);
-        Bound { bind: self.ops.rope.bind(self.gpu, params, whole(x), factors.map(whole)), slot }
-    }
-
-    fn layer(
-        &mut self,
-        l: &crate::weights::GpuLayer,
-        a: &Activations,
-        kv: &KvLayer,
-        f: Option<&wgpu::Buffer>,
-    ) -> LayerBinds {
+    fn layer(&mut self, l: &GpuLayer, a: &Activations, kv: &KvLayer, f: Option<&wgpu::Buffer>) -> LayerBinds {
         let c = self.c;
         let gpu = self.gpu;
-        let kv_slot = attention::KvWriteSlot { kv_dim: c.kv_dim() };
-        let i = self.step.slot(gpu, &kv_slot);
-        let params = self.step.binding(i);
-        let kv_write = Bound {
-            bind: self.ops.kv_write.bind(gpu, params, whole(&a.k), whole(&a.v), whole(&kv.k), whole(&kv.v)),
-            slot: kv_slot,
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
+        let (qkv, layout) = match &l.qkv {
+            Proj::Stacked(m) => (
+                self.matmul(m, Fuse::NORM, Some(&l.attn_norm), &a.x, &a.qkv, 0, Rows::Batch),
+                rope::Layout::rows(q_dim, kv_dim),
+            ),
+            Proj::Separate(ms) => {
+                let (q_off, k_off, v_off) = Activations::qkv_regions(c, self.batch);
+                let parts = ms
+                    .iter()
+                    .zip([q_off, k_off, v_off])
+                    .flat_map(|(m, at)| self.matmul(m, Fuse::NORM, Some(&l.attn_norm), &a.x, &a.qkv, at, Rows::Batch))
+                    .collect();
+                (parts, rope::Layout { q_stride: q_dim, kv_stride: kv_dim, q_off, k_off, v_off })
+            }
         };
+        let slot = rope::Slot { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, layout };
+        let i = self.step.slot(gpu, &slot);
+        let params = self.step.binding(i);
+        let bind =
+            self.ops.rope_kv.bind(gpu, params, whole(&a.qkv), f.map(whole), whole(&a.q), whole(&kv.k), whole(&kv.v));
+        let rope_kv = Bound { bind, slot };
         let att_slot = attention::Slot { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
         let i = self.step.slot(gpu, &att_slot);
         let params = self.step.binding(i);
@@ -165,38 +169,32 @@ impl Builder<'_> {
             bind: self.ops.attention.bind(gpu, params, whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att)),
             slot: att_slot,
         };
+        let norm = Some(&l.ffn_norm);
+        let (gate_up, swiglu) = match &l.gate_up {
+            Proj::Stacked(m) => (self.matmul(m, Fuse::NORM_SWIGLU, norm, &a.x, &a.gate, 0, Rows::Batch), None),
+            Proj::Separate(ms) => {
+                let mut parts = self.matmul(&ms[0], Fuse::NORM, norm, &a.x, &a.gate, 0, Rows::Batch);
+                parts.extend(self.matmul(&ms[1], Fuse::NORM, norm, &a.x, &a.up, 0, Rows::Batch));
+                let slot = elementwise::Slot { width: c.ffn_dim };
+                let i = self.step.slot(gpu, &slot);
+                let params = self.step.binding(i);
+                (parts, Some(Bound { bind: self.ops.swiglu.bind(gpu, params, whole(&a.gate), whole(&a.up)), slot }))
+            }
+        };
         LayerBinds {
-            attn_norm: self.norm(&a.x, &l.attn_norm, &a.xb, Rows::Batch),
-            q: self.matmul(&l.wq, &a.xb, &a.q, Rows::Batch),
-            k: self.matmul(&l.wk, &a.xb, &a.k, Rows::Batch),
-            v: self.matmul(&l.wv, &a.xb, &a.v, Rows::Batch),
-            rope_q: self.rope(&a.q, c.n_heads, f),
-            rope_k: self.rope(&a.k, c.n_kv_heads, f),
-            kv_write,
+            qkv,
+            rope_kv,
             attention,
-            wo: self.matmul(&l.wo, &a.att, &a.xb, Rows::Batch),
-            ffn_norm: self.norm(&a.x, &l.ffn_norm, &a.xb, Rows::Batch),
-            gate: self.matmul(&l.w_gate, &a.xb, &a.gate, Rows::Batch),
-            up: self.matmul(&l.w_up, &a.xb, &a.up, Rows::Batch),
-            down: self.matmul(&l.w_down, &a.gate, &a.xb, Rows::Batch),
+            wo: self.matmul(&l.wo, Fuse::ADD, None, &a.att, &a.x, 0, Rows::Batch),
+            gate_up,
+            swiglu,
+            down: self.matmul(&l.w_down, Fuse::ADD, None, &a.gate, &a.x, 0, Rows::Batch),
         }
-    }
-
-    fn elementwise(
-        &mut self,
-        op: &Elementwise,
-        width: usize,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-    ) -> Bound<elementwise::Slot> {
-        let slot = elementwise::Slot { width };
-        let i = self.step.slot(self.gpu, &slot);
-        let params = self.step.binding(i);
-        Bound { bind: op.bind(self.gpu, params, whole(x), whole(y)), slot }
     }
 }
 
 impl Binds {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Gpu,
         ops: &Ops,
@@ -205,8 +203,9 @@ impl Binds {
         w: &GpuWeights,
         a: &Activations,
         kv: &[KvLayer],
+        batch: usize,
     ) -> Binds {
-        let mut b = Builder { gpu, ops, step, c };
+        let mut b = Builder { gpu, ops, step, c, batch };
         let embed = w
             .token_embd
             .parts
@@ -221,16 +220,9 @@ impl Binds {
             })
             .collect();
         let layers = w.layers.iter().zip(kv).map(|(l, kv)| b.layer(l, a, kv, w.rope_freqs.as_ref())).collect();
-        let add = b.elementwise(&ops.add, c.dim, &a.x, &a.xb);
-        let swiglu = b.elementwise(&ops.swiglu, c.ffn_dim, &a.gate, &a.up);
-        let last = HeadBinds {
-            norm: b.norm(&a.x_last, &w.output_norm, &a.xb, Rows::One),
-            output: b.matmul(&w.output, &a.xb, &a.logits, Rows::One),
-        };
-        let all = HeadBinds {
-            norm: b.norm(&a.x, &w.output_norm, &a.xb, Rows::Batch),
-            output: b.matmul(&w.output, &a.xb, &a.logits, Rows::Batch),
-        };
+        let norm = Some(&w.output_norm);
+        let last = HeadBinds { output: b.matmul(&w.output, Fuse::NORM, norm, &a.x_last, &a.logits, 0, Rows::One) };
+        let all = HeadBinds { output: b.matmul(&w.output, Fuse::NORM, norm, &a.x, &a.logits, 0, Rows::Batch) };
         let slot = sample::ArgmaxSlot { vocab: c.vocab_size };
         let i = b.step.slot(gpu, &slot);
         let params = b.step.binding(i);
@@ -239,6 +231,6 @@ impl Binds {
         let i = b.step.slot(gpu, &slot);
         let params = b.step.binding(i);
         let sample = Bound { bind: ops.sample.bind(gpu, params, whole(&a.logits), whole(&a.sampled)), slot };
-        Binds { embed, layers, add, swiglu, last, all, argmax, sample }
+        Binds { embed, layers, last, all, argmax, sample }
     }
 }

@@ -25,14 +25,14 @@ fn staging(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
 
 /// Row-major f32 activations, B = the prefill batch.
 pub struct Activations {
-    pub x: wgpu::Buffer,       // (B, dim) the residual stream
-    pub xb: wgpu::Buffer,      // (B, dim) normed x, then a block's output before the residual add
-    pub q: wgpu::Buffer,       // (B, n_heads, head_dim)
-    pub k: wgpu::Buffer,       // (B, n_kv_heads, head_dim)
-    pub v: wgpu::Buffer,       // (B, n_kv_heads, head_dim)
+    pub x: wgpu::Buffer, // (B, dim) the residual stream
+    /// The Q/K/V projection's output: (B, q_dim + 2 kv_dim) when it is one matmul, else the
+    /// three regions of [`Activations::qkv_regions`].
+    pub qkv: wgpu::Buffer,
+    pub q: wgpu::Buffer,       // (B, n_heads, head_dim) rotated queries
     pub att: wgpu::Buffer,     // (B, n_heads, head_dim) attention output
-    pub gate: wgpu::Buffer,    // (B, ffn_dim), then silu(gate) ⊙ up
-    pub up: wgpu::Buffer,      // (B, ffn_dim)
+    pub gate: wgpu::Buffer,    // (B, ffn_dim) silu(gate) ⊙ up (gate alone before, when unfused)
+    pub up: wgpu::Buffer,      // (B, ffn_dim), when gate and up are separate matmuls
     pub x_last: wgpu::Buffer,  // (dim) the last token's x, for logits of the last position only
     pub logits: wgpu::Buffer,  // (B, vocab); row 0 only when the last position's are wanted
     pub sampled: wgpu::Buffer, // (1) u32 the token picked on the device
@@ -42,15 +42,18 @@ pub struct Activations {
     pub token_readback: wgpu::Buffer,
 }
 
+/// Elements between regions of `qkv` (64 f32 = 256 bytes, the largest storage-offset
+/// alignment WebGPU allows), so each region can be bound at its start.
+const REGION_ALIGN: usize = 64;
+
 impl Activations {
     pub fn new(gpu: &Gpu, c: &Config, batch: usize) -> Self {
         let b = batch;
+        let qkv = Self::qkv_regions(c, b).2 + b * c.kv_dim();
         Activations {
             x: storage(gpu, "x", b * c.dim),
-            xb: storage(gpu, "xb", b * c.dim),
+            qkv: storage(gpu, "qkv", qkv),
             q: storage(gpu, "q", b * c.q_dim()),
-            k: storage(gpu, "k", b * c.kv_dim()),
-            v: storage(gpu, "v", b * c.kv_dim()),
             att: storage(gpu, "att", b * c.q_dim()),
             gate: storage(gpu, "gate", b * c.ffn_dim),
             up: storage(gpu, "up", b * c.ffn_dim),
@@ -60,6 +63,14 @@ impl Activations {
             logits_readback: staging(gpu, "logits readback", 4 * (b * c.vocab_size) as u64),
             token_readback: staging(gpu, "token readback", 8),
         }
+    }
+
+    /// Where separate Q, K and V projections of a `batch` write in `qkv`: element offsets of
+    /// the (B, q_dim), (B, kv_dim) and (B, kv_dim) regions, each 256-byte aligned.
+    pub fn qkv_regions(c: &Config, batch: usize) -> (usize, usize, usize) {
+        let k = (batch * c.q_dim()).next_multiple_of(REGION_ALIGN);
+        let v = k + (batch * c.kv_dim()).next_multiple_of(REGION_ALIGN);
+        (0, k, v)
     }
 }
 

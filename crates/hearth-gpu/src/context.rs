@@ -14,6 +14,13 @@ pub struct GpuOptions {
     /// Lay the heavy kernels out this way whatever the adapter is, e.g. the Reduce kernels
     /// that real GPUs get, run end to end on lavapipe in CI. `None`: [`Strategy::for_adapter`].
     pub strategy: Option<Strategy>,
+    /// Ask for WebGPU's default limits only (what every browser grants without being asked,
+    /// e.g. 8 storage buffers per stage and 16 KiB of workgroup memory), not the adapter's:
+    /// tests build every kernel under them.
+    pub webgpu_default_limits: bool,
+    /// Ask for timestamp queries where the adapter has them (`Gpu::device.features()` then
+    /// holds `TIMESTAMP_QUERY`): for measurements, never needed to run a model.
+    pub timestamps: bool,
 }
 
 /// An open device and what it can do. Kernels take `&Gpu`.
@@ -31,7 +38,15 @@ pub struct Gpu {
     /// blocked on; [`Gpu::compute_pipeline`] leaves them here for [`Gpu::check_pipelines`].
     #[cfg(target_arch = "wasm32")]
     pending: std::cell::RefCell<Vec<PendingCheck>>,
+    /// Unit tests: every pipeline built (source, entry, constants), for checks wgpu does not
+    /// make natively (workgroup memory against the limit: browsers check it).
+    #[cfg(test)]
+    pub(crate) built: std::sync::Mutex<Vec<BuiltPipeline>>,
 }
+
+/// A pipeline's source, entry point and override values.
+#[cfg(test)]
+pub(crate) type BuiltPipeline = (String, String, Vec<(String, f64)>);
 
 #[cfg(target_arch = "wasm32")]
 type PendingCheck = (String, std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>);
@@ -50,7 +65,7 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
-        let mut limits = adapter.limits();
+        let mut limits = if options.webgpu_default_limits { wgpu::Limits::default() } else { adapter.limits() };
         if let Some(n) = options.max_storage_buffer_binding_size {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(n);
         }
@@ -60,7 +75,11 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
-                required_features: wgpu::Features::empty(),
+                required_features: if options.timestamps {
+                    adapter.features() & wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -75,6 +94,8 @@ impl Gpu {
             queue,
             #[cfg(target_arch = "wasm32")]
             pending: Default::default(),
+            #[cfg(test)]
+            built: Default::default(),
         })
     }
 
@@ -102,6 +123,12 @@ impl Gpu {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline, GpuError> {
+        #[cfg(test)]
+        self.built.lock().unwrap().push((
+            source.to_string(),
+            entry.to_string(),
+            constants.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+        ));
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),

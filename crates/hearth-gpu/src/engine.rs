@@ -30,6 +30,9 @@ pub struct StepStats {
     pub submits: usize,
     /// Bytes read back from the device.
     pub readback_bytes: usize,
+    /// Bytes of weight matrices bound to the matmul dispatches (each matrix, or each part of
+    /// a split one, counted once per dispatch that reads it).
+    pub weight_bytes: u64,
 }
 
 pub struct GpuEngine {
@@ -110,7 +113,9 @@ impl GpuEngine {
             let step = Step { n, start, rope: &self.model.rope, sample };
             self.model.step.write(&self.gpu, &step, batch);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            self.stats.dispatches += self.model.record(&mut enc, &step, head);
+            let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head);
+            self.stats.dispatches += dispatches;
+            self.stats.weight_bytes += weight_bytes;
             let a = &self.model.act;
             let bytes = match head {
                 Head::All => 4 * (n * vocab) as u64,

@@ -1,6 +1,9 @@
 //! The Llama forward pass on the GPU, reading like the CPU reference
 //! (`hearth_model::Model::forward`): embed → per layer {RMSNorm → Q/K/V → RoPE → KV write →
 //! causal GQA → Wo → residual → RMSNorm → SwiGLU FFN → residual} → final RMSNorm → logits.
+//! Fused into six dispatches a layer: each RMSNorm into the matmul after it, Q/K/V (and gate
+//! and up) stacked into one matmul, the SwiGLU and the residual adds into matmul epilogues,
+//! RoPE with the cache write (`ops::matmul::Fuse`, `weights::Proj`).
 //!
 //! Everything is allocated and bound at load; recording a step only chooses dispatch grids
 //! for its `n` tokens. Activations are f32, the KV cache f16.
@@ -86,7 +89,7 @@ impl GpuModel {
         let act = Activations::new(gpu, &config, batch);
         let kv = kv_cache(gpu, &config, context);
         let mut step = StepBuffer::new(gpu, batch);
-        let binds = Binds::new(gpu, &ops, &mut step, &config, &weights, &act, &kv);
+        let binds = Binds::new(gpu, &ops, &mut step, &config, &weights, &act, &kv, batch);
         if let Some(e) = oom.pop().await {
             return Err(GpuError::OutOfMemory(e.to_string()));
         }
@@ -96,14 +99,14 @@ impl GpuModel {
 
     /// Records one step (`step.n` tokens at positions `step.start..`): the layers in one
     /// compute pass, then (unless `head` is None) the final norm and logits in a second.
-    /// Returns the dispatches recorded.
-    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, step: &Step, head: Head) -> usize {
+    /// Returns the dispatches recorded and the weight bytes they read.
+    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, step: &Step, head: Head) -> (usize, u64) {
         let mut pass = Pass::new(enc);
         self.record_layers(&mut pass, step);
-        let mut dispatches = pass.dispatches();
+        let (mut dispatches, mut weight_bytes) = (pass.dispatches(), pass.weight_bytes());
         drop(pass);
         if head == Head::None {
-            return dispatches;
+            return (dispatches, weight_bytes);
         }
         let all = head == Head::All;
         if !all {
@@ -114,15 +117,15 @@ impl GpuModel {
         let mut pass = Pass::new(enc);
         let (ops, b) = (&self.ops, &self.binds);
         let h = if all { &b.all } else { &b.last };
-        pass.run(&ops.rmsnorm, &h.norm, step);
-        matmul(&mut pass, ops, &h.output, step);
+        matmul(&mut pass, ops, &h.output, step); // with the final RMSNorm
         match head {
             Head::Argmax => pass.run(&ops.argmax, &b.argmax, step),
             Head::Sample => pass.run(&ops.sample, &b.sample, step),
             _ => {}
         }
         dispatches += pass.dispatches();
-        dispatches
+        weight_bytes += pass.weight_bytes();
+        (dispatches, weight_bytes)
     }
 
     fn record_layers(&self, pass: &mut Pass, step: &Step) {
@@ -132,25 +135,20 @@ impl GpuModel {
             pass.run(&ops.embedding, embed, step);
         }
         for l in &b.layers {
-            // Attention block: x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x))
-            pass.run(&ops.rmsnorm, &l.attn_norm, step);
-            matmul(pass, ops, &l.q, step);
-            matmul(pass, ops, &l.k, step);
-            matmul(pass, ops, &l.v, step);
-            pass.run(&ops.rope, &l.rope_q, step);
-            pass.run(&ops.rope, &l.rope_k, step);
-            pass.run(&ops.kv_write, &l.kv_write, step);
+            // Attention block: x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x)),
+            // the norm inside the projection, RoPE with the KV-cache write, the add inside Wo.
+            matmul(pass, ops, &l.qkv, step);
+            pass.run(&ops.rope_kv, &l.rope_kv, step);
             pass.run(&ops.attention, &l.attention, step);
             matmul(pass, ops, &l.wo, step);
-            pass.run(&ops.add, &b.add, step);
 
-            // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x))
-            pass.run(&ops.rmsnorm, &l.ffn_norm, step);
-            matmul(pass, ops, &l.gate, step);
-            matmul(pass, ops, &l.up, step);
-            pass.run(&ops.swiglu, &b.swiglu, step);
+            // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x)), the norm
+            // and SwiGLU inside the gate/up projection, the add inside W_down.
+            matmul(pass, ops, &l.gate_up, step);
+            if let Some(swiglu) = &l.swiglu {
+                pass.run(&ops.swiglu, swiglu, step);
+            }
             matmul(pass, ops, &l.down, step);
-            pass.run(&ops.add, &b.add, step);
         }
     }
 }
@@ -160,6 +158,7 @@ fn matmul(pass: &mut Pass, ops: &Ops, parts: &[MatPart], step: &Step) {
     for part in parts {
         let p = part.slot.params(step);
         let bind = if p.n_tokens <= 1 { &part.decode } else { &part.prefill };
+        pass.reads_weights(u64::from(p.rows) * u64::from(p.row_bytes));
         ops.matmul(part.slot.ty).dispatch(pass, bind, &p);
     }
 }

@@ -41,7 +41,7 @@ impl MemoryPlan {
             index.tensors.iter().filter_map(|t| t.ty.bytes_for(*t.dims.first().unwrap_or(&1))).max().unwrap_or(0);
         let kv_per_layer = context as u64 * config.kv_dim() as u64 * KV_BYTES;
         let kv_cache = 2 * config.n_layers as u64 * kv_per_layer;
-        let per_token = config.dim * 2 + config.q_dim() * 2 + config.kv_dim() * 2 + config.ffn_dim * 2;
+        let per_token = config.dim + config.q_dim() * 3 + config.kv_dim() * 2 + config.ffn_dim * 2;
         let scores = config.n_heads * context; // one row of attention scores per head
         let activations = 4 * (batch * (per_token + scores) + config.vocab_size) as u64;
         MemoryPlan { weights, largest_tensor, largest_row, kv_cache, kv_per_layer, activations, context, batch }

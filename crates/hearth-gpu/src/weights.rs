@@ -1,12 +1,15 @@
 //! Weights on the device, uploaded one tensor at a time in their file dtype. A matrix larger
 //! than one storage binding is split by rows into several buffers; norms and RoPE factors are
 //! tiny and dequantized to f32 on the host.
+//!
+//! Matrices that read the same input are then stacked by rows into one buffer where they can
+//! be, so that one dispatch reads them: [W_q; W_k; W_v] and [W_gate; W_up] ([`Proj`]).
 
 use hearth_gguf::{GgufIndex, TensorInfo, TensorSource, TensorType};
 use hearth_model::{Config, Layer, LlamaWeights, ModelError, WeightLoader};
 use std::ops::Range;
 
-use crate::ops::matmul::upload_weights;
+use crate::ops::matmul::{upload_weights, Fuse};
 use crate::{Gpu, GpuError};
 
 /// A (rows × cols) weight, row-major in its GGUF block layout (ggml dims `[cols, rows]`).
@@ -25,21 +28,37 @@ pub struct Part {
     pub buffer: wgpu::Buffer, // (rows.len(), row_bytes) raw GGUF bytes, padded to words
 }
 
-/// Per-layer weights: matrices split into device buffers, norms as (dim) f32 buffers.
-pub type GpuLayer = Layer<GpuMatrix, wgpu::Buffer>;
+/// Matrices that one input feeds, in order.
+pub enum Proj {
+    /// Stacked by rows in one buffer (one part), read by one dispatch.
+    Stacked(GpuMatrix),
+    /// As loaded, one dispatch each: their formats differ (Q4_K_M files carry Q6_K `attn_v`
+    /// in some layers), or together they pass one binding, or a matrix's bytes are not whole
+    /// words (they could not be copied next to each other).
+    Separate(Vec<GpuMatrix>),
+}
+
+/// Per-layer weights: matrices in device buffers, norms as (dim) f32 buffers.
+pub struct GpuLayer {
+    pub attn_norm: wgpu::Buffer,
+    /// [W_q; W_k; W_v]
+    pub qkv: Proj,
+    pub wo: GpuMatrix,
+    pub ffn_norm: wgpu::Buffer,
+    /// [W_gate; W_up]
+    pub gate_up: Proj,
+    pub w_down: GpuMatrix,
+}
 
 /// The model's weights on the device (shapes as in `hearth_model::LlamaWeights`), plus the
 /// RoPE factors as a buffer.
 pub struct GpuWeights {
-    pub llama: LlamaWeights<GpuMatrix, wgpu::Buffer>,
+    pub token_embd: std::sync::Arc<GpuMatrix>,
+    pub layers: Vec<GpuLayer>,
+    pub output_norm: wgpu::Buffer,
+    pub output: std::sync::Arc<GpuMatrix>,
+    pub rope_freq_factors: Option<Vec<f32>>,
     pub rope_freqs: Option<wgpu::Buffer>, // (n_rot / 2) f32
-}
-
-impl std::ops::Deref for GpuWeights {
-    type Target = LlamaWeights<GpuMatrix, wgpu::Buffer>;
-    fn deref(&self) -> &Self::Target {
-        &self.llama
-    }
 }
 
 struct Uploader<'a> {
@@ -89,7 +108,9 @@ impl WeightLoader for Uploader<'_> {
         Ok(GpuMatrix { ty: info.ty, rows, cols, parts })
     }
 
-    fn vector(&self, name: &str, values: Vec<f32>) -> Result<wgpu::Buffer, GpuError> {
+    /// Zero-padded to whole vec4: the fused norm reads them so.
+    fn vector(&self, name: &str, mut values: Vec<f32>) -> Result<wgpu::Buffer, GpuError> {
+        values.resize(values.len().div_ceil(4) * 4, 0.0);
         Ok(self.gpu.upload(name, &values))
     }
 }
@@ -109,26 +130,89 @@ impl GpuWeights {
         let up = Uploader { gpu, max_part, row_align };
         let llama = LlamaWeights::load_with(config, index, src, &up, progress).await?;
         let rope_freqs = llama.rope_freq_factors.as_ref().map(|f| gpu.upload("rope_freqs", f));
-        Ok(GpuWeights { llama, rope_freqs })
+        // Stacked layer by layer: the copies live beside the originals for one layer only.
+        let layers = llama
+            .layers
+            .into_iter()
+            .map(|l: Layer<GpuMatrix, wgpu::Buffer>| GpuLayer {
+                attn_norm: l.attn_norm,
+                qkv: stack(gpu, max_part, "attn_qkv", vec![l.wq, l.wk, l.wv]),
+                wo: l.wo,
+                ffn_norm: l.ffn_norm,
+                gate_up: stack(gpu, max_part, "ffn_gate_up", vec![l.w_gate, l.w_up]),
+                w_down: l.w_down,
+            })
+            .collect();
+        Ok(GpuWeights {
+            token_embd: llama.token_embd,
+            layers,
+            output_norm: llama.output_norm,
+            output: llama.output,
+            rope_freq_factors: llama.rope_freq_factors,
+            rope_freqs,
+        })
     }
 
-    /// Every weight type a matmul reads.
-    /// Each weight type the matmuls read, with the row lengths it comes in (a model with
-    /// Q6_K `ffn_down` in some layers has Q6_K rows of ffn_dim, say).
-    pub fn matmul_shapes(&self) -> Vec<(TensorType, Vec<usize>)> {
-        let mut shapes = vec![(self.output.ty, self.output.cols)];
+    /// Each weight type the matmuls read, with the (row length, fusion) pairs it comes in:
+    /// a model with Q6_K `ffn_down` in some layers has Q6_K rows of ffn_dim added to the
+    /// residual, say. The forward pass (`binds.rs`) fuses exactly so.
+    pub fn matmul_shapes(&self) -> Vec<(TensorType, Vec<(usize, Fuse)>)> {
+        let mut shapes = vec![(&*self.output, Fuse::NORM)];
         for l in &self.layers {
-            shapes.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].map(|m| (m.ty, m.cols)));
+            shapes.extend(l.qkv.fused(Fuse::NORM, Fuse::NORM));
+            shapes.extend([(&l.wo, Fuse::ADD), (&l.w_down, Fuse::ADD)]);
+            shapes.extend(l.gate_up.fused(Fuse::NORM_SWIGLU, Fuse::NORM));
         }
-        shapes.sort_by_key(|&(t, cols)| (t.id(), cols));
-        shapes.dedup();
-        let mut out: Vec<(TensorType, Vec<usize>)> = Vec::new();
-        for (ty, cols) in shapes {
-            match out.last_mut() {
-                Some((t, c)) if *t == ty => c.push(cols),
-                _ => out.push((ty, vec![cols])),
+        let mut out: Vec<(TensorType, Vec<(usize, Fuse)>)> = Vec::new();
+        for (m, fuse) in shapes {
+            let shape = (m.cols, fuse);
+            match out.iter_mut().find(|(t, _)| *t == m.ty) {
+                Some((_, v)) if v.contains(&shape) => {}
+                Some((_, v)) => v.push(shape),
+                None => out.push((m.ty, vec![shape])),
             }
         }
         out
     }
+}
+
+impl Proj {
+    /// Its matrices, each with the fusion it is read with: `stacked` for a stacked one,
+    /// `separate` for each of separate ones.
+    pub fn fused(&self, stacked: Fuse, separate: Fuse) -> Vec<(&GpuMatrix, Fuse)> {
+        match self {
+            Proj::Stacked(m) => vec![(m, stacked)],
+            Proj::Separate(ms) => ms.iter().map(|m| (m, separate)).collect(),
+        }
+    }
+}
+
+/// `mats` stacked by rows into one buffer by device-side copies (no second host copy of the
+/// weights), or left as they are where they cannot be (see [`Proj::Separate`]).
+fn stack(gpu: &Gpu, max_part: u64, label: &str, mats: Vec<GpuMatrix>) -> Proj {
+    let bytes = |m: &GpuMatrix| m.ty.bytes_for(m.cols as u64).unwrap_or(u64::MAX).saturating_mul(m.rows as u64);
+    let first = &mats[0];
+    let total: u64 = mats.iter().map(bytes).fold(0, u64::saturating_add);
+    let stackable = mats
+        .iter()
+        .all(|m| m.ty == first.ty && m.cols == first.cols && m.parts.len() == 1 && bytes(m).is_multiple_of(4))
+        && total <= max_part;
+    if !stackable {
+        return Proj::Separate(mats);
+    }
+    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: total.max(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    let mut at = 0;
+    for m in &mats {
+        enc.copy_buffer_to_buffer(&m.parts[0].buffer, 0, &buffer, at, Some(bytes(m)));
+        at += bytes(m);
+    }
+    gpu.queue.submit([enc.finish()]);
+    let rows = mats.iter().map(|m| m.rows).sum();
+    Proj::Stacked(GpuMatrix { ty: first.ty, rows, cols: first.cols, parts: vec![Part { rows: 0..rows, buffer }] })
 }

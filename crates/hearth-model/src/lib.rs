@@ -23,5 +23,5 @@ pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
 pub use model::{KvCache, Logits, Model};
 pub use perplexity::{log_softmax_at, perplexity, Perplexity};
 pub use sampling::{argmax, Sampler, SamplingParams};
-pub use synthetic::{SyntheticModel, SyntheticShape};
+pub use synthetic::{QuantMix, SyntheticModel, SyntheticShape};
 pub use weights::{checked_tensor, Layer, LayerWeights, LlamaWeights, Matrix, WeightLoader, Weights};

@@ -9,12 +9,67 @@ use hearth_gguf::{parse_index, write_header, GgufIndex, Header, Parse, ReadAt, T
 
 use crate::ModelError;
 
-/// Shapes of real models.
+/// Shapes of real models, and a tiny one for tests and quick checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyntheticShape {
     Llama2_7b,
     Llama3_8b,
     SmolLM2_135m,
+    /// dim 256 (one K-quant super-block per row), 4 layers, GQA 2:1, head_dim 64.
+    Tiny,
+}
+
+/// The weight formats of a synthetic model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMix {
+    /// Every matrix in one format.
+    Uniform(TensorType),
+    /// llama.cpp's Q4_K_M (`llama_tensor_get_type`): Q4_K, except Q6_K for `attn_v` and
+    /// `ffn_down` in the layers `use_more_bits` picks (the first and last eighth, and every
+    /// third between) and for the output matrix.
+    Q4KM,
+}
+
+impl QuantMix {
+    /// `--quant` names: a format (`Q4_0`, …) or `Q4_K_M`.
+    pub fn parse(name: &str, formats: &[TensorType]) -> Option<QuantMix> {
+        if name.eq_ignore_ascii_case("Q4_K_M") {
+            return Some(QuantMix::Q4KM);
+        }
+        formats.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name)).map(QuantMix::Uniform)
+    }
+
+    /// The format of matrix `name` (its suffix after `blk.N.`) in layer `layer` of `layers`.
+    fn format(self, name: &str, layer: u64, layers: u64) -> TensorType {
+        match self {
+            QuantMix::Uniform(ty) => ty,
+            QuantMix::Q4KM => {
+                let more_bits = layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+                match name {
+                    "output.weight" => TensorType::Q6_K,
+                    "attn_v.weight" | "ffn_down.weight" if more_bits => TensorType::Q6_K,
+                    _ => TensorType::Q4_K,
+                }
+            }
+        }
+    }
+
+    /// The smallest block any of its formats has (rows must be whole blocks of each).
+    fn block_size(self) -> u64 {
+        match self {
+            QuantMix::Uniform(ty) => ty.block_size(),
+            QuantMix::Q4KM => TensorType::Q4_K.block_size(),
+        }
+    }
+}
+
+impl std::fmt::Display for QuantMix {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            QuantMix::Uniform(ty) => write!(f, "{ty}"),
+            QuantMix::Q4KM => f.write_str("Q4_K_M"),
+        }
+    }
 }
 
 struct Dims {
@@ -30,13 +85,14 @@ struct Dims {
 }
 
 impl SyntheticShape {
-    pub const NAMES: &'static [&'static str] = &["llama2-7b", "llama3-8b", "smollm2-135m"];
+    pub const NAMES: &'static [&'static str] = &["llama2-7b", "llama3-8b", "smollm2-135m", "tiny"];
 
     pub fn name(self) -> &'static str {
         match self {
             SyntheticShape::Llama2_7b => "llama2-7b",
             SyntheticShape::Llama3_8b => "llama3-8b",
             SyntheticShape::SmolLM2_135m => "smollm2-135m",
+            SyntheticShape::Tiny => "tiny",
         }
     }
 
@@ -75,6 +131,17 @@ impl SyntheticShape {
                 rope_base: 100_000.0,
                 tied: true,
             },
+            SyntheticShape::Tiny => Dims {
+                dim: 256,
+                layers: 4,
+                heads: 4,
+                kv_heads: 2,
+                ffn: 768,
+                vocab: 1024,
+                context: 512,
+                rope_base: 10_000.0,
+                tied: false,
+            },
         }
     }
 }
@@ -86,6 +153,7 @@ impl FromStr for SyntheticShape {
             "llama2-7b" => Ok(SyntheticShape::Llama2_7b),
             "llama3-8b" => Ok(SyntheticShape::Llama3_8b),
             "smollm2-135m" => Ok(SyntheticShape::SmolLM2_135m),
+            "tiny" => Ok(SyntheticShape::Tiny),
             _ => Err(format!("unknown synthetic model {s:?}; one of {}", SyntheticShape::NAMES.join(", "))),
         }
     }
@@ -101,13 +169,13 @@ pub struct SyntheticModel {
 }
 
 impl SyntheticModel {
-    /// All weight matrices in `quant`; norms in F32 (ones).
-    pub fn new(shape: SyntheticShape, quant: TensorType, seed: u64) -> Result<Self, ModelError> {
+    /// Weight matrices in the formats of `quant`; norms in F32 (ones).
+    pub fn new(shape: SyntheticShape, quant: QuantMix, seed: u64) -> Result<Self, ModelError> {
         let d = shape.dims();
-        if !d.dim.is_multiple_of(quant.block_size()) {
+        let block = quant.block_size();
+        if !d.dim.is_multiple_of(block) {
             return Err(ModelError::Unsupported(format!(
-                "{quant} needs rows that are a multiple of {}; this shape has {}",
-                quant.block_size(),
+                "{quant} needs rows that are a multiple of {block}; this shape has {}",
                 d.dim
             )));
         }
@@ -125,7 +193,13 @@ impl SyntheticModel {
             ("llama.rope.freq_base", Value::F32(d.rope_base)),
             ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ];
-        let m = |name: String, cols: u64, rows: u64| TensorSpec { name, dims: vec![cols, rows], ty: quant };
+        let m = |name: String, cols: u64, rows: u64| {
+            let (layer, short) = match name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+                Some((i, short)) => (i.parse().unwrap_or(0), short.to_string()),
+                None => (0, name.clone()),
+            };
+            TensorSpec { dims: vec![cols, rows], ty: quant.format(&short, layer, d.layers), name }
+        };
         let v = |name: String, n: u64| TensorSpec { name, dims: vec![n], ty: TensorType::F32 };
         let mut specs = vec![m("token_embd.weight".into(), d.dim, d.vocab)];
         for i in 0..d.layers {
@@ -143,7 +217,7 @@ impl SyntheticModel {
         if !d.tied {
             specs.push(m("output.weight".into(), d.dim, d.vocab));
         }
-        if !d.ffn.is_multiple_of(quant.block_size()) {
+        if !d.ffn.is_multiple_of(block) {
             return Err(ModelError::Unsupported(format!("{quant} cannot hold rows of {}", d.ffn)));
         }
         let header = write_header(&meta, &specs);
@@ -251,7 +325,7 @@ mod tests {
 
     #[test]
     fn a_synthetic_smollm2_loads_and_runs() {
-        let synth = SyntheticModel::new(SyntheticShape::SmolLM2_135m, TensorType::Q8_0, 7).unwrap();
+        let synth = SyntheticModel::new(SyntheticShape::SmolLM2_135m, QuantMix::Uniform(TensorType::Q8_0), 7).unwrap();
         let model = Model::load(synth.index(), &synth).unwrap();
         assert_eq!((model.config.dim, model.config.n_layers, model.config.n_kv_heads), (576, 30, 3));
         let mut engine = CpuEngine::new(model, 8);
@@ -267,7 +341,27 @@ mod tests {
 
     #[test]
     fn k_quants_need_rows_of_256() {
-        assert!(SyntheticModel::new(SyntheticShape::SmolLM2_135m, TensorType::Q4_K, 1).is_err());
-        assert!(SyntheticModel::new(SyntheticShape::Llama2_7b, TensorType::Q4_K, 1).is_ok());
+        assert!(SyntheticModel::new(SyntheticShape::SmolLM2_135m, QuantMix::Uniform(TensorType::Q4_K), 1).is_err());
+        assert!(SyntheticModel::new(SyntheticShape::Llama2_7b, QuantMix::Uniform(TensorType::Q4_K), 1).is_ok());
+    }
+
+    /// llama.cpp's Q4_K_M layout on Llama-2-7B: Q6_K `attn_v` and `ffn_down` in 16 of the 32
+    /// layers (0-3, 28-31, and 6, 9, ..., 27), Q6_K output, Q4_K everywhere else.
+    #[test]
+    fn q4_k_m_mixes_formats_as_llama_cpp() {
+        let synth = SyntheticModel::new(SyntheticShape::Llama2_7b, QuantMix::Q4KM, 1).unwrap();
+        let ty = |name: &str| synth.index().tensor(name).unwrap().ty;
+        let more: Vec<u64> = (0..32).filter(|i| ty(&format!("blk.{i}.attn_v.weight")) == TensorType::Q6_K).collect();
+        let want: Vec<u64> = (0..4).chain((6..28).step_by(3)).chain(28..32).collect();
+        assert_eq!(more, want);
+        for i in 0..32 {
+            assert_eq!(ty(&format!("blk.{i}.ffn_down.weight")), ty(&format!("blk.{i}.attn_v.weight")));
+            for name in ["attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"] {
+                assert_eq!(ty(&format!("blk.{i}.{name}.weight")), TensorType::Q4_K, "{name} of layer {i}");
+            }
+        }
+        assert_eq!(ty("output.weight"), TensorType::Q6_K);
+        assert_eq!(ty("token_embd.weight"), TensorType::Q4_K);
+        assert_eq!(QuantMix::parse("q4_k_m", &[]), Some(QuantMix::Q4KM));
     }
 }

@@ -1,6 +1,6 @@
-//! Grouped-query attention over an f16 KV cache (`shaders/attention.wgsl`), and the kernel that
-//! appends a batch's K and V rows to the cache (`shaders/kv_cache.wgsl`). CPU reference:
-//! `hearth_model::ops::attention`.
+//! Grouped-query attention over an f16 KV cache (`shaders/attention.wgsl`). CPU reference:
+//! `hearth_model::ops::attention`. A batch's K and V rows are appended to the cache by the
+//! RoPE kernel (`ops::rope`) just before.
 //!
 //! Cache layout, per layer and for K and V alike: (positions, n_kv_heads, head_dim) f16,
 //! row-major, two f16 per u32 word (element 2w in the low half of word w), so one position is
@@ -24,7 +24,6 @@ pub const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
 pub const TILE_SOURCE: &str = include_str!("../../../../shaders/attention_tile.wgsl");
 /// Threads per Tile workgroup (one SIMD width on lavapipe).
 pub const TILE_WORKGROUP: u32 = 8;
-pub const KV_WRITE_SOURCE: &str = include_str!("../../../../shaders/kv_cache.wgsl");
 
 /// Threads per attention workgroup.
 pub const WORKGROUP: u32 = 64;
@@ -32,8 +31,6 @@ pub const WORKGROUP: u32 = 64;
 pub const CHUNK: u32 = 64;
 /// At most this many query heads share one workgroup (and so one read of their KV head).
 pub const MAX_HEADS_PER_WORKGROUP: u32 = 8;
-/// Threads per KV-write workgroup.
-pub const KV_WRITE_WORKGROUP: u32 = 64;
 /// Workgroup memory used, at most: WebGPU's guaranteed minimum.
 const WORKGROUP_STORAGE: u32 = 16384;
 
@@ -58,18 +55,6 @@ impl Params {
     }
 }
 
-/// The WGSL `Params` struct of `kv_cache.wgsl`, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct KvWriteParams {
-    pub n_tokens: u32,
-    /// n_kv_heads · head_dim (even).
-    pub kv_dim: u32,
-    /// Cache position of the batch's first token.
-    pub start: u32,
-    pub _pad: u32,
-}
-
 /// What a step's attention covers: every token of the batch, over the cache up to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
@@ -83,19 +68,6 @@ impl SlotParams for Slot {
     fn params(&self, step: &Step) -> Params {
         let (n, start) = (step.n as u32, step.start as u32);
         Params::new(n, self.n_heads as u32, self.n_kv_heads as u32, self.head_dim as u32, start)
-    }
-}
-
-/// What a step appends to the cache: the batch's K and V rows of `kv_dim` at its positions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KvWriteSlot {
-    pub kv_dim: usize,
-}
-
-impl SlotParams for KvWriteSlot {
-    type Params = KvWriteParams;
-    fn params(&self, step: &Step) -> KvWriteParams {
-        KvWriteParams { n_tokens: step.n as u32, kv_dim: self.kv_dim as u32, start: step.start as u32, _pad: 0 }
     }
 }
 
@@ -245,42 +217,6 @@ impl Kernel for Attention {
     }
 }
 
-/// Appends K and V rows (f32) to a layer's f16 cache.
-pub struct KvWrite {
-    pipeline: wgpu::ComputePipeline,
-}
-
-impl KvWrite {
-    pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
-        let constants = [("WG", f64::from(KV_WRITE_WORKGROUP))];
-        Ok(KvWrite { pipeline: gpu.compute_pipeline("kv cache write", KV_WRITE_SOURCE, "main", &constants)? })
-    }
-
-    /// k_new, v_new: (n_tokens, kv_dim) f32; k_cache, v_cache: (positions, kv_dim / 2) u32.
-    pub fn bind(
-        &self,
-        gpu: &Gpu,
-        params: wgpu::BufferBinding,
-        k_new: wgpu::BufferBinding,
-        v_new: wgpu::BufferBinding,
-        k_cache: wgpu::BufferBinding,
-        v_cache: wgpu::BufferBinding,
-    ) -> wgpu::BindGroup {
-        let bindings = [(0, params), (1, k_new), (2, v_new), (3, k_cache), (4, v_cache)];
-        bind_group(gpu, "kv cache write", &self.pipeline, &bindings)
-    }
-}
-
-impl Kernel for KvWrite {
-    type Params = KvWriteParams;
-    type Bind = wgpu::BindGroup;
-
-    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &KvWriteParams) {
-        let groups = [(params.kv_dim / 2).div_ceil(KV_WRITE_WORKGROUP), params.n_tokens, 1];
-        pass.dispatch(&self.pipeline, bind, groups);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +244,7 @@ mod tests {
     fn attention_shaders_are_valid_and_params_match() {
         use std::mem::offset_of;
         validate_with_f16_packing(SOURCE);
-        validate_with_f16_packing(KV_WRITE_SOURCE);
+        validate_with_f16_packing(super::super::rope::SOURCE);
         for (group, hd) in [(3, 64), (1, 128), (8, 8)] {
             let tile = tile_source(group, hd);
             for mark in ["{{DECLARE}}", "{{POSITION}}", "{{STORE}}"] {
@@ -329,15 +265,6 @@ mod tests {
                 ],
             );
         }
-        testing::check_uniform::<KvWriteParams>(
-            params_struct(KV_WRITE_SOURCE),
-            "Params",
-            &[
-                ("n_tokens", offset_of!(KvWriteParams, n_tokens)),
-                ("kv_dim", offset_of!(KvWriteParams, kv_dim)),
-                ("start", offset_of!(KvWriteParams, start)),
-            ],
-        );
     }
 
     /// Packs f32 rows into the cache's words, rounding to nearest f16 as the CPU does.
@@ -432,46 +359,66 @@ mod tests {
         assert!(worst_storage <= Budget::KV_F16.nmse, "f16 storage moved attention by NMSE {worst_storage:.3e}");
     }
 
-    /// As the engine runs a layer: a prefill batch, then a decode step, each appending its K/V
-    /// rows and attending in the same compute pass.
+    /// As the engine runs a layer: a prefill batch, then a decode step, each rotating Q and K,
+    /// appending its K/V rows and attending in the same compute pass.
     #[test]
-    fn kv_write_then_attention_prefill_then_decode() {
+    fn rope_kv_write_then_attention_prefill_then_decode() {
+        use super::super::rope::{Layout, Params as RopeParams, RopeKv, Slot as RopeSlot};
         let gpu = testing::gpu();
         let (n_heads, n_kv_heads, hd) = (6u32, 2u32, 40u32);
         let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
-        let (write, attn) = (KvWrite::new(gpu).unwrap(), Attention::new(gpu, hd, n_heads / n_kv_heads).unwrap());
+        let spec = hearth_model::ops::Rope {
+            mode: hearth_model::ops::RopeMode::Interleaved,
+            head_dim: hd as usize,
+            n_rot: hd as usize,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            freq_factors: None,
+        };
+        let (write, attn) = (RopeKv::new(gpu).unwrap(), Attention::new(gpu, hd, n_heads / n_kv_heads).unwrap());
         let mut rng = testing::rng(9);
         let capacity = 80;
         let zeros = vec![0u32; capacity * kv_dim / 2];
         let (kc, vc) = (gpu.upload("k cache", &zeros), gpu.upload("v cache", &zeros));
         let (mut k_all, mut v_all) = (Vec::new(), Vec::new());
         for (start, n) in [(0usize, 70usize), (70, 1)] {
-            let q = testing::random(&mut rng, n * q_dim, 4.0);
-            let k = testing::random(&mut rng, n * kv_dim, 2.0);
-            let v = testing::random(&mut rng, n * kv_dim, 1.0);
+            let qkv = testing::random(&mut rng, n * (q_dim + 2 * kv_dim), 2.0);
+            let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
+            for (t, row) in qkv.chunks_exact(q_dim + 2 * kv_dim).enumerate() {
+                let cs = spec.cos_sin(start + t);
+                let (mut qt, mut kt) = (row[..q_dim].to_vec(), row[q_dim..q_dim + kv_dim].to_vec());
+                spec.apply(&mut qt, &cs);
+                spec.apply(&mut kt, &cs);
+                q.extend(qt);
+                k.extend(kt);
+                v.extend_from_slice(&row[q_dim + kv_dim..]);
+            }
             k_all.extend(round_f16(&k));
             v_all.extend(round_f16(&v));
             let mut want = vec![0f32; n * q_dim];
             let (nh, nkv) = (n_heads as usize, n_kv_heads as usize);
             hearth_model::ops::attention(&mut want, &q, &k_all, &v_all, start, nh, nkv, hd as usize);
 
-            let wp = KvWriteParams { n_tokens: n as u32, kv_dim: kv_dim as u32, start: start as u32, _pad: 0 };
+            let slot = RopeSlot { n_heads: nh, n_kv_heads: nkv, layout: Layout::rows(q_dim, kv_dim) };
+            let wp = RopeParams::new(&spec, &slot, n as u32, start as u32);
             let ap = Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32);
-            let (wpb, apb) = (gpu.uniform("write params", &wp), gpu.uniform("attention params", &ap));
-            let (kb, vb, qb) = (gpu.upload("k", &k), gpu.upload("v", &v), gpu.upload("q", &q));
+            let (wpb, apb) = (gpu.uniform("rope params", &wp), gpu.uniform("attention params", &ap));
+            let src = gpu.upload("qkv", &qkv);
+            let q_out = gpu.upload("q", &vec![0f32; n * q_dim]);
             let out = Output::new(gpu, n * q_dim);
             let wbind = write.bind(
                 gpu,
                 wpb.as_entire_buffer_binding(),
-                kb.as_entire_buffer_binding(),
-                vb.as_entire_buffer_binding(),
+                src.as_entire_buffer_binding(),
+                None,
+                q_out.as_entire_buffer_binding(),
                 kc.as_entire_buffer_binding(),
                 vc.as_entire_buffer_binding(),
             );
             let abind = attn.bind(
                 gpu,
                 apb.as_entire_buffer_binding(),
-                qb.as_entire_buffer_binding(),
+                q_out.as_entire_buffer_binding(),
                 kc.as_entire_buffer_binding(),
                 vc.as_entire_buffer_binding(),
                 out.binding(),
@@ -481,57 +428,8 @@ mod tests {
                 attn.dispatch(pass, &abind, &ap);
             });
             let got = out.read(gpu);
-            testing::assert_close(&format!("write + attention, {n} tokens at {start}"), &got, &want, Budget::ATTENTION);
-        }
-    }
-
-    #[test]
-    fn kv_write_packs_rows_at_start() {
-        let gpu = testing::gpu();
-        let op = KvWrite::new(gpu).unwrap();
-        let mut rng = testing::rng(8);
-        const SENTINEL: u32 = 0x5a5a_a5a5;
-        // (kv_dim, capacity, start, n_tokens); 3·40 = 120 and 194 are not multiples of 2·WG.
-        for (kv_dim, capacity, start, n) in [(192usize, 20usize, 0usize, 1usize), (120, 33, 17, 5), (194, 301, 250, 51)]
-        {
-            let k = testing::random(&mut rng, n * kv_dim, 3.0);
-            let v = testing::random(&mut rng, n * kv_dim, 1.0);
-            let params = KvWriteParams { n_tokens: n as u32, kv_dim: kv_dim as u32, start: start as u32, _pad: 0 };
-            let pb = gpu.uniform("params", &params);
-            let (kn, vn) = (gpu.upload("k", &k), gpu.upload("v", &v));
-            let words = vec![SENTINEL; capacity * kv_dim / 2];
-            let (kc, vc) = (gpu.upload("k cache", &words), gpu.upload("v cache", &words));
-            let bind = op.bind(
-                gpu,
-                pb.as_entire_buffer_binding(),
-                kn.as_entire_buffer_binding(),
-                vn.as_entire_buffer_binding(),
-                kc.as_entire_buffer_binding(),
-                vc.as_entire_buffer_binding(),
-            );
-            testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
-            for (name, buf, src) in [("k", &kc, &k), ("v", &vc, &v)] {
-                let got: Vec<u32> = gpu.read_back(buf).unwrap();
-                let (w0, w1) = (start * kv_dim / 2, (start + n) * kv_dim / 2);
-                let outside = got[..w0].iter().chain(&got[w1..]).position(|&w| w != SENTINEL);
-                assert!(outside.is_none(), "{name}: a word outside positions {start}..{} was written", start + n);
-                // WGSL leaves pack2x16float's rounding to the implementation: allow one f16 ulp.
-                let want = pack(src);
-                for (i, (&g, &w)) in got[w0..w1].iter().zip(&want).enumerate() {
-                    for shift in [0, 16] {
-                        let (g, w) = ((g >> shift) as u16, (w >> shift) as u16);
-                        assert!(
-                            (i32::from(g) - i32::from(w)).abs() <= 1,
-                            "{name}: element {} is f16 {g:#06x}, want {w:#06x}",
-                            2 * i + shift as usize / 16
-                        );
-                    }
-                }
-                let exact = got[w0..w1] == want[..];
-                eprintln!(
-                    "kv write {name} kv_dim {kv_dim} start {start} n {n}: bit-exact with half's rounding: {exact}"
-                );
-            }
+            let label = format!("rope + write + attention, {n} tokens at {start}");
+            testing::assert_close(&label, &got, &want, Budget::ATTENTION);
         }
     }
 }

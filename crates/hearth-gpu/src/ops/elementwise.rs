@@ -1,5 +1,6 @@
-//! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU and the residual add.
-//! CPU references: `hearth_model::ops::{swiglu, add_assign}`.
+//! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU, for models whose gate and
+//! up projections are two matmuls (different formats); otherwise the SwiGLU is fused into
+//! the gate/up matmul (`ops::matmul::Fuse`). CPU reference: `hearth_model::ops::swiglu`.
 
 use super::{bind_group, Kernel, Pass};
 use crate::step::{SlotParams, Step};
@@ -42,8 +43,6 @@ impl SlotParams for Slot {
 pub enum Kind {
     /// `x = silu(x) * y` (x: gate, y: up).
     SwiGlu,
-    /// `x += y`.
-    Add,
 }
 
 /// One element-wise op: `x ← f(x, y)` over `n` elements, both (n) f32.
@@ -62,7 +61,6 @@ impl Elementwise {
     pub fn with_workgroup(gpu: &Gpu, kind: Kind, workgroup: u32) -> Result<Self, GpuError> {
         let entry = match kind {
             Kind::SwiGlu => "swiglu",
-            Kind::Add => "add",
         };
         let pipeline = gpu.compute_pipeline(entry, SOURCE, entry, &[("WG", f64::from(workgroup))])?;
         Ok(Elementwise { pipeline, workgroup, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
@@ -167,10 +165,6 @@ mod tests {
                 hearth_model::ops::swiglu(&mut want, &y);
                 Budget::SWIGLU
             }
-            Kind::Add => {
-                hearth_model::ops::add_assign(&mut want, &y);
-                Budget::ADD
-            }
         };
         let got = run_op(op, &x, &y);
         testing::assert_close(&format!("{kind:?} n={n}"), &got, &want, budget);
@@ -179,7 +173,7 @@ mod tests {
     #[test]
     fn matches_cpu_reference_at_awkward_sizes() {
         let gpu = testing::gpu();
-        for kind in [Kind::SwiGlu, Kind::Add] {
+        for kind in [Kind::SwiGlu] {
             let op = Elementwise::new(gpu, kind).unwrap();
             for (seed, n) in [1, 3, 255, 257, 1000, 4097].into_iter().enumerate() {
                 check(&op, kind, n, seed as u64);
@@ -214,7 +208,7 @@ mod tests {
         // A tiny per-dimension limit runs the 2D index math on the device, with a ragged
         // last row of workgroups that must write nothing.
         let gpu = testing::gpu();
-        for kind in [Kind::SwiGlu, Kind::Add] {
+        for kind in [Kind::SwiGlu] {
             let mut op = Elementwise::with_workgroup(gpu, kind, 64).unwrap();
             op.max_groups = 3;
             for n in [64 * 3 + 1, 64 * 7 + 5, 64 * 9] {
@@ -227,10 +221,10 @@ mod tests {
     #[test]
     fn more_workgroups_than_one_dimension_allows() {
         let gpu = testing::gpu();
-        let op = Elementwise::with_workgroup(gpu, Kind::Add, 64).unwrap();
+        let op = Elementwise::with_workgroup(gpu, Kind::SwiGlu, 64).unwrap();
         let n = op.max_groups as usize * 64 + 7;
         let t = std::time::Instant::now();
-        check(&op, Kind::Add, n, 99);
-        eprintln!("add over {n} elements: {:?}", t.elapsed());
+        check(&op, Kind::SwiGlu, n, 99);
+        eprintln!("swiglu over {n} elements: {:?}", t.elapsed());
     }
 }

@@ -7,6 +7,12 @@
 //! prefill (a tile of tokens per workgroup, each dequantized piece applied to all of them)
 //! are the same kernel with different `override` constants.
 //!
+//! Every kernel also comes fused ([`Fuse`], `shaders/fuse.wgsl`): with RMSNorm of x before
+//! it, and with its output added into y (the residual) or passed through SwiGLU (W stacked
+//! as [W_gate; W_up]), so that a decoder layer is six dispatches. Each combination is its own
+//! pipeline, built only for the (format, row length, fusion) the model uses
+//! (`GpuWeights::matmul_shapes`).
+//!
 //! Two ways to lay the work on threads ([`Strategy`]), both reading the same raw blocks:
 //! - [`Strategy::Reduce`] (`shaders/matmul.wgsl`): the threads of a workgroup split each
 //!   row's pieces and sum in workgroup memory, so neighbouring threads read neighbouring
@@ -48,6 +54,9 @@ pub const GEMV_SOURCE: &str = include_str!("../../../../shaders/gemv.wgsl");
 /// The register-tile kernel's template ([`tile_source`] fills it in).
 pub const TILE_SOURCE: &str = include_str!("../../../../shaders/matmul_tile.wgsl");
 
+/// What a matmul fuses around y = x Wᵀ: RMSNorm of x, and how y is stored ([`Fuse`]).
+pub const FUSE_SOURCE: &str = include_str!("../../../../shaders/fuse.wgsl");
+
 /// Byte readers shared by every format snippet.
 pub const QUANT_COMMON: &str = include_str!("../../../../shaders/quant/common.wgsl");
 
@@ -83,6 +92,93 @@ pub const FORMATS: &[TensorType] = &[
     TensorType::Q5_K,
     TensorType::Q6_K,
 ];
+
+/// How a matmul's output is stored (`shaders/fuse.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// y = x Wᵀ.
+    Store = 0,
+    /// y += x Wᵀ: the residual stream, updated in place.
+    Add = 1,
+    /// W is [W_gate; W_up] in one buffer: y = silu(x W_gateᵀ) ⊙ x W_upᵀ, rows / 2 wide.
+    SwiGlu = 2,
+}
+
+/// What a matmul fuses: `norm` multiplies x by RMSNorm's weights as it loads it and scales
+/// each output by 1/rms(x) (the norm weights are bound at binding 4), and the epilogue. Each
+/// combination is its own pipeline: the kernels see them as constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fuse {
+    pub norm: bool,
+    pub epilogue: Epilogue,
+}
+
+impl Fuse {
+    /// A plain matmul.
+    pub const NONE: Fuse = Fuse { norm: false, epilogue: Epilogue::Store };
+    /// RMSNorm(x) Wᵀ: the Q/K/V projections and the logits.
+    pub const NORM: Fuse = Fuse { norm: true, epilogue: Epilogue::Store };
+    /// x += a Wᵀ: Wo and W_down.
+    pub const ADD: Fuse = Fuse { norm: false, epilogue: Epilogue::Add };
+    /// silu(RMSNorm(x) W_gateᵀ) ⊙ RMSNorm(x) W_upᵀ: the feed-forward's first half.
+    pub const NORM_SWIGLU: Fuse = Fuse { norm: true, epilogue: Epilogue::SwiGlu };
+
+    /// Output columns for a W of `rows` rows.
+    pub fn out_rows(self, rows: u32) -> u32 {
+        if self.epilogue == Epilogue::SwiGlu {
+            rows / 2
+        } else {
+            rows
+        }
+    }
+
+    /// The code in `Params::fuse`: bit 0 norm, bits 1.. the epilogue.
+    fn code(self) -> u32 {
+        u32::from(self.norm) | (self.epilogue as u32) << 1
+    }
+
+    fn from_code(code: u32) -> Fuse {
+        let epilogue = match code >> 1 {
+            1 => Epilogue::Add,
+            2 => Epilogue::SwiGlu,
+            _ => Epilogue::Store,
+        };
+        Fuse { norm: code & 1 != 0, epilogue }
+    }
+
+    /// The constants `fuse.wgsl` reads and, under `norm`, the norm weights' binding, as
+    /// (cols / 4) vec4 (norm vectors are uploaded padded to whole vec4).
+    fn header(self) -> String {
+        let norm = if self.norm {
+            "@group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
+             fn norm4(i: u32) -> vec4<f32> {
+    return norm_w[i];
+}
+"
+        } else {
+            "fn norm4(i: u32) -> vec4<f32> {
+    return vec4<f32>(1.0);
+}
+"
+        };
+        format!(
+            "const NORM: bool = {};
+const EPILOGUE: u32 = {}u;
+{norm}",
+            self.norm, self.epilogue as u32
+        )
+    }
+}
+
+/// `kernel` with `fuse`'s constants and `fuse.wgsl` for weights of type `ty`.
+pub(crate) fn fused_source(kernel: &str, ty: TensorType, fuse: Fuse) -> Result<String, GpuError> {
+    Ok(format!(
+        "{}{FUSE_SOURCE}
+{}",
+        fuse.header(),
+        source_for("matmul", kernel, ty)?
+    ))
+}
 
 /// `kernel` (a source using `w`, `p.cols`, `PIECE`, `dequant_piece`) for weights of type `ty`.
 pub(crate) fn source_for(op: &str, kernel: &str, ty: TensorType) -> Result<String, GpuError> {
@@ -144,9 +240,9 @@ pub fn gemv_fits(cols: usize) -> bool {
     cols.is_multiple_of(8)
 }
 
-/// `gemv.wgsl` for weights of type `ty`, with its rows per workgroup.
-pub fn gemv_source(ty: TensorType) -> Result<String, GpuError> {
-    Ok(format!("const R: u32 = {GEMV_ROWS}u;\n{}", source_for("gemv", GEMV_SOURCE, ty)?))
+/// `gemv.wgsl` for weights of type `ty` with `fuse`, with its rows per workgroup.
+pub fn gemv_source(ty: TensorType, fuse: Fuse) -> Result<String, GpuError> {
+    Ok(format!("const R: u32 = {GEMV_ROWS}u;\n{}", fused_source(GEMV_SOURCE, ty, fuse)?))
 }
 
 /// Tile: threads per workgroup (one SIMD width on lavapipe; more only adds scheduling), and
@@ -156,42 +252,68 @@ pub const TILE_WORKGROUP: u32 = 8;
 pub const TILE_DECODE_ROWS: u32 = 8;
 pub const TILE_PREFILL: (u32, u32) = (16, 16);
 
-/// `matmul_tile.wgsl` for `rows` × `tokens` per thread: the `{{...}}` lines written out.
-pub fn tile_source(rows: u32, tokens: u32) -> String {
+/// `matmul_tile.wgsl` for `rows` × `tokens` per thread with `fuse`: the `{{...}}` lines
+/// written out. Under SwiGlu the first `rows / 2` rows are gate rows, the rest up rows.
+pub fn tile_source(rows: u32, tokens: u32, fuse: Fuse) -> String {
     use std::fmt::Write;
+    let swiglu = fuse.epilogue == Epilogue::SwiGlu;
+    let outs = if swiglu { rows / 2 } else { rows };
     let (mut declare, mut load_x, mut body, mut store) = (String::new(), String::new(), String::new(), String::new());
     for r in 0..rows {
+        let (o, up) = (r % outs, r >= outs);
+        let _ = writeln!(declare, "    let off_{r} = weight_row(out0 + {o}u, {up}) * p.row_bytes;");
         for t in 0..tokens {
             let _ = writeln!(declare, "    var acc_{r}_{t} = 0.0;");
-            let _ = writeln!(
-                store,
-                "    if (row0 + {r}u <= last_row && t0 + {t}u <= last_token) {{ y[(t0 + {t}u) * p.y_stride + row0 + {r}u] = acc_{r}_{t}; }}"
-            );
+        }
+    }
+    let scale = |t: u32| if fuse.norm { format!(" * sc_{t}") } else { String::new() };
+    for t in 0..tokens {
+        if fuse.norm {
+            let _ = writeln!(declare, "    var ss_{t} = 0.0;");
+            let _ = writeln!(store, "    let sc_{t} = norm_scale(ss_{t});");
+        }
+        for o in 0..outs {
+            let at = format!("(t0 + {t}u) * p.y_stride + out0 + {o}u");
+            let value = if swiglu {
+                let (g, u) = (format!("acc_{o}_{t}{}", scale(t)), format!("acc_{}_{t}{}", o + outs, scale(t)));
+                format!("y[{at}] = silu({g}) * ({u});")
+            } else {
+                format!("put({at}, acc_{o}_{t}{});", scale(t))
+            };
+            let _ = writeln!(store, "    if (out0 + {o}u <= last_out && t0 + {t}u <= last_token) {{ {value} }}");
+        }
+    }
+    if fuse.norm {
+        for k in 0..8 {
+            let _ = writeln!(load_x, "        let g_{k} = norm4(8u * pc + {k}u);");
         }
     }
     for t in 0..tokens {
         let _ = writeln!(declare, "    let xbase_{t} = min(t0 + {t}u, last_token) * x_row;");
         for k in 0..8 {
-            let _ = writeln!(load_x, "        let x_{t}_{k} = x[xbase_{t} + 8u * pc + {k}u];");
+            let load = format!("x[xbase_{t} + 8u * pc + {k}u]");
+            if fuse.norm {
+                let _ = writeln!(load_x, "        let xr_{t}_{k} = {load};");
+                let _ = writeln!(load_x, "        ss_{t} += dot(xr_{t}_{k}, xr_{t}_{k});");
+                let _ = writeln!(load_x, "        let x_{t}_{k} = xr_{t}_{k} * g_{k};");
+            } else {
+                let _ = writeln!(load_x, "        let x_{t}_{k} = {load};");
+            }
         }
     }
     for r in 0..rows {
-        let _ = writeln!(body, "        dequant_piece(min(row0 + {r}u, last_row) * p.row_bytes, pc, &wv);");
+        let _ = writeln!(body, "        dequant_piece(off_{r}, pc, &wv);");
         for t in 0..tokens {
             let sum: Vec<String> = (0..8).map(|k| format!("dot(wv[{k}], x_{t}_{k})")).collect();
             let _ = writeln!(body, "        acc_{r}_{t} += {};", sum.join(" + "));
         }
     }
-    let header =
-        format!("const WG: u32 = {TILE_WORKGROUP}u;\nconst R_TILE: u32 = {rows}u;\nconst T_TILE: u32 = {tokens}u;\n");
-    let mut out = header + TILE_SOURCE;
-    for (mark, with) in [("DECLARE", &declare), ("LOAD_X", &load_x), ("ROWS", &body), ("STORE", &store)] {
-        // Each mark is one line of the template (checked by the shader test).
-        if let Some(line) = out.lines().find(|l| l.trim() == format!("{{{{{mark}}}}}")) {
-            out = out.replace(&format!("{line}\n"), with);
-        }
-    }
-    out
+    let header = format!(
+        "const WG: u32 = {TILE_WORKGROUP}u;\nconst R_TILE: u32 = {rows}u;\nconst OUT_TILE: u32 = {outs}u;\n\
+         const T_TILE: u32 = {tokens}u;\n"
+    );
+    let marks = [("DECLARE", &*declare), ("LOAD_X", &*load_x), ("ROWS", &*body), ("STORE", &*store)];
+    header + &super::fill_template(TILE_SOURCE, &marks)
 }
 
 /// The WGSL `Params` struct, field for field.
@@ -207,7 +329,18 @@ pub struct Params {
     /// first row (a multiple of 64 rows keeps that offset 256-byte aligned) and y_stride
     /// the whole matrix's rows; so are fused outputs such as [Q | K | V].
     pub y_stride: u32,
-    pub _pad: [u32; 3],
+    /// RMSNorm's epsilon, under [`Fuse::norm`].
+    pub eps: f32,
+    /// [`Fuse::code`]: which pipeline reads these parameters (the shader ignores it).
+    pub fuse: u32,
+    pub _pad: u32,
+}
+
+impl Params {
+    /// These parameters for a matmul fusing `fuse`, with `eps` for its norm.
+    pub fn fused(self, fuse: Fuse, eps: f32) -> Params {
+        Params { eps, fuse: fuse.code(), ..self }
+    }
 }
 
 /// One matmul part in a step: `rows` output rows of a (·, cols) weight of type `ty`, written
@@ -219,6 +352,9 @@ pub struct Slot {
     pub cols: usize,
     pub y_stride: usize,
     pub tokens: Rows,
+    pub fuse: Fuse,
+    /// RMSNorm's epsilon, under `fuse.norm`.
+    pub eps: f32,
 }
 
 impl SlotParams for Slot {
@@ -231,7 +367,9 @@ impl SlotParams for Slot {
             n_tokens: self.tokens.of(step),
             row_bytes: self.ty.bytes_for(self.cols as u64).unwrap_or(0) as u32,
             y_stride: self.y_stride as u32,
-            _pad: [0; 3],
+            eps: self.eps,
+            fuse: self.fuse.code(),
+            _pad: 0,
         }
     }
 }
@@ -259,9 +397,9 @@ impl Pair {
     }
 }
 
-pub struct MatMul {
-    pub ty: TensorType,
-    pub strategy: Strategy,
+/// One fusion's pipelines.
+struct Kernels {
+    fuse: Fuse,
     /// The strategy's pipelines.
     main: Pair,
     /// Under Tile, Reduce pipelines for rows that are not whole 32-weight pieces (F32/F16
@@ -269,34 +407,29 @@ pub struct MatMul {
     fallback: Option<Pair>,
     /// Under Reduce, the decode GEMV per row length (`gemv.wgsl`; the length is compiled in).
     gemv: Vec<(u32, Variant)>,
-    /// Workgroups per dispatch dimension (the device limit; lowered by tests).
-    max_groups: u32,
 }
 
-impl MatMul {
-    /// The kernels for `ty` with the strategy this device uses, for rows of each length in
-    /// `row_lengths` (a decode GEMV is built per length on GPUs).
-    pub fn new(gpu: &Gpu, ty: TensorType, row_lengths: &[usize]) -> Result<Self, GpuError> {
-        Self::with_strategy(gpu, ty, gpu.strategy(), row_lengths)
-    }
-
-    pub fn with_strategy(
+impl Kernels {
+    fn new(
         gpu: &Gpu,
         ty: TensorType,
         strategy: Strategy,
-        row_lengths: &[usize],
+        fuse: Fuse,
+        lengths: &[usize],
+        prefill_tile: (u32, u32),
     ) -> Result<Self, GpuError> {
-        let name = format!("matmul {ty}");
+        let name = format!("matmul {ty} {fuse:?}");
+        let halve = |rows: u32| fuse.out_rows(rows);
         let reduce = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
-            let source = source_for("matmul", SOURCE, ty)?;
+            let source = fused_source(SOURCE, ty, fuse)?;
             let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
             let pipeline = gpu.compute_pipeline(&name, &source, "main", &constants)?;
-            Ok(Variant { pipeline, rows, tile })
+            Ok(Variant { pipeline, rows: halve(rows), tile })
         };
         let tiled = |rows: u32, tokens: u32| -> Result<Variant, GpuError> {
-            let source = source_for("matmul", &tile_source(rows, tokens), ty)?;
+            let source = fused_source(&tile_source(rows, tokens, fuse), ty, fuse)?;
             let pipeline = gpu.compute_pipeline(&name, &source, "main", &[])?;
-            Ok(Variant { pipeline, rows: rows * TILE_WORKGROUP, tile: tokens })
+            Ok(Variant { pipeline, rows: halve(rows) * TILE_WORKGROUP, tile: tokens })
         };
         let reduce_pair = || -> Result<Pair, GpuError> {
             Ok(Pair { decode: reduce(DECODE_ROWS, 1)?, prefill: reduce(PREFILL_ROWS, PREFILL_TILE)? })
@@ -305,21 +438,74 @@ impl MatMul {
             Strategy::Reduce => (reduce_pair()?, None),
             Strategy::Tile => {
                 let tile =
-                    Pair { decode: tiled(TILE_DECODE_ROWS, 1)?, prefill: tiled(TILE_PREFILL.0, TILE_PREFILL.1)? };
+                    Pair { decode: tiled(TILE_DECODE_ROWS, 1)?, prefill: tiled(prefill_tile.0, prefill_tile.1)? };
                 (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
             }
         };
         let mut gemv = Vec::new();
         if strategy == Strategy::Reduce {
-            for &cols in row_lengths.iter().filter(|&&c| gemv_fits(c)) {
+            for &cols in lengths.iter().filter(|&&c| gemv_fits(c)) {
+                if gemv.iter().any(|&(c, _)| c as usize == cols) {
+                    continue;
+                }
                 let constants = [("WG", f64::from(gemv_workgroup(cols))), ("SLICES", (cols / 8) as f64)];
-                let name = format!("gemv {ty} × {cols}");
-                let pipeline = gpu.compute_pipeline(&name, &gemv_source(ty)?, "main", &constants)?;
-                gemv.push((cols as u32, Variant { pipeline, rows: GEMV_ROWS, tile: 1 }));
+                let name = format!("gemv {ty} × {cols} {fuse:?}");
+                let pipeline = gpu.compute_pipeline(&name, &gemv_source(ty, fuse)?, "main", &constants)?;
+                gemv.push((cols as u32, Variant { pipeline, rows: halve(GEMV_ROWS), tile: 1 }));
             }
         }
+        Ok(Kernels { fuse, main, fallback, gemv })
+    }
+}
+
+pub struct MatMul {
+    pub ty: TensorType,
+    pub strategy: Strategy,
+    /// Per fusion the model uses.
+    kernels: Vec<Kernels>,
+    /// Workgroups per dispatch dimension (the device limit; lowered by tests).
+    max_groups: u32,
+}
+
+impl MatMul {
+    /// The kernels for `ty` with the strategy this device uses, for each (row length,
+    /// fusion) in `shapes` (a decode GEMV is built per length on GPUs).
+    pub fn new(gpu: &Gpu, ty: TensorType, shapes: &[(usize, Fuse)]) -> Result<Self, GpuError> {
+        Self::with_strategy(gpu, ty, gpu.strategy(), shapes)
+    }
+
+    pub fn with_strategy(
+        gpu: &Gpu,
+        ty: TensorType,
+        strategy: Strategy,
+        shapes: &[(usize, Fuse)],
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, ty, strategy, shapes, TILE_PREFILL)
+    }
+
+    /// As [`MatMul::with_strategy`], with Tile's prefill tile (rows, tokens per thread).
+    pub(crate) fn build(
+        gpu: &Gpu,
+        ty: TensorType,
+        strategy: Strategy,
+        shapes: &[(usize, Fuse)],
+        prefill_tile: (u32, u32),
+    ) -> Result<Self, GpuError> {
+        let mut fusions: Vec<Fuse> = Vec::new();
+        for &(_, f) in shapes {
+            if !fusions.contains(&f) {
+                fusions.push(f);
+            }
+        }
+        let kernels = fusions
+            .into_iter()
+            .map(|fuse| {
+                let lengths: Vec<usize> = shapes.iter().filter(|s| s.1 == fuse).map(|s| s.0).collect();
+                Kernels::new(gpu, ty, strategy, fuse, &lengths, prefill_tile)
+            })
+            .collect::<Result<_, _>>()?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(MatMul { ty, strategy, main, fallback, gemv, max_groups })
+        Ok(MatMul { ty, strategy, kernels, max_groups })
     }
 
     /// Parameters for `y = x Wᵀ` with W (rows × cols) of this op's type and `n_tokens` rows
@@ -342,39 +528,48 @@ impl MatMul {
             n_tokens: n_tokens as u32,
             row_bytes: row_bytes as u32,
             y_stride: rows as u32,
-            _pad: [0; 3],
+            eps: 0.0,
+            fuse: Fuse::NONE.code(),
+            _pad: 0,
         })
     }
 
-    /// The pipeline for a matrix of `cols` columns over `n_tokens` tokens.
-    fn variant(&self, cols: u32, n_tokens: u32) -> &Variant {
+    /// The pipeline for `fuse` over a matrix of `cols` columns and `n_tokens` tokens.
+    fn variant(&self, fuse: Fuse, cols: u32, n_tokens: u32) -> &Variant {
+        // The model built a pipeline for every fusion it binds.
+        let k = self.kernels.iter().find(|k| k.fuse == fuse).expect("a pipeline for every fusion used");
         if n_tokens <= 1 {
-            if let Some((_, v)) = self.gemv.iter().find(|(c, _)| *c == cols) {
+            if let Some((_, v)) = k.gemv.iter().find(|(c, _)| *c == cols) {
                 return v;
             }
         }
-        match &self.fallback {
+        match &k.fallback {
             Some(reduce) if !cols.is_multiple_of(32) => reduce.get(n_tokens),
-            _ => self.main.get(n_tokens),
+            _ => k.main.get(n_tokens),
         }
     }
 
-    /// Binds the buffers for a dispatch over `n_tokens` tokens of a (· × `cols`) matrix
-    /// (the pipeline, hence the layout, depends on both): `w` raw GGUF bytes
-    /// ([`upload_weights`]), `x` (n × cols) f32, `y` (n × y_stride) f32.
+    /// Binds the buffers for a dispatch of `fuse` over `n_tokens` tokens of a (· × `cols`)
+    /// matrix (the pipeline, hence the layout, depends on all three): `w` raw GGUF bytes
+    /// ([`upload_weights`]), `x` (n × cols) f32, `y` (n × y_stride) f32, and under
+    /// `fuse.norm` the norm weights (cols, padded to whole vec4) f32.
     #[allow(clippy::too_many_arguments)]
     pub fn bind(
         &self,
         gpu: &Gpu,
+        fuse: Fuse,
         cols: u32,
         n_tokens: u32,
         params: wgpu::BufferBinding,
         w: wgpu::BufferBinding,
         x: wgpu::BufferBinding,
         y: wgpu::BufferBinding,
+        norm: Option<wgpu::BufferBinding>,
     ) -> wgpu::BindGroup {
-        let layout = &self.variant(cols, n_tokens).pipeline;
-        bind_group(gpu, "matmul", layout, &[(0, params), (1, w), (2, x), (3, y)])
+        let layout = &self.variant(fuse, cols, n_tokens).pipeline;
+        let mut bindings = vec![(0, params), (1, w), (2, x), (3, y)];
+        bindings.extend(norm.filter(|_| fuse.norm).map(|n| (4, n)));
+        bind_group(gpu, "matmul", layout, &bindings)
     }
 }
 
@@ -383,8 +578,9 @@ impl Kernel for MatMul {
     type Bind = wgpu::BindGroup;
 
     fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
-        let v = self.variant(p.cols, p.n_tokens);
-        let (gx, gy) = grid(p.rows.div_ceil(v.rows), self.max_groups);
+        let fuse = Fuse::from_code(p.fuse);
+        let v = self.variant(fuse, p.cols, p.n_tokens);
+        let (gx, gy) = grid(fuse.out_rows(p.rows).div_ceil(v.rows), self.max_groups);
         pass.dispatch(&v.pipeline, bind, [gx, gy, p.n_tokens.div_ceil(v.tile)]);
     }
 }
@@ -503,34 +699,62 @@ pub(crate) mod tests {
         }
     }
 
-    /// Runs y = x Wᵀ on the GPU and on the CPU and compares them.
-    fn check(op: &MatMul, rng: &mut ChaCha8Rng, rows: usize, cols: usize, n: usize) {
+    /// Runs y = x Wᵀ with `fuse` on the GPU, and its parts one by one on the CPU reference
+    /// (rmsnorm, matmul, residual add, swiglu), and compares them. `rows`: rows of W.
+    fn check(op: &MatMul, rng: &mut ChaCha8Rng, rows: usize, cols: usize, n: usize, fuse: Fuse) {
+        const EPS: f32 = 1e-5;
         let gpu = testing::gpu();
         let ty = op.ty;
         let bytes = random_weights(rng, ty, rows, cols);
         let x = testing::random(rng, n * cols, 1.0);
-        let mut want = vec![0f32; n * rows];
+        let mut g = testing::random(rng, cols.next_multiple_of(4), 1.0);
+        g[cols..].fill(f32::NAN); // the padding is never read
+        let xn = if fuse.norm {
+            let mut xn = vec![0f32; n * cols];
+            hearth_model::ops::rmsnorm_rows(&mut xn, &x, &g[..cols], EPS);
+            xn
+        } else {
+            x.clone()
+        };
+        let mut y = vec![0f32; n * rows];
         let m = Matrix::new("w", ty, rows, cols, Arc::from(bytes.as_slice())).unwrap();
-        hearth_model::ops::matmul(&mut want, &x, &m);
+        hearth_model::ops::matmul(&mut y, &xn, &m);
+        let out_rows = fuse.out_rows(rows as u32) as usize;
+        let init = testing::random(rng, n * out_rows, 1.0);
+        let want: Vec<f32> = match fuse.epilogue {
+            Epilogue::Store => y,
+            Epilogue::Add => y.iter().zip(&init).map(|(a, b)| a + b).collect(),
+            Epilogue::SwiGlu => y
+                .chunks_exact(rows)
+                .flat_map(|row| {
+                    let (mut gate, up) = (row[..out_rows].to_vec(), &row[out_rows..]);
+                    hearth_model::ops::swiglu(&mut gate, up);
+                    gate
+                })
+                .collect(),
+        };
 
-        let p = op.params(rows, cols, n).unwrap();
+        let p = Params { y_stride: out_rows as u32, ..op.params(rows, cols, n).unwrap().fused(fuse, EPS) };
         let params = gpu.uniform("params", &p);
         let wb = upload_weights(gpu, "w", &bytes);
-        let xb = gpu.upload("x", &x);
-        let out = Output::new(gpu, n * rows);
+        let (xb, gb) = (gpu.upload("x", &x), gpu.upload("norm", &g));
+        let out = if fuse.epilogue == Epilogue::Add { Output::with(gpu, &init) } else { Output::new(gpu, want.len()) };
         let bind = op.bind(
             gpu,
+            fuse,
             cols as u32,
             n as u32,
             params.as_entire_buffer_binding(),
             wb.as_entire_buffer_binding(),
             xb.as_entire_buffer_binding(),
             out.binding(),
+            Some(gb.as_entire_buffer_binding()),
         );
         testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
         let got = out.read(gpu);
-        let what = format!("matmul {ty} {:?} {rows}x{cols}, n = {n}", op.strategy);
-        testing::assert_close(&what, &got, &want, budget(ty));
+        let what = format!("matmul {ty} {fuse:?} {:?} {rows}x{cols}, n = {n}", op.strategy);
+        let budget = if fuse.epilogue == Epilogue::SwiGlu { Budget::MATMUL_SWIGLU } else { budget(ty) };
+        testing::assert_close(&what, &got, &want, budget);
     }
 
     const STRATEGIES: [Strategy; 2] = [Strategy::Reduce, Strategy::Tile];
@@ -540,17 +764,28 @@ pub(crate) mod tests {
 
     /// Every kernel both strategies build for `ty`, on the test adapter.
     fn ops(ty: TensorType) -> impl Iterator<Item = MatMul> {
-        let lengths: Vec<usize> = ROW_LENGTHS.into_iter().filter(|c| c % ty.block_size() as usize == 0).collect();
-        STRATEGIES.into_iter().map(move |s| MatMul::with_strategy(testing::gpu(), ty, s, &lengths).unwrap())
+        let shapes: Vec<(usize, Fuse)> =
+            ROW_LENGTHS.into_iter().filter(|c| c % ty.block_size() as usize == 0).map(|c| (c, Fuse::NONE)).collect();
+        STRATEGIES.into_iter().map(move |s| MatMul::with_strategy(testing::gpu(), ty, s, &shapes).unwrap())
+    }
+
+    impl MatMul {
+        fn has_gemv(&self, fuse: Fuse, cols: usize) -> bool {
+            self.kernels.iter().any(|k| k.fuse == fuse && k.gemv.iter().any(|&(c, _)| c as usize == cols))
+        }
     }
 
     #[test]
     fn shader_is_valid_and_params_match() {
         let tiles = [(TILE_DECODE_ROWS, 1), TILE_PREFILL, (3, 5)];
         for &ty in FORMATS {
-            let sources = std::iter::once(SOURCE.to_string()).chain(tiles.iter().map(|&(r, t)| tile_source(r, t)));
-            let sources = sources.map(|kernel| source_for("matmul", &kernel, ty).unwrap());
-            for source in sources.chain([gemv_source(ty).unwrap()]) {
+            let fusions = [Fuse::NONE, Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU];
+            let sources = fusions.into_iter().flat_map(|f| {
+                let kernels =
+                    std::iter::once(SOURCE.to_string()).chain(tiles.iter().map(move |&(r, t)| tile_source(r, t, f)));
+                kernels.map(move |k| fused_source(&k, ty, f).unwrap()).chain([gemv_source(ty, f).unwrap()])
+            });
+            for source in sources {
                 for mark in ["{{DECLARE}}", "{{LOAD_X}}", "{{ROWS}}", "{{STORE}}"] {
                     assert!(!source.contains(mark), "{mark} was left unfilled");
                 }
@@ -584,13 +819,13 @@ pub(crate) mod tests {
         for &ty in FORMATS {
             for op in ops(ty) {
                 for (i, &cols) in awkward_cols(ty).iter().enumerate() {
-                    let gemv = op.gemv.iter().any(|&(c, _)| c as usize == cols);
+                    let gemv = op.has_gemv(Fuse::NONE, cols);
                     assert_eq!(gemv, op.strategy == Strategy::Reduce && gemv_fits(cols), "{ty} × {cols}: GEMV built");
                     for rows in [7, 33, 130] {
                         if i == 2 && rows != 33 {
                             continue; // the longest rows once is enough
                         }
-                        check(&op, &mut rng, rows, cols, 1);
+                        check(&op, &mut rng, rows, cols, 1, Fuse::NONE);
                     }
                 }
             }
@@ -609,7 +844,8 @@ pub(crate) mod tests {
         let wg = gemv_workgroup(4096);
         for &ty in FORMATS {
             let constants = [("WG", f64::from(wg)), ("SLICES", 512.0)];
-            let pipeline = gpu.compute_pipeline("gemv trace", &gemv_source(ty).unwrap(), "trace_loads", &constants);
+            let source = gemv_source(ty, Fuse::NONE).unwrap();
+            let pipeline = gpu.compute_pipeline("gemv trace", &source, "trace_loads", &constants);
             let pipeline = pipeline.unwrap();
             let out = Output::new(gpu, 2 * wg as usize);
             let bind = super::super::bind_group(gpu, "trace", &pipeline, &[(4, out.binding())]);
@@ -634,7 +870,7 @@ pub(crate) mod tests {
             for op in ops(ty) {
                 let cols = awkward_cols(ty);
                 for (rows, cols, n) in [(7, cols[0], 2), (33, cols[1], 5), (130, cols[0], 37), (33, cols[1], 64)] {
-                    check(&op, &mut rng, rows, cols, n);
+                    check(&op, &mut rng, rows, cols, n, Fuse::NONE);
                 }
             }
         }
@@ -648,8 +884,8 @@ pub(crate) mod tests {
         let mut rng = testing::rng(4);
         for mut op in ops(TensorType::Q4_0) {
             op.max_groups = 3;
-            check(&op, &mut rng, 451, 96, 1);
-            check(&op, &mut rng, 451, 96, 19);
+            check(&op, &mut rng, 451, 96, 1, Fuse::NONE);
+            check(&op, &mut rng, 451, 96, 19, Fuse::NONE);
         }
         assert_eq!(grid(33, 5), (5, 7));
         assert_eq!(grid(3, 65535), (3, 1));
@@ -695,7 +931,7 @@ pub(crate) mod tests {
                         wb.as_entire_buffer_binding(),
                         xb.as_entire_buffer_binding(),
                     );
-                    op.bind(gpu, cols as u32, tokens as u32, p, w, x, y)
+                    op.bind(gpu, Fuse::NONE, cols as u32, tokens as u32, p, w, x, y, None)
                 })
                 .collect();
             testing::run(gpu, |pass| {
@@ -708,9 +944,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// Tile's prefill tile in the fused test: the model's 16 × 16 takes lavapipe ~45 s to
+    /// compile per pipeline (30 of them here). The fusion's generated lines are the same at
+    /// every tile size; the model's tile runs fused in the tiny-model and SmolLM2 tests.
+    const TEST_TILE: (u32, u32) = (4, 3);
+
+    /// Every fusion, for every format under both strategies: the decode kernels (the GEMV on
+    /// Reduce) and the prefill ones, at awkward shapes: row counts that leave the last
+    /// workgroup part empty (odd numbers of outputs under SwiGLU), token counts that leave
+    /// the last tile part empty.
+    #[test]
+    fn fused_matmuls_match_cpu_reference() {
+        let mut rng = testing::rng(11);
+        for &ty in FORMATS {
+            let cols = awkward_cols(ty)[1];
+            for fuse in [Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU] {
+                for strategy in STRATEGIES {
+                    let op = MatMul::build(testing::gpu(), ty, strategy, &[(cols, fuse)], TEST_TILE).unwrap();
+                    assert_eq!(op.has_gemv(fuse, cols), strategy == Strategy::Reduce && gemv_fits(cols));
+                    for (rows, n) in [(2 * 37, 1), (2 * 65, 1), (2 * 37, 5), (2 * 65, 19)] {
+                        check(&op, &mut rng, rows, cols, n, fuse);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn unsupported_format_is_an_error_naming_it() {
-        let err = MatMul::new(testing::gpu(), TensorType::Q3_K, &[256]).err().unwrap().to_string();
+        let err = MatMul::new(testing::gpu(), TensorType::Q3_K, &[(256, Fuse::NONE)]).err().unwrap().to_string();
         assert!(err.contains("Q3_K") && err.contains("Q4_K"), "{err}");
     }
 }

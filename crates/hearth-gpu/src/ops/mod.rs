@@ -5,7 +5,6 @@ pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
-pub mod rmsnorm;
 pub mod rope;
 pub mod sample;
 pub mod softmax;
@@ -17,11 +16,23 @@ pub mod softmax;
 pub struct Pass<'a> {
     inner: wgpu::ComputePass<'a>,
     dispatches: usize,
+    weight_bytes: u64,
 }
 
 impl<'a> Pass<'a> {
     pub fn new(enc: &'a mut wgpu::CommandEncoder) -> Self {
-        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0 }
+        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0, weight_bytes: 0 }
+    }
+
+    /// A pass that writes GPU timestamps at its start and end into `queries` (measurements).
+    pub fn timed(enc: &'a mut wgpu::CommandEncoder, queries: &wgpu::QuerySet, start: u32) -> Self {
+        let timestamp_writes = wgpu::ComputePassTimestampWrites {
+            query_set: queries,
+            beginning_of_pass_write_index: Some(start),
+            end_of_pass_write_index: Some(start + 1),
+        };
+        let desc = wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) };
+        Pass { inner: enc.begin_compute_pass(&desc), dispatches: 0, weight_bytes: 0 }
     }
 
     /// Records `pipeline` over `groups` workgroups with `bind` as group 0; an empty grid
@@ -39,6 +50,16 @@ impl<'a> Pass<'a> {
     /// Dispatches recorded so far.
     pub fn dispatches(&self) -> usize {
         self.dispatches
+    }
+
+    /// Counts `bytes` of weights that the next dispatch reads (whole matrices or parts).
+    pub fn reads_weights(&mut self, bytes: u64) {
+        self.weight_bytes += bytes;
+    }
+
+    /// Weight bytes the dispatches recorded so far read.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 }
 
@@ -168,6 +189,87 @@ mod tests {
             }
         }
         assert!(offenders.is_empty(), "dispatches outside ops::Pass::dispatch: {offenders:?}");
+    }
+
+    /// Every kernel variant builds under WebGPU's default limits (at most 8 storage buffers
+    /// per stage, 16 KiB of workgroup memory), so none needs an adapter that grants more:
+    /// every matmul format × fusion × strategy (with GEMV row lengths up to the widest
+    /// workgroup, and Tile's fallback for ragged F32/F16 rows), attention at the head sizes
+    /// and groups models use, RoPE + KV write, the embedding per format, argmax, sampling,
+    /// SwiGLU. Tile's prefill tile is built smaller than the model's: Tile kernels use no
+    /// workgroup memory and the same bindings at every tile size, and the model's tile takes
+    /// lavapipe seconds per pipeline. Two shaders over the limits prove that wgpu checks both.
+    #[test]
+    fn every_kernel_fits_webgpu_default_limits() {
+        use matmul::{Fuse, MatMul, FORMATS};
+
+        let options = crate::GpuOptions { webgpu_default_limits: true, ..Default::default() };
+        let gpu = crate::Gpu::new_blocking(&options).expect("GPU tests need an adapter");
+        assert_eq!(gpu.limits.max_storage_buffers_per_shader_stage, 8);
+        assert_eq!(gpu.limits.max_compute_workgroup_storage_size, 16384);
+
+        let over_storage = (0..9)
+            .map(|i| format!("@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;\n"))
+            .collect::<String>()
+            + "@compute @workgroup_size(1) fn main() {\n"
+            + &(0..9).map(|i| format!("    b{i}[0] = 1.0;\n")).collect::<String>()
+            + "}\n";
+        let over_shared = "var<workgroup> m: array<f32, 4097>;\n\
+                           @compute @workgroup_size(1) fn main() { m[4096] = 1.0; }\n";
+        // wgpu checks storage buffers per stage natively; workgroup memory only browsers do,
+        // so it is measured here from each pipeline's source with its override values.
+        assert!(gpu.compute_pipeline("over", &over_storage, "main", &[]).is_err(), "9 storage buffers passed");
+        assert_eq!(workgroup_bytes(over_shared, "main", &[]), 16388);
+        gpu.built.lock().unwrap().clear();
+
+        let fusions = [Fuse::NONE, Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU];
+        for &ty in FORMATS {
+            let lengths: &[usize] = if ty.block_size() == 1 { &[57, 256, 11008] } else { &[256, 11008] };
+            let shapes: Vec<(usize, Fuse)> = lengths.iter().flat_map(|&c| fusions.map(|f| (c, f))).collect();
+            for strategy in [Strategy::Reduce, Strategy::Tile] {
+                MatMul::build(&gpu, ty, strategy, &shapes, (4, 3)).unwrap_or_else(|e| panic!("{ty} {strategy:?}: {e}"));
+            }
+            embedding::Embedding::new(&gpu, ty).unwrap_or_else(|e| panic!("embedding {ty}: {e}"));
+        }
+        for (head_dim, group) in [(64, 1), (64, 3), (128, 4), (128, 8), (256, 2), (80, 5)] {
+            for strategy in [Strategy::Reduce, Strategy::Tile] {
+                attention::Attention::with_strategy(&gpu, head_dim, group, strategy)
+                    .unwrap_or_else(|e| panic!("attention {head_dim} × {group} {strategy:?}: {e}"));
+            }
+        }
+        rope::RopeKv::new(&gpu).unwrap();
+        sample::Argmax::new(&gpu).unwrap();
+        sample::Sample::new(&gpu).unwrap();
+        elementwise::Elementwise::new(&gpu, elementwise::Kind::SwiGlu).unwrap();
+
+        let built = std::mem::take(&mut *gpu.built.lock().unwrap());
+        let mut most = 0;
+        for (source, entry, constants) in &built {
+            let bytes = workgroup_bytes(source, entry, constants);
+            let name = source.lines().find(|l| l.starts_with("//")).unwrap_or_default();
+            assert!(bytes <= 16384, "{bytes} bytes of workgroup memory in {name:?} with {constants:?}");
+            most = most.max(bytes);
+        }
+        eprintln!("{} pipelines; most workgroup memory: {most} bytes", built.len());
+    }
+
+    /// Bytes of workgroup memory `entry` of `source` declares, with `constants` for its
+    /// overrides (array lengths such as `R * WG` depend on them).
+    fn workgroup_bytes(source: &str, entry: &str, constants: &[(String, f64)]) -> u32 {
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+        let caps = naga::valid::Capabilities::all();
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps).validate(&module).unwrap();
+        let constants = constants.iter().cloned().collect();
+        let stage = Some((naga::ShaderStage::Compute, entry));
+        let (module, _) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| layouter[v.ty].size)
+            .sum()
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Rotary position embedding, in place (`shaders/rope.wgsl`). CPU reference:
-//! `hearth_model::ops::Rope`.
+//! Rotary position embedding of Q and K, fused with the append of K and V to the f16 KV cache
+//! (`shaders/rope.wgsl`): one dispatch between a layer's Q/K/V projection and its attention.
+//! CPU reference: `hearth_model::ops::Rope`, and f16 rounding for the cache (layout in
+//! `ops::attention`).
 
 use hearth_model::ops::{Rope as RopeSpec, RopeMode};
 
@@ -9,7 +11,8 @@ use crate::{Gpu, GpuError};
 
 pub const SOURCE: &str = include_str!("../../../../shaders/rope.wgsl");
 
-/// Threads per workgroup; one invocation per rotated pair, workgroups along (pairs, tokens).
+/// Threads per workgroup; one invocation per pair of adjacent outputs, workgroups along
+/// (pairs, tokens).
 pub const WORKGROUP: u32 = 64;
 
 /// The WGSL `Params` struct, field for field.
@@ -18,6 +21,7 @@ pub const WORKGROUP: u32 = 64;
 pub struct Params {
     pub n_tokens: u32,
     pub n_heads: u32,
+    pub n_kv_heads: u32,
     pub head_dim: u32,
     pub n_rot: u32,
     pub start: u32,
@@ -27,16 +31,51 @@ pub struct Params {
     /// `freq_base^(-2/n_rot)`, computed here with the CPU's `powf` so that θ matches it.
     pub theta_scale: f32,
     pub freq_scale: f32,
-    pub _pad: [u32; 3],
+    pub q_stride: u32,
+    pub kv_stride: u32,
+    pub q_off: u32,
+    pub k_off: u32,
+    pub v_off: u32,
+    pub _pad: u32,
+}
+
+/// Where a step's q, k and v rows lie in the projection's output, in f32 elements: token t's
+/// q at `q_off + t · q_stride`, its k and v at `k_off`/`v_off + t · kv_stride`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub q_stride: usize,
+    pub kv_stride: usize,
+    pub q_off: usize,
+    pub k_off: usize,
+    pub v_off: usize,
+}
+
+impl Layout {
+    /// One [Q | K | V] row per token (the projection was one matmul).
+    pub fn rows(q_dim: usize, kv_dim: usize) -> Layout {
+        let stride = q_dim + 2 * kv_dim;
+        Layout { q_stride: stride, kv_stride: stride, q_off: 0, k_off: q_dim, v_off: q_dim + kv_dim }
+    }
+}
+
+/// What a step rotates and appends: `n_heads` query and `n_kv_heads` key/value heads of
+/// every token of the batch, laid out as `layout` says, with the model's RoPE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub layout: Layout,
 }
 
 impl Params {
-    /// Parameters for rotating `n_tokens` tokens of `n_heads` heads at positions
-    /// `start..start + n_tokens`.
-    pub fn new(rope: &RopeSpec, n_tokens: u32, n_heads: u32, start: u32) -> Self {
+    /// Parameters for `n_tokens` tokens at positions `start..start + n_tokens`. Sizes were
+    /// checked at load (they fit in u32).
+    pub fn new(rope: &RopeSpec, slot: &Slot, n_tokens: u32, start: u32) -> Self {
+        let l = slot.layout;
         Params {
             n_tokens,
-            n_heads,
+            n_heads: slot.n_heads as u32,
+            n_kv_heads: slot.n_kv_heads as u32,
             head_dim: rope.head_dim as u32,
             n_rot: rope.n_rot as u32,
             start,
@@ -47,128 +86,136 @@ impl Params {
             has_factors: u32::from(rope.freq_factors.is_some()),
             theta_scale: rope.freq_base.powf(-2.0 / rope.n_rot as f32),
             freq_scale: rope.freq_scale,
-            _pad: [0; 3],
+            q_stride: l.q_stride as u32,
+            kv_stride: l.kv_stride as u32,
+            q_off: l.q_off as u32,
+            k_off: l.k_off as u32,
+            v_off: l.v_off as u32,
+            _pad: 0,
         }
     }
-}
-
-/// What a step rotates: `n_heads` heads of every token of the batch, with the model's RoPE.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Slot {
-    pub n_heads: usize,
 }
 
 impl SlotParams for Slot {
     type Params = Params;
     fn params(&self, step: &Step) -> Params {
-        Params::new(step.rope, step.n as u32, self.n_heads as u32, step.start as u32)
+        Params::new(step.rope, self, step.n as u32, step.start as u32)
     }
 }
 
-pub struct Rope {
+pub struct RopeKv {
     pipeline: wgpu::ComputePipeline,
     /// Bound in place of the frequency factors when a model has none (the shader skips it).
     no_factors: wgpu::Buffer,
 }
 
-impl Rope {
+impl RopeKv {
     pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
-        let pipeline = gpu.compute_pipeline("rope", SOURCE, "main", &[("WG", f64::from(WORKGROUP))])?;
-        Ok(Rope { pipeline, no_factors: gpu.upload("rope no factors", &[1f32]) })
+        let pipeline = gpu.compute_pipeline("rope + kv write", SOURCE, "main", &[("WG", f64::from(WORKGROUP))])?;
+        Ok(RopeKv { pipeline, no_factors: gpu.upload("rope no factors", &[1f32]) })
     }
 
-    /// `x`: (n_tokens, n_heads, head_dim) f32, rotated in place; `freq_factors`: (n_rot / 2)
-    /// f32 or `None` (then `Params::has_factors` must be 0).
+    /// `src`: the projection's output (q, k, v where the params say); `freq_factors`:
+    /// (n_rot / 2) f32 or `None` (then `Params::has_factors` must be 0); `q_out`: (n_tokens,
+    /// n_heads, head_dim) f32; the caches: one layer's, (positions, kv_dim / 2) u32.
+    #[allow(clippy::too_many_arguments)]
     pub fn bind(
         &self,
         gpu: &Gpu,
         params: wgpu::BufferBinding,
-        x: wgpu::BufferBinding,
+        src: wgpu::BufferBinding,
         freq_factors: Option<wgpu::BufferBinding>,
+        q_out: wgpu::BufferBinding,
+        k_cache: wgpu::BufferBinding,
+        v_cache: wgpu::BufferBinding,
     ) -> wgpu::BindGroup {
         let factors = freq_factors.unwrap_or_else(|| self.no_factors.as_entire_buffer_binding());
-        bind_group(gpu, "rope", &self.pipeline, &[(0, params), (1, x), (2, factors)])
+        let bindings = [(0, params), (1, src), (2, factors), (3, q_out), (4, k_cache), (5, v_cache)];
+        bind_group(gpu, "rope + kv write", &self.pipeline, &bindings)
     }
 }
 
-impl Kernel for Rope {
+impl Kernel for RopeKv {
     type Params = Params;
     type Bind = wgpu::BindGroup;
 
-    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &Params) {
-        let pairs = params.n_heads * (params.n_rot / 2);
-        pass.dispatch(&self.pipeline, bind, [pairs.div_ceil(WORKGROUP), params.n_tokens, 1]);
+    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
+        let items = (p.n_heads + p.n_kv_heads) * (p.head_dim / 2);
+        pass.dispatch(&self.pipeline, bind, [items.div_ceil(WORKGROUP), p.n_tokens, 1]);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use half::f16;
+
     use super::*;
-    use crate::testing::{self, Budget, GUARD};
+    use crate::testing::{self, Budget, Output, POISON};
 
     #[test]
     fn rope_shader_is_valid_and_params_match() {
         use std::mem::offset_of;
-        testing::check_uniform::<Params>(
-            SOURCE,
-            "Params",
-            &[
-                ("n_tokens", offset_of!(Params, n_tokens)),
-                ("n_heads", offset_of!(Params, n_heads)),
-                ("head_dim", offset_of!(Params, head_dim)),
-                ("n_rot", offset_of!(Params, n_rot)),
-                ("start", offset_of!(Params, start)),
-                ("mode", offset_of!(Params, mode)),
-                ("has_factors", offset_of!(Params, has_factors)),
-                ("theta_scale", offset_of!(Params, theta_scale)),
-                ("freq_scale", offset_of!(Params, freq_scale)),
-            ],
-        );
-    }
-
-    /// Runs the kernel on `x` in a buffer fenced by guard words and returns the result.
-    fn run_rope(gpu: &Gpu, op: &Rope, params: &Params, x: &[f32], factors: Option<&[f32]>) -> Vec<f32> {
-        let g = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(64);
-        let mut words = vec![GUARD; g];
-        words.extend(x.iter().map(|v| v.to_bits()));
-        words.extend(std::iter::repeat_n(GUARD, g));
-        let buf = gpu.upload("x", &words);
-        let binding = wgpu::BufferBinding {
-            buffer: &buf,
-            offset: (g * 4) as u64,
-            size: std::num::NonZeroU64::new(x.len() as u64 * 4),
-        };
-        let pb = gpu.uniform("params", params);
-        let fb = factors.map(|f| gpu.upload("freq factors", f));
-        let bind =
-            op.bind(gpu, pb.as_entire_buffer_binding(), binding, fb.as_ref().map(|b| b.as_entire_buffer_binding()));
-        testing::run(gpu, |pass| op.dispatch(pass, &bind, params));
-        let back: Vec<u32> = gpu.read_back(&buf).unwrap();
-        for (i, &w) in back[..g].iter().chain(&back[g + x.len()..]).enumerate() {
-            assert_eq!(w, GUARD, "guard word {i} was overwritten: out-of-bounds write");
-        }
-        back[g..g + x.len()].iter().map(|&w| f32::from_bits(w)).collect()
-    }
-
-    fn nmse(got: &[f32], want: &[f32]) -> f64 {
-        let err: f64 = got.iter().zip(want).map(|(&g, &w)| (f64::from(g) - f64::from(w)).powi(2)).sum();
-        err / want.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>()
-    }
-
-    #[test]
-    fn rope_matches_cpu_reference() {
-        let gpu = testing::gpu();
-        let op = Rope::new(gpu).unwrap();
-        let mut rng = testing::rng(3);
-        // (mode, n_tokens, n_heads, head_dim, n_rot, start, freq_base, freq_scale, factors)
-        let cases = [
-            (RopeMode::Interleaved, 5, 9, 64, 64, 0, 10000.0, 1.0, false),
-            (RopeMode::Neox, 3, 4, 40, 40, 17, 1_000_000.0, 1.0, false),
-            (RopeMode::Interleaved, 2, 3, 128, 128, 8000, 500_000.0, 1.0, true),
-            (RopeMode::Neox, 7, 6, 80, 48, 300, 10000.0, 0.25, true),
-            (RopeMode::Interleaved, 1, 2, 10, 6, 65_000, 10000.0, 0.5, false),
+        let fields = [
+            ("n_tokens", offset_of!(Params, n_tokens)),
+            ("n_heads", offset_of!(Params, n_heads)),
+            ("n_kv_heads", offset_of!(Params, n_kv_heads)),
+            ("head_dim", offset_of!(Params, head_dim)),
+            ("n_rot", offset_of!(Params, n_rot)),
+            ("start", offset_of!(Params, start)),
+            ("mode", offset_of!(Params, mode)),
+            ("has_factors", offset_of!(Params, has_factors)),
+            ("theta_scale", offset_of!(Params, theta_scale)),
+            ("freq_scale", offset_of!(Params, freq_scale)),
+            ("q_stride", offset_of!(Params, q_stride)),
+            ("kv_stride", offset_of!(Params, kv_stride)),
+            ("q_off", offset_of!(Params, q_off)),
+            ("k_off", offset_of!(Params, k_off)),
+            ("v_off", offset_of!(Params, v_off)),
         ];
-        for (mode, n, heads, hd, n_rot, start, base, scale, with_factors) in cases {
+        // The struct alone: the kernel's pack2x16float needs a capability check_uniform
+        // does not grant (ops/attention.rs validates the whole shader with it).
+        let start = SOURCE.find("struct Params {").unwrap();
+        let end = start + SOURCE[start..].find("\n}\n").unwrap() + 3;
+        testing::check_uniform::<Params>(&SOURCE[start..end], "Params", &fields);
+    }
+
+    const SENTINEL: u32 = 0x5a5a_a5a5;
+
+    /// f16 bits of `a` and `b` differ by at most one unit in the last place (WGSL leaves
+    /// pack2x16float's rounding to the implementation).
+    fn assert_f16_words(what: &str, got: &[u32], want: &[f32]) {
+        for (i, &g) in got.iter().enumerate() {
+            for half in 0..2 {
+                let w = f16::from_f32(want[2 * i + half]).to_bits();
+                let g = (g >> (16 * half)) as u16;
+                assert!(
+                    (i32::from(g) - i32::from(w)).abs() <= 1,
+                    "{what}: element {} is f16 {g:#06x}, want {w:#06x}",
+                    2 * i + half
+                );
+            }
+        }
+    }
+
+    /// RoPE of Q into `q_out` and of K into the cache, V into the cache, against the CPU
+    /// reference, for both RoPE modes, partial rotation, frequency factors, and both source
+    /// layouts (one [Q | K | V] row per token; three regions with poisoned gaps).
+    #[test]
+    fn rope_and_kv_write_match_cpu_reference() {
+        let gpu = testing::gpu();
+        let op = RopeKv::new(gpu).unwrap();
+        let mut rng = testing::rng(3);
+        // (mode, n_tokens, n_heads, n_kv_heads, head_dim, n_rot, start, freq_base, freq_scale,
+        //  factors, one row per token)
+        let cases = [
+            (RopeMode::Interleaved, 5, 9, 3, 64, 64, 0, 10000.0, 1.0, false, true),
+            (RopeMode::Neox, 3, 4, 4, 40, 40, 17, 1_000_000.0, 1.0, false, false),
+            (RopeMode::Interleaved, 2, 3, 1, 128, 128, 8000, 500_000.0, 1.0, true, true),
+            (RopeMode::Neox, 7, 6, 2, 80, 48, 300, 10000.0, 0.25, true, true),
+            (RopeMode::Interleaved, 1, 2, 2, 10, 6, 65_000, 10000.0, 0.5, false, false),
+            (RopeMode::Neox, 1, 16, 8, 66, 66, 2047, 10000.0, 1.0, false, true),
+        ];
+        for (mode, n, heads, kv_heads, hd, n_rot, start, base, scale, with_factors, rows) in cases {
             let factors = with_factors.then(|| {
                 testing::random(&mut rng, n_rot / 2, 1.0).iter().map(|f| 1.0 + 4.0 * f.abs()).collect::<Vec<f32>>()
             });
@@ -180,16 +227,65 @@ mod tests {
                 freq_scale: scale,
                 freq_factors: factors.clone(),
             };
-            let x = testing::random(&mut rng, n * heads * hd, 2.0);
-            let mut want = x.clone();
-            for (t, row) in want.chunks_exact_mut(heads * hd).enumerate() {
-                spec.apply(row, &spec.cos_sin(start + t));
+            let (q_dim, kv_dim) = (heads * hd, kv_heads * hd);
+            let q = testing::random(&mut rng, n * q_dim, 2.0);
+            let k = testing::random(&mut rng, n * kv_dim, 2.0);
+            let v = testing::random(&mut rng, n * kv_dim, 1.0);
+            let layout = if rows {
+                Layout::rows(q_dim, kv_dim)
+            } else {
+                // Three regions, 3 poisoned words apart.
+                let k_off = n * q_dim + 3;
+                Layout { q_stride: q_dim, kv_stride: kv_dim, q_off: 0, k_off, v_off: k_off + n * kv_dim + 3 }
+            };
+            let len = layout.v_off + (n - 1) * layout.kv_stride + kv_dim + 2;
+            let mut src = vec![POISON; len];
+            for t in 0..n {
+                for (off, stride, data, width) in [
+                    (layout.q_off, layout.q_stride, &q, q_dim),
+                    (layout.k_off, layout.kv_stride, &k, kv_dim),
+                    (layout.v_off, layout.kv_stride, &v, kv_dim),
+                ] {
+                    let at = off + t * stride;
+                    for (d, &x) in src[at..at + width].iter_mut().zip(&data[t * width..][..width]) {
+                        *d = x.to_bits();
+                    }
+                }
             }
-            let params = Params::new(&spec, n as u32, heads as u32, start as u32);
-            let got = run_rope(gpu, &op, &params, &x, factors.as_deref());
-            let label = format!("rope {mode:?} {n}x{heads}x{hd} rot {n_rot} start {start}");
-            eprintln!("{label}: NMSE {:.3e}", nmse(&got, &want));
-            testing::assert_close(&label, &got, &want, Budget::ROPE);
+            let (mut want_q, mut want_k) = (q.clone(), k.clone());
+            for t in 0..n {
+                let cs = spec.cos_sin(start + t);
+                spec.apply(&mut want_q[t * q_dim..][..q_dim], &cs);
+                spec.apply(&mut want_k[t * kv_dim..][..kv_dim], &cs);
+            }
+
+            let slot = Slot { n_heads: heads, n_kv_heads: kv_heads, layout };
+            let params = Params::new(&spec, &slot, n as u32, start as u32);
+            let capacity = start + n + 2;
+            let words = vec![SENTINEL; capacity * kv_dim / 2];
+            let (kc, vc) = (gpu.upload("k cache", &words), gpu.upload("v cache", &words));
+            let (pb, sb) = (gpu.uniform("params", &params), gpu.upload("src", &src));
+            let fb = factors.as_ref().map(|f| gpu.upload("freq factors", f));
+            let q_out = Output::new(gpu, n * q_dim);
+            let bind = op.bind(
+                gpu,
+                pb.as_entire_buffer_binding(),
+                sb.as_entire_buffer_binding(),
+                fb.as_ref().map(|b| b.as_entire_buffer_binding()),
+                q_out.binding(),
+                kc.as_entire_buffer_binding(),
+                vc.as_entire_buffer_binding(),
+            );
+            testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
+            let label = format!("rope {mode:?} {n}x{heads}/{kv_heads}x{hd} rot {n_rot} start {start} rows {rows}");
+            testing::assert_close(&format!("{label}: q"), &q_out.read(gpu), &want_q, Budget::ROPE);
+            for (name, buf, want) in [("k", &kc, &want_k), ("v", &vc, &v)] {
+                let got: Vec<u32> = gpu.read_back(buf).unwrap();
+                let (w0, w1) = (start * kv_dim / 2, (start + n) * kv_dim / 2);
+                let outside = got[..w0].iter().chain(&got[w1..]).position(|&w| w != SENTINEL);
+                assert!(outside.is_none(), "{label}: {name} cache written outside positions {start}..{}", start + n);
+                assert_f16_words(&format!("{label}: {name} cache"), &got[w0..w1], want);
+            }
         }
     }
 }

@@ -1,0 +1,61 @@
+// What the matmul kernels (gemv.wgsl, matmul.wgsl, matmul_tile.wgsl) fuse around y = x Wᵀ, so
+// that a decoder layer is six dispatches. The host prepends `const NORM: bool`,
+// `const EPILOGUE: u32` and, when NORM, binding 4 (ops/matmul.rs, `fuse_header`); each is a
+// separate pipeline, so the choices cost no branches at run time.
+//
+// NORM: x is RMS-normalised on the fly, RMSNorm(x) Wᵀ = (W (x ⊙ g)) / √(Σx² / cols + eps):
+//   each x element is multiplied by its norm weight g as it is loaded, Σx² comes from the
+//   same loads, and each output is scaled once. The normed x is never written.
+// EPILOGUE:
+//   STORE   y = v
+//   ADD     y += v: the residual stream updated in place (Wo, W_down)
+//   SWIGLU  W is [W_gate; W_up] (rows / 2 each, one buffer); output r is
+//           silu(gate_r) · up_r, so y has rows / 2 columns. A workgroup computes the gate
+//           and up rows of the same outputs.
+// CPU reference: hearth_model::ops::{rmsnorm, matmul, swiglu}.
+
+const STORE: u32 = 0u;
+const ADD: u32 = 1u;
+const SWIGLU: u32 = 2u;
+
+// x * sigmoid(x) without overflow: exp only ever sees a non-positive argument.
+fn silu(v: f32) -> f32 {
+    let e = exp(-abs(v));
+    let s = select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+    return v * s;
+}
+
+// Columns of y this matmul produces.
+fn out_rows() -> u32 {
+    if (EPILOGUE == SWIGLU) {
+        return p.rows / 2u;
+    }
+    return p.rows;
+}
+
+// The row of W behind output row `o` (clamped into range, so that surplus outputs read valid
+// rows and are simply not stored); `up`: its W_up row under SWIGLU.
+fn weight_row(o: u32, up: bool) -> u32 {
+    let r = min(o, out_rows() - 1u);
+    if (EPILOGUE == SWIGLU && up) {
+        return r + p.rows / 2u;
+    }
+    return r;
+}
+
+// 1/√(Σx² / cols + eps), or 1 without NORM.
+fn norm_scale(sum_sq: f32) -> f32 {
+    if (NORM) {
+        return inverseSqrt(sum_sq / f32(p.cols) + p.eps);
+    }
+    return 1.0;
+}
+
+// Stores output v (already scaled) at y[i] (STORE, ADD).
+fn put(i: u32, v: f32) {
+    if (EPILOGUE == ADD) {
+        y[i] = y[i] + v;
+    } else {
+        y[i] = v;
+    }
+}
