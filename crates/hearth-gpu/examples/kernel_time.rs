@@ -3,8 +3,8 @@
 //! `cargo run --release -p hearth-gpu --example kernel_time [TOKENS]`. Two modes for
 //! `scripts/gpu_check.sh`:
 //! - `kernel_time gemv [small]`: the decode matmul (the adapter's own strategy: the GEMV on
-//!   GPUs) at Llama-2-7B's shapes, Q4_0 and Q4_K, in GB/s of weights (`small`: a quarter of
-//!   each side, for CPU adapters);
+//!   GPUs) at Llama-2-7B's shapes, Q4_0 and Q4_K, in GB/s of weights (`small`: about a
+//!   quarter of each side, for CPU adapters);
 //! - `kernel_time boundary`: the cost of a dispatch boundary: 200 one-workgroup dispatches
 //!   that read-modify-write one storage buffer (wgpu puts a barrier between each two), minus
 //!   the same 200 on 200 buffers (no barriers), timed with GPU timestamps where the adapter
@@ -114,12 +114,13 @@ fn compile_times(gpu: &Gpu) {
 }
 
 /// The decode matmul at Llama-2-7B's shapes (W_q, W_gate/W_up, W_down) with the adapter's
-/// strategy; `small`: each side a quarter as long.
+/// strategy; `small`: each side about a quarter as long (whole K-quant blocks).
 fn gemv_7b(gpu: &Gpu, small: bool) {
-    let d = if small { 4 } else { 1 };
+    let shapes =
+        if small { [(1024, 1024), (2816, 1024), (1024, 2816)] } else { [(4096, 4096), (11008, 4096), (4096, 11008)] };
     for ty in [TensorType::Q4_0, TensorType::Q4_K] {
-        for (rows, cols) in [(4096, 4096), (11008, 4096), (4096, 11008)] {
-            time_matmul(gpu, gpu.strategy(), ty, rows / d, cols / d, 1, 50);
+        for (rows, cols) in shapes {
+            time_matmul(gpu, gpu.strategy(), ty, rows, cols, 1, 50);
         }
     }
 }
