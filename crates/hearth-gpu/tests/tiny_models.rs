@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use hearth_gguf::read_index;
+use hearth_gguf::{read_index, GgufIndex};
 use hearth_gpu::ops::Strategy;
-use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
+use hearth_gpu::{Gpu, GpuEngine, GpuOptions, StepStats};
 use hearth_model::{CpuEngine, Engine, Logits, Model, Sampler, SamplingParams};
 use serde_json::Value;
 
@@ -73,10 +73,35 @@ fn compare(what: &str, got: &[f32], want: &[f32]) -> (f32, f64) {
 
 /// Bytes of every weight matrix a decoded token multiplies by: each layer's seven and the
 /// output matrix (the embedding table itself when tied); the embedding lookup reads one row.
-fn matrix_bytes(index: &hearth_gguf::GgufIndex) -> u64 {
+fn matrix_bytes(index: &GgufIndex) -> u64 {
     let tied = index.tensor("output.weight").is_none();
     let matrices = index.tensors.iter().filter(|t| t.dims.len() == 2);
     matrices.filter(|t| tied || t.name != "token_embd.weight").map(|t| t.n_bytes).sum()
+}
+
+/// Runs `tokens` through `engine` in one batch and then token by token through the KV cache,
+/// and compares the logits of every position both ways with the CPU's `want`; then one greedy
+/// decode step, which must be one submit reading back 4 bytes and bind each weight matrix of
+/// `index` once. Returns that step's counts.
+fn run_and_compare(what: &str, engine: &mut GpuEngine, tokens: &[u32], want: &[f32], index: &GgufIndex) -> StepStats {
+    let batch = engine.forward(tokens, Logits::All).unwrap();
+    engine.truncate_cache(0);
+    let mut stepwise = Vec::new();
+    for &t in tokens {
+        stepwise.extend(engine.forward(&[t], Logits::Last).unwrap());
+    }
+    for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
+        let (max, nmse) = compare(what, got, want);
+        eprintln!("{what}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}");
+        assert!(max <= MAX_ABS, "{what}, {how}: max |Δ| {max:e} over {MAX_ABS:e}");
+        assert!(nmse <= NMSE, "{what}, {how}: NMSE {nmse:e} over {NMSE:e}");
+    }
+    let mut sampler = Sampler::new(SamplingParams::greedy());
+    engine.forward_and_sample(&tokens[..1], &mut sampler, &[]).unwrap();
+    let s = engine.last_call();
+    assert_eq!((s.submits, s.readback_bytes), (1, 4), "{what}: {s:?}");
+    assert_eq!(s.weight_bytes, matrix_bytes(index), "{what}: each matrix read once");
+    s
 }
 
 fn check(name: &str) {
@@ -91,27 +116,10 @@ fn check(name: &str) {
     let want = cpu.forward(&tokens, Logits::All).unwrap();
     for strategy in STRATEGIES {
         let mut gpu = GpuEngine::load(gpu(strategy), &index, &bytes, n_ctx).unwrap();
-        let batch = gpu.forward(&tokens, Logits::All).unwrap();
-        gpu.truncate_cache(0);
-        let mut stepwise = Vec::new();
-        for &t in &tokens {
-            stepwise.extend(gpu.forward(&[t], Logits::Last).unwrap());
-        }
-        // A greedy decode step: its dispatches, counted by the engine, and one submit.
-        let mut sampler = Sampler::new(SamplingParams::greedy());
-        gpu.forward_and_sample(&tokens[..1], &mut sampler, &[]).unwrap();
-        let s = gpu.last_call();
+        let s = run_and_compare(&format!("{name}, {strategy:?}"), &mut gpu, &tokens, &want, &index);
         let layers = gpu.model.config.n_layers;
         assert!(s.dispatches <= 6 * layers + MAX_OUTSIDE, "{name}, {strategy:?}: {s:?}");
         assert_eq!(s.dispatches, DISPATCHES_PER_LAYER * layers + DISPATCHES_OUTSIDE, "{name}, {strategy:?}: {s:?}");
-        assert_eq!((s.submits, s.readback_bytes), (1, 4), "{name}, {strategy:?}: {s:?}");
-        assert_eq!(s.weight_bytes, matrix_bytes(&index), "{name}, {strategy:?}: each matrix read once");
-        for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
-            let (max, nmse) = compare(name, got, &want);
-            eprintln!("{name}, {strategy:?}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}");
-            assert!(max <= MAX_ABS, "{name}, {strategy:?}, {how}: max |Δ| {max:e} over {MAX_ABS:e}");
-            assert!(nmse <= NMSE, "{name}, {strategy:?}, {how}: NMSE {nmse:e} over {NMSE:e}");
-        }
     }
 }
 
@@ -160,26 +168,10 @@ fn mixed_formats_like_q4_k_m_match_the_cpu() {
                 GpuOptions { strategy: Some(strategy), max_storage_buffer_binding_size: binding, ..Default::default() };
             let gpu = Arc::new(Gpu::new_blocking(&options).expect("GPU tests need an adapter"));
             let mut engine = GpuEngine::load(gpu, &index, &synth, 64).unwrap();
-            let batch = engine.forward(&tokens, Logits::All).unwrap();
-            engine.truncate_cache(0);
-            let mut stepwise = Vec::new();
-            for &t in &tokens {
-                stepwise.extend(engine.forward(&[t], Logits::Last).unwrap());
-            }
-            let mut sampler = Sampler::new(SamplingParams::greedy());
-            engine.forward_and_sample(&tokens[..1], &mut sampler, &[]).unwrap();
-            let s = engine.last_call();
+            let what = format!("Q4_K_M, {strategy:?}, bindings {binding:?}");
+            let s = run_and_compare(&what, &mut engine, &tokens, &want, &index);
             if binding.is_none() {
-                assert_eq!(s.dispatches, 6 + 6 + 8 + 8 + DISPATCHES_OUTSIDE, "{strategy:?}: {s:?}");
-            }
-            assert_eq!(s.weight_bytes, matrix_bytes(&index), "{strategy:?}, {binding:?}: each matrix read once");
-            for (how, got) in [("batch", &batch), ("token by token", &stepwise)] {
-                let (max, nmse) = compare("Q4_K_M", got, &want);
-                eprintln!(
-                    "Q4_K_M, {strategy:?}, bindings {binding:?}, {how}: max |GPU − CPU| {max:.2e}, NMSE {nmse:.2e}"
-                );
-                assert!(max <= MAX_ABS, "{strategy:?}, {binding:?}, {how}: max |Δ| {max:e} over {MAX_ABS:e}");
-                assert!(nmse <= NMSE, "{strategy:?}, {binding:?}, {how}: NMSE {nmse:e} over {NMSE:e}");
+                assert_eq!(s.dispatches, 6 + 6 + 8 + 8 + DISPATCHES_OUTSIDE, "{what}: {s:?}");
             }
         }
     }
