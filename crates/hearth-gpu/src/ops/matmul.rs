@@ -324,10 +324,10 @@ pub struct Params {
     pub cols: u32,
     pub n_tokens: u32,
     pub row_bytes: u32,
-    /// Elements between tokens in y: `rows`, unless y is part of a wider output. A matrix
-    /// split by rows across bindings is one dispatch per part, each with y bound at its
-    /// first row (a multiple of 64 rows keeps that offset 256-byte aligned) and y_stride
-    /// the whole matrix's rows; so are fused outputs such as [Q | K | V].
+    /// Elements between tokens in y: the output's width (`rows`, or `rows / 2` under
+    /// [`Epilogue::SwiGlu`]). A matrix split by rows across bindings is one dispatch per
+    /// part, each with y bound at its first row (a multiple of 64 rows keeps that offset
+    /// 256-byte aligned) and y_stride the whole matrix's width.
     pub y_stride: u32,
     /// RMSNorm's epsilon, under [`Fuse::norm`].
     pub eps: f32,
