@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 use hearth_gguf::{GgufIndex, ReadAt, TensorType};
-use hearth_model::{Logits, QuantMix, Sampler, SamplingParams, SyntheticModel, SyntheticShape};
+use hearth_model::{generate, GenerateParams, Logits, QuantMix, SamplingParams, SyntheticModel, SyntheticShape};
 use serde_json::json;
-use web_time::Instant;
 
 use crate::Backend;
 
@@ -35,6 +34,10 @@ pub struct BenchArgs {
     peak_gbps: Option<f64>,
     #[arg(long, value_enum)]
     backend: Option<Backend>,
+    /// Decode one step at a time, waiting for each token before the next step is
+    /// submitted (the default pipelines where the backend can).
+    #[arg(long)]
+    sequential: bool,
     #[arg(long)]
     json: bool,
 }
@@ -97,22 +100,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
     engine.forward(&prompt[..prompt.len().min(8)], Logits::Last)?;
     engine.truncate_cache(0);
 
-    let t0 = Instant::now();
-    engine.forward(&prompt, Logits::Last)?;
-    let prefill_s = t0.elapsed().as_secs_f64();
-
-    let mut sampler = Sampler::new(SamplingParams::greedy());
-    let mut history = prompt.clone();
-    let mut next = 0u32;
-    let t1 = Instant::now();
-    for _ in 0..a.gen_tokens {
-        next = engine.forward_and_sample(&[next], &mut sampler, &history)?;
-        history.push(next);
-    }
-    let decode_s = t1.elapsed().as_secs_f64();
-
+    // Greedy, through the loop `generate` uses: the first token comes from the prompt's
+    // step, then `gen_tokens` decode steps. No tokenizer, so no end-of-generation token.
+    let params = GenerateParams {
+        max_tokens: a.gen_tokens + 1,
+        sampling: SamplingParams::greedy(),
+        stop: Vec::new(),
+        sequential: a.sequential,
+    };
+    let g = generate(engine.as_mut(), None, &[], &prompt, &params, &mut |_| {})?;
+    let prefill_s = g.timings.prompt_seconds;
     let prefill_tps = prompt.len() as f64 / prefill_s;
-    let decode_tps = a.gen_tokens as f64 / decode_s.max(1e-9);
+    let decode_tps = g.timings.generate_tokens_per_second();
     let bytes = weight_bytes_per_token(&index);
     // Attention at position p reads the K and V of positions 0..=p; decode ran at positions
     // prompt..prompt + gen, so on average prompt + (gen + 1) / 2 of them.
@@ -135,6 +134,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "memory_bandwidth_utilization": mbu,
         "dispatches_per_token": stats.dispatches_per_token,
         "submits_per_token": stats.submits_per_token,
+        "sequential": a.sequential,
     });
     if a.json {
         println!("{out}");

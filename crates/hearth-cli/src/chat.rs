@@ -30,7 +30,12 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let loaded = crate::load::open(&a.model.model)?;
     let format = loaded.chat_format()?;
     let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
-    let mut params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: Vec::new() };
+    let mut params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: a.sampling.params()?,
+        stop: Vec::new(),
+        sequential: false,
+    };
 
     let mut messages: Vec<Message> = a.system.iter().map(|s| Message::system(s.clone())).collect();
     let n_fixed = messages.len();
@@ -79,7 +84,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         cached.truncate(common);
 
         let mut stdout = std::io::stdout();
-        let g = generate(engine.as_mut(), &loaded.tokenizer, &cached, &tokens[common..], &params, &mut |s| {
+        let g = generate(engine.as_mut(), Some(&loaded.tokenizer), &cached, &tokens[common..], &params, &mut |s| {
             let _ = write!(stdout, "{s}");
             let _ = stdout.flush();
         })?;

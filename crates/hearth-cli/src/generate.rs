@@ -53,7 +53,12 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         anyhow::bail!("the prompt is empty");
     }
     let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
-    let params = GenerateParams { max_tokens: a.max_tokens, sampling: a.sampling.params()?, stop: a.stop.clone() };
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: a.sampling.params()?,
+        stop: a.stop.clone(),
+        sequential: false,
+    };
 
     let mut stdout = std::io::stdout();
     let mut on_text = |s: &str| {
@@ -62,7 +67,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             let _ = stdout.flush();
         }
     };
-    let g = generate(engine.as_mut(), tok, &[], &prompt_tokens, &params, &mut on_text)?;
+    let g = generate(engine.as_mut(), Some(tok), &[], &prompt_tokens, &params, &mut on_text)?;
     let t = &g.timings;
     if a.json {
         let out = json!({

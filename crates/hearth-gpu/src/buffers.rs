@@ -38,8 +38,9 @@ pub struct Activations {
     pub sampled: wgpu::Buffer, // (1) u32 the token picked on the device
     /// (B, vocab) f32, mappable: logits come back through it.
     pub logits_readback: wgpu::Buffer,
-    /// (2) u32, mappable: the sampled id (8 bytes, the mapping granularity).
-    pub token_readback: wgpu::Buffer,
+    /// (2) u32 each, mappable: the sampled id (8 bytes, the mapping granularity). Two, so a
+    /// pipelined step can copy its token while the previous one's is being read.
+    pub token_readback: [wgpu::Buffer; 2],
 }
 
 /// Elements between regions of `qkv` (64 f32 = 256 bytes, the largest storage-offset
@@ -61,7 +62,7 @@ impl Activations {
             logits: storage(gpu, "logits", b * c.vocab_size),
             sampled: storage(gpu, "sampled", 2),
             logits_readback: staging(gpu, "logits readback", 4 * (b * c.vocab_size) as u64),
-            token_readback: staging(gpu, "token readback", 8),
+            token_readback: [staging(gpu, "token readback 0", 8), staging(gpu, "token readback 1", 8)],
         }
     }
 
@@ -86,10 +87,16 @@ pub fn kv_cache(gpu: &Gpu, c: &Config, context: usize) -> Vec<KvLayer> {
     (0..c.n_layers).map(|_| KvLayer { k: storage(gpu, "k cache", words), v: storage(gpu, "v cache", words) }).collect()
 }
 
-/// Copies `bytes` bytes of `buffer` (a mappable staging buffer already holding them) back.
-/// Natively this waits on the device; in the browser the mapping resolves with the event
-/// loop, so callers await it and never block the thread.
-pub async fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, crate::GpuError> {
+/// Copies `bytes` bytes of `buffer` (a mappable staging buffer, filled by submission
+/// `after`) back. Natively this waits on the device, for `after` only when given (later
+/// submissions keep running); in the browser the mapping resolves with the event loop, so
+/// callers await it and never block the thread.
+pub async fn read_mapped(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    after: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>, crate::GpuError> {
     use crate::GpuError;
     let slice = buffer.slice(..bytes.div_ceil(8) * 8);
     let (tx, rx) = futures_channel::oneshot::channel();
@@ -97,7 +104,8 @@ pub async fn read_mapped(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result
         let _ = tx.send(r);
     });
     // Natively nothing drives the mapping but a poll; in the browser this returns at once.
-    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+    let wait = wgpu::PollType::Wait { submission_index: after, timeout: None };
+    gpu.device.poll(wait).map_err(|e| GpuError::Readback(e.to_string()))?;
     rx.await
         .map_err(|_| GpuError::DeviceLost("the mapping was dropped".into()))?
         .map_err(|e| GpuError::Readback(e.to_string()))?;

@@ -9,12 +9,13 @@
 //! [`GpuEngine::forward_and_sample_async`]): in the browser a readback is a promise. The
 //! synchronous `Engine` trait, for the CLI and native tests, blocks on the same futures.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use hearth_gguf::{GgufIndex, TensorSource};
 #[cfg(not(target_arch = "wasm32"))]
-use hearth_model::{Config, Engine, EngineStats};
-use hearth_model::{Logits, ModelError, Sampler};
+use hearth_model::{Config, Engine, EngineStats, Pipelined};
+use hearth_model::{Feed, Logits, ModelError, Sampler, SamplingParams, Steps};
 
 use crate::buffers::read_mapped;
 use crate::model::{GpuModel, Head};
@@ -38,11 +39,26 @@ pub struct StepStats {
 pub struct GpuEngine {
     gpu: Arc<Gpu>,
     pub model: GpuModel,
-    /// Positions filled in the KV cache.
+    /// Positions filled in the KV cache, including those of steps in flight.
     len: usize,
     stats: StepStats,
     /// The last call that decoded a single token.
     decode_stats: StepStats,
+    /// Pipelined steps submitted and not yet read, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Whether `sampled` holds the token of the newest step, so a step can run on it.
+    sampled_ready: bool,
+    submitted_ahead: u64,
+}
+
+/// A pipelined step whose token is not read yet.
+struct InFlight {
+    /// Which `token_readback` buffer its token is copied to.
+    readback: usize,
+    index: wgpu::SubmissionIndex,
+    /// The cache length before it.
+    before: usize,
+    stats: StepStats,
 }
 
 impl GpuEngine {
@@ -55,7 +71,16 @@ impl GpuEngine {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, GpuError> {
         let model = GpuModel::load(&gpu, index, src, context, progress).await?;
-        Ok(GpuEngine { gpu, model, len: 0, stats: StepStats::default(), decode_stats: StepStats::default() })
+        Ok(GpuEngine {
+            gpu,
+            model,
+            len: 0,
+            stats: StepStats::default(),
+            decode_stats: StepStats::default(),
+            in_flight: VecDeque::new(),
+            sampled_ready: false,
+            submitted_ahead: 0,
+        })
     }
 
     /// [`GpuEngine::load_async`], blocking (native only).
@@ -80,6 +105,9 @@ impl GpuEngine {
 
     /// Checks a batch before anything is uploaded: the errors the CPU reference gives.
     fn check(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        if !self.in_flight.is_empty() {
+            return Err(ModelError::Backend("a pipelined step is still in flight: read or cancel it first".into()));
+        }
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
@@ -94,45 +122,81 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// Runs `tokens` in batches; the last gets `head`, earlier ones none (or, for All, their
-    /// logits too). Returns the logits read back, if any, and leaves a sampled id in
-    /// `sampled` for Argmax / Sample.
-    async fn run(&mut self, tokens: &[u32], head: Head, sample: Option<sample::Params>) -> Result<Vec<f32>, GpuError> {
+    /// Records and submits one batch: `tokens`, or with `tokens` empty the one token the
+    /// previous step left in `sampled` (copied into the ids on the device). The logits of
+    /// `head` go to `logits_readback`; a sampled id to `token_readback[readback]`.
+    fn submit_batch(
+        &mut self,
+        tokens: &[u32],
+        head: Head,
+        sample: Option<sample::Params>,
+        readback: usize,
+    ) -> wgpu::SubmissionIndex {
+        let a = &self.model.act;
+        let (n, start) = (tokens.len().max(1), self.len);
+        let step = Step { n, start, rope: &self.model.rope, sample };
+        self.model.step.write(&self.gpu, &step, tokens);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        if tokens.is_empty() {
+            enc.copy_buffer_to_buffer(&a.sampled, 0, self.model.step.ids().buffer, 0, Some(4));
+        }
+        let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head);
+        self.stats.dispatches += dispatches;
+        self.stats.weight_bytes += weight_bytes;
+        let bytes = self.logit_bytes(n, head);
+        if bytes > 0 {
+            enc.copy_buffer_to_buffer(&a.logits, 0, &a.logits_readback, 0, Some(bytes));
+        }
+        if matches!(head, Head::Argmax | Head::Sample) {
+            enc.copy_buffer_to_buffer(&a.sampled, 0, &a.token_readback[readback], 0, Some(8));
+        }
+        let index = self.gpu.queue.submit([enc.finish()]);
+        self.stats.submits += 1;
+        self.len += n;
+        self.sampled_ready = matches!(head, Head::Argmax | Head::Sample);
+        index
+    }
+
+    /// Bytes of logits a batch of `n` with `head` reads back.
+    fn logit_bytes(&self, n: usize, head: Head) -> u64 {
         let vocab = self.model.config.vocab_size;
+        match head {
+            Head::All => 4 * (n * vocab) as u64,
+            Head::Last => 4 * vocab as u64,
+            Head::None | Head::Argmax | Head::Sample => 0,
+        }
+    }
+
+    /// Submits `tokens` in batches; the last gets `head`, earlier ones none (or, for All,
+    /// their logits too). Returns the submission of the last batch.
+    fn submit_batches(
+        &mut self,
+        tokens: &[u32],
+        head: Head,
+        sample: Option<sample::Params>,
+        readback: usize,
+    ) -> wgpu::SubmissionIndex {
+        let n_batches = tokens.len().div_ceil(self.model.batch);
+        let mut index = None;
+        for (i, batch) in tokens.chunks(self.model.batch).enumerate() {
+            let head = if i + 1 == n_batches || head == Head::All { head } else { Head::None };
+            index = Some(self.submit_batch(batch, head, sample, readback));
+        }
+        index.expect("tokens are checked to be non-empty")
+    }
+
+    /// Runs `tokens`, reading back the logits `head` asks for, and leaves a sampled id in
+    /// `token_readback[0]` for Argmax / Sample.
+    async fn run(&mut self, tokens: &[u32], head: Head, sample: Option<sample::Params>) -> Result<Vec<f32>, GpuError> {
         let mut logits = Vec::new();
         self.stats = StepStats { tokens: tokens.len(), ..StepStats::default() };
-        let batches = tokens.chunks(self.model.batch);
-        let n_batches = batches.len();
-        for (i, batch) in batches.enumerate() {
-            let head = match head {
-                Head::All => Head::All,
-                _ if i + 1 == n_batches => head,
-                _ => Head::None,
-            };
-            let (n, start) = (batch.len(), self.len);
-            let step = Step { n, start, rope: &self.model.rope, sample };
-            self.model.step.write(&self.gpu, &step, batch);
-            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head);
-            self.stats.dispatches += dispatches;
-            self.stats.weight_bytes += weight_bytes;
-            let a = &self.model.act;
-            let bytes = match head {
-                Head::All => 4 * (n * vocab) as u64,
-                Head::Last => 4 * vocab as u64,
-                Head::None | Head::Argmax | Head::Sample => 0,
-            };
+        // Each batch overwrites the logits: those of every position come back batch by batch.
+        let part = if head == Head::All { self.model.batch } else { tokens.len() };
+        for part in tokens.chunks(part) {
+            let index = self.submit_batches(part, head, sample, 0);
+            let bytes = self.logit_bytes(part.len(), head);
             if bytes > 0 {
-                enc.copy_buffer_to_buffer(&a.logits, 0, &a.logits_readback, 0, Some(bytes));
-            }
-            if matches!(head, Head::Argmax | Head::Sample) {
-                enc.copy_buffer_to_buffer(&a.sampled, 0, &a.token_readback, 0, Some(8));
-            }
-            self.gpu.queue.submit([enc.finish()]);
-            self.stats.submits += 1;
-            self.len += n;
-            if bytes > 0 {
-                let back = read_mapped(&self.gpu, &a.logits_readback, bytes).await?;
+                let back = read_mapped(&self.gpu, &self.model.act.logits_readback, bytes, Some(index)).await?;
                 logits.extend(bytemuck::cast_slice::<u8, f32>(&back));
                 self.stats.readback_bytes += bytes as usize;
             }
@@ -140,9 +204,8 @@ impl GpuEngine {
         Ok(logits)
     }
 
-    async fn read_token(&mut self) -> Result<u32, GpuError> {
-        let back = read_mapped(&self.gpu, &self.model.act.token_readback, 4).await?;
-        self.stats.readback_bytes += 4;
+    async fn read_token(&mut self, readback: usize, after: Option<wgpu::SubmissionIndex>) -> Result<u32, GpuError> {
+        let back = read_mapped(&self.gpu, &self.model.act.token_readback[readback], 4, after).await?;
         Ok(u32::from_le_bytes([back[0], back[1], back[2], back[3]]))
     }
 
@@ -193,18 +256,110 @@ impl GpuEngine {
             let logits = self.finish(before, out)?;
             return Ok(sampler.sample(&logits, history));
         }
-        let vocab = self.model.config.vocab_size as u32;
-        let (head, params) = if p.temperature <= 0.0 {
-            (Head::Argmax, None)
-        } else {
-            let s = sample::Params::sample(vocab, p, 0.0);
-            (Head::Sample, Some(sample::Params { u: sampler.next_uniform(), ..s }))
-        };
+        let (head, params) = self.device_head(sampler);
         let out = match self.run(tokens, head, params).await {
-            Ok(_) => self.read_token().await,
+            Ok(_) => self.read_token(0, None).await,
             Err(e) => Err(e),
         };
+        if out.is_ok() {
+            self.stats.readback_bytes += 4;
+        }
         self.finish(before, out)
+    }
+
+    /// How the device picks the next token for `sampler` (which must pass
+    /// `sample::Params::supports`): argmax, or sampling with the sampler's next draw.
+    fn device_head(&self, sampler: &mut Sampler) -> (Head, Option<sample::Params>) {
+        let p = sampler.params();
+        if p.temperature <= 0.0 {
+            return (Head::Argmax, None);
+        }
+        let s = sample::Params::sample(self.model.config.vocab_size as u32, p, 0.0);
+        (Head::Sample, Some(sample::Params { u: sampler.next_uniform(), ..s }))
+    }
+
+    /// Whether decode can be pipelined with `params`: the device samples them.
+    pub fn pipelines(&self, params: &SamplingParams) -> bool {
+        sample::Params::supports(params)
+    }
+
+    /// Submits a step on `feed` that samples on the device, without waiting: its token is
+    /// read by [`GpuEngine::read_sampled_async`], and a [`Feed::Sampled`] step may follow at
+    /// once, reading that token where it was sampled. At most two steps are in flight, each
+    /// with its own readback buffer; the step parameters need no second buffer, since
+    /// `queue.write_buffer` is ordered after the submits before it.
+    pub fn submit(&mut self, feed: Feed<'_>, sampler: &mut Sampler) -> Result<(), ModelError> {
+        if !self.pipelines(sampler.params()) {
+            return Err(ModelError::Backend("a repetition penalty samples on the host: decode sequentially".into()));
+        }
+        if self.in_flight.len() >= 2 {
+            return Err(ModelError::Backend("two steps are already in flight: read one first".into()));
+        }
+        let tokens = match feed {
+            Feed::Tokens(tokens) => {
+                self.check(tokens)?;
+                tokens
+            }
+            Feed::Sampled if !self.sampled_ready => {
+                return Err(ModelError::Backend("no sampled token to feed: the last step did not sample".into()));
+            }
+            Feed::Sampled if self.len >= self.model.context => {
+                return Err(ModelError::ContextFull { needed: self.len + 1, max: self.model.context });
+            }
+            Feed::Sampled => &[],
+        };
+        let (head, params) = self.device_head(sampler);
+        // The buffer the step in flight (if any) does not use.
+        let readback = self.in_flight.front().map_or(0, |f| 1 - f.readback);
+        if !self.in_flight.is_empty() {
+            self.submitted_ahead += 1;
+        }
+        let before = self.len;
+        self.stats = StepStats { tokens: tokens.len().max(1), ..StepStats::default() };
+        let index = match tokens {
+            [] => self.submit_batch(&[], head, params, readback),
+            _ => self.submit_batches(tokens, head, params, readback),
+        };
+        self.in_flight.push_back(InFlight { readback, index, before, stats: self.stats });
+        Ok(())
+    }
+
+    /// Waits for the oldest step in flight and returns the token it sampled. On failure
+    /// every step in flight is dropped and the cache rolls back to before them.
+    pub async fn read_sampled_async(&mut self) -> Result<u32, ModelError> {
+        let Some(step) = self.in_flight.pop_front() else {
+            return Err(ModelError::Backend("no step in flight to read".into()));
+        };
+        match self.read_token(step.readback, Some(step.index)).await {
+            Ok(id) => {
+                self.stats = StepStats { readback_bytes: 4, ..step.stats };
+                if self.stats.tokens == 1 {
+                    self.decode_stats = self.stats;
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                self.len = step.before;
+                self.in_flight.clear();
+                self.sampled_ready = false;
+                Err(backend(e))
+            }
+        }
+    }
+
+    /// Drops the newest step in flight and the positions it filled (its token is never
+    /// read; what it wrote past the cache's end is overwritten before it is read).
+    pub fn cancel(&mut self) {
+        if let Some(step) = self.in_flight.pop_back() {
+            self.len = step.before;
+            self.sampled_ready = false;
+        }
+    }
+
+    /// Steps submitted while an earlier step's token was still unread: the pipelining at
+    /// work, counted since load.
+    pub fn submitted_ahead(&self) -> u64 {
+        self.submitted_ahead
     }
 
     /// Positions filled in the KV cache.
@@ -215,7 +370,11 @@ impl GpuEngine {
     /// Forgets positions from `len` on (a chat turn keeps the prefix it shares). Positions
     /// past `len` are overwritten before attention reads them again.
     pub fn truncate_cache(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        if len < self.len {
+            self.len = len;
+            self.sampled_ready = false;
+        }
+        self.in_flight.clear();
     }
 }
 
@@ -264,5 +423,68 @@ impl Engine for GpuEngine {
         history: &[u32],
     ) -> Result<u32, ModelError> {
         pollster::block_on(self.forward_and_sample_async(tokens, sampler, history))
+    }
+
+    fn pipelined(&mut self) -> Option<&mut dyn Pipelined> {
+        Some(self)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Pipelined for GpuEngine {
+    fn pipelines(&self, params: &SamplingParams) -> bool {
+        GpuEngine::pipelines(self, params)
+    }
+
+    fn submit(&mut self, feed: Feed<'_>, sampler: &mut Sampler) -> Result<(), ModelError> {
+        GpuEngine::submit(self, feed, sampler)
+    }
+
+    fn read_sampled(&mut self) -> Result<u32, ModelError> {
+        pollster::block_on(self.read_sampled_async())
+    }
+
+    fn cancel(&mut self) {
+        GpuEngine::cancel(self)
+    }
+}
+
+/// The generation loop's calls, awaited (the browser) or blocked on (through `Engine`).
+impl Steps for GpuEngine {
+    fn cache_len(&self) -> usize {
+        self.len
+    }
+
+    fn cache_capacity(&self) -> usize {
+        self.model.context
+    }
+
+    async fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+        self.forward_async(tokens, Logits::Last).await.map(drop)
+    }
+
+    async fn forward_and_sample(
+        &mut self,
+        tokens: &[u32],
+        sampler: &mut Sampler,
+        history: &[u32],
+    ) -> Result<u32, ModelError> {
+        self.forward_and_sample_async(tokens, sampler, history).await
+    }
+
+    fn pipelines(&mut self, params: &SamplingParams) -> bool {
+        GpuEngine::pipelines(self, params)
+    }
+
+    fn submit(&mut self, feed: Feed<'_>, sampler: &mut Sampler) -> Result<(), ModelError> {
+        GpuEngine::submit(self, feed, sampler)
+    }
+
+    async fn read_sampled(&mut self) -> Result<u32, ModelError> {
+        self.read_sampled_async().await
+    }
+
+    fn cancel(&mut self) {
+        GpuEngine::cancel(self)
     }
 }

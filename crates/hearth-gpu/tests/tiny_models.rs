@@ -11,7 +11,10 @@ use std::sync::{Arc, OnceLock};
 use hearth_gguf::{read_index, GgufIndex};
 use hearth_gpu::ops::Strategy;
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions, StepStats};
-use hearth_model::{CpuEngine, Engine, Logits, Model, Sampler, SamplingParams};
+use hearth_model::{
+    generate, CpuEngine, Engine, GenerateParams, Generation, Logits, Model, Sampler, SamplingParams, StopReason,
+};
+use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
 /// Largest |GPU − CPU| for any logit (logits reach ~16). The GPU stores K/V in f16, the CPU
@@ -173,6 +176,92 @@ fn mixed_formats_like_q4_k_m_match_the_cpu() {
             if binding.is_none() {
                 assert_eq!(s.dispatches, 6 + 6 + 8 + 8 + DISPATCHES_OUTSIDE, "{what}: {s:?}");
             }
+        }
+    }
+}
+
+/// Generates from `engine`'s empty cache: `prompt`, then up to `max` tokens; returns the
+/// generation, the cache length after it, and the steps submitted ahead of a readback.
+fn generate_from(
+    engine: &mut GpuEngine,
+    tokenizer: &Tokenizer,
+    history: &[u32],
+    prompt: &[u32],
+    params: &GenerateParams,
+) -> (Generation, usize, u64) {
+    let ahead = engine.submitted_ahead();
+    let g = generate(engine, Some(tokenizer), history, prompt, params, &mut |_| {}).unwrap();
+    (g, engine.cache_len(), engine.submitted_ahead() - ahead)
+}
+
+/// Pipelined decode (the step that feeds token t submitted before t is read back) gives
+/// exactly the tokens of sequential decode, greedy and sampled on the device, under both
+/// strategies; a stop string in the middle rolls the extra step back, so the cache ends as
+/// after sequential decode and the next turn continues from it identically.
+#[test]
+fn pipelined_decode_gives_the_sequential_tokens() {
+    let m = manifest();
+    let n_ctx = m["n_ctx"].as_u64().unwrap() as usize;
+    let prompt: Vec<u32> = m["tokens"].as_array().unwrap()[..6].iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let bytes = std::fs::read(fixtures().join("tiny_gqa3_hd10_tied.gguf")).unwrap();
+    let index = read_index(&bytes).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&index).unwrap();
+    let max_tokens = 20;
+    let greedy = SamplingParams::greedy();
+    let sampled =
+        SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..SamplingParams::default() };
+    for strategy in STRATEGIES {
+        let mut engine = GpuEngine::load(gpu(strategy), &index, &bytes, n_ctx).unwrap();
+        for (how, sampling) in [("greedy", &greedy), ("sampled", &sampled)] {
+            let what = format!("{strategy:?}, {how}");
+            let params = |sequential, stop: &[String]| GenerateParams {
+                max_tokens,
+                sampling: sampling.clone(),
+                stop: stop.to_vec(),
+                sequential,
+            };
+            engine.truncate_cache(0);
+            let (want, want_len, ahead) = generate_from(&mut engine, &tokenizer, &[], &prompt, &params(true, &[]));
+            assert_eq!(ahead, 0, "{what}: sequential decode submits nothing ahead");
+            assert_eq!(want.stop_reason, StopReason::MaxTokens, "{what}: {want:?}");
+            engine.truncate_cache(0);
+            let (got, got_len, ahead) = generate_from(&mut engine, &tokenizer, &[], &prompt, &params(false, &[]));
+            assert_eq!(got.tokens, want.tokens, "{what}");
+            assert_eq!(got_len, want_len, "{what}: cache length");
+            assert_eq!(ahead as usize, max_tokens - 1, "{what}: every decode step but none after the last");
+            let s = engine.last_call();
+            assert_eq!((s.tokens, s.submits, s.readback_bytes), (1, 1, 4), "{what}: a pipelined step, {s:?}");
+            let layers = engine.model.config.n_layers;
+            assert!(s.dispatches <= DISPATCHES_PER_LAYER * layers + MAX_OUTSIDE, "{what}: {s:?}");
+
+            // A stop string that first occurs in the middle: a character not seen before, a
+            // third of the way into the text or later.
+            let (tokens, text) = (&want.tokens, &want.text);
+            let (at, stop) = text
+                .char_indices()
+                .find(|&(i, c)| i >= text.len() / 3 && !text[..i].contains(c))
+                .map(|(i, c)| (i, c.to_string()))
+                .unwrap_or_else(|| panic!("{what}: no new character in the second part of {text:?}"));
+            eprintln!("{what}: {tokens:?}, stop {stop:?} at byte {at} of {}", text.len());
+            let turn = |engine: &mut GpuEngine, sequential| {
+                engine.truncate_cache(0);
+                let (first, len, _) =
+                    generate_from(engine, &tokenizer, &[], &prompt, &params(sequential, std::slice::from_ref(&stop)));
+                // The next turn runs on what the cache kept, as a chat does.
+                let kept: Vec<u32> = prompt.iter().chain(&first.tokens).copied().take(len).collect();
+                let next_prompt = [prompt[1], prompt[2]];
+                let (second, len2, _) =
+                    generate_from(engine, &tokenizer, &kept, &next_prompt, &params(sequential, &[]));
+                (first, len, second, len2)
+            };
+            let (s1, s_len, s2, s_len2) = turn(&mut engine, true);
+            let (p1, p_len, p2, p_len2) = turn(&mut engine, false);
+            assert_eq!(s1.stop_reason, StopReason::StopString, "{what}: {s1:?}");
+            assert_eq!(s1.text, text[..at], "{what}");
+            assert!((1..max_tokens - 1).contains(&s1.tokens.len()), "{what}: the stop is in the middle");
+            assert_eq!((p1.stop_reason, &p1.tokens, &p1.text), (s1.stop_reason, &s1.tokens, &s1.text), "{what}");
+            assert_eq!(p_len, s_len, "{what}: the extra step is rolled back");
+            assert_eq!((&p2.tokens, p_len2), (&s2.tokens, s_len2), "{what}: the next turn");
         }
     }
 }

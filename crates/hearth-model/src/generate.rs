@@ -4,6 +4,7 @@
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 use web_time::Instant;
 
+use crate::engine::{Blocking, Feed, Steps};
 use crate::{Engine, ModelError, Sampler, SamplingParams};
 
 #[derive(Debug, Clone)]
@@ -12,6 +13,8 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Generation stops before the first occurrence of any of these; it is not returned.
     pub stop: Vec<String>,
+    /// Decode one step at a time even where the engine can pipeline (for comparisons).
+    pub sequential: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub enum StopReason {
     StopString,
     MaxTokens,
     ContextFull,
+    /// The caller asked to stop (the browser's Stop button).
+    Interrupted,
 }
 
 impl StopReason {
@@ -30,6 +35,7 @@ impl StopReason {
             StopReason::StopString => "stop_string",
             StopReason::MaxTokens => "max_tokens",
             StopReason::ContextFull => "context_full",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
@@ -37,8 +43,10 @@ impl StopReason {
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
     pub prompt_tokens: usize,
+    /// Until the first generated token was known: the prompt's step and its sampling.
     pub prompt_seconds: f64,
     pub generated_tokens: usize,
+    /// From the first generated token to the end.
     pub generate_seconds: f64,
 }
 
@@ -47,8 +55,10 @@ impl Timings {
         self.prompt_tokens as f64 / self.prompt_seconds.max(1e-9)
     }
 
+    /// Decode steps per second: the first token came from the prompt's step, each later one
+    /// from a step of its own.
     pub fn generate_tokens_per_second(&self) -> f64 {
-        self.generated_tokens as f64 / self.generate_seconds.max(1e-9)
+        self.generated_tokens.saturating_sub(1) as f64 / self.generate_seconds.max(1e-9)
     }
 }
 
@@ -61,56 +71,142 @@ pub struct Generation {
     pub timings: Timings,
 }
 
-/// Runs `new_tokens` after what the engine's cache already holds and generates. `history`
-/// is every token the cache holds (for the repetition penalty). `on_text` receives the text
-/// as it becomes final: complete UTF-8, and never the start of a possible stop string.
+/// [`generate_async`] for a synchronous engine (the CLI, native tests): blocks.
 pub fn generate(
     engine: &mut dyn Engine,
-    tokenizer: &Tokenizer,
+    tokenizer: Option<&Tokenizer>,
     history: &[u32],
     new_tokens: &[u32],
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation, ModelError> {
-    let mut sampler = Sampler::new(params.sampling.clone());
-    let mut all: Vec<u32> = history.iter().chain(new_tokens).copied().collect();
+    let mut steps = Blocking(engine);
+    pollster::block_on(generate_async(&mut steps, tokenizer, history, new_tokens, params, on_text, &|| false))
+}
+
+/// Runs `new_tokens` after what the engine's cache already holds and generates: the one
+/// generation loop of every front end. `history` is every token the cache holds (for the
+/// repetition penalty). `on_text` receives the text as it becomes final: complete UTF-8,
+/// and never the start of a possible stop string. `interrupted` is asked after each token.
+/// Without a tokenizer (benchmarks of models that have none) there is no text and no
+/// end-of-generation token.
+///
+/// Where the engine can sample on the device, decode is pipelined: the step that feeds
+/// token t is submitted before t is read back, and cancelled if t ends the generation, so
+/// the cache ends exactly as after a sequential decode.
+pub async fn generate_async<E: Steps + ?Sized>(
+    engine: &mut E,
+    tokenizer: Option<&Tokenizer>,
+    history: &[u32],
+    new_tokens: &[u32],
+    params: &GenerateParams,
+    on_text: &mut dyn FnMut(&str),
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Generation, ModelError> {
     let mut timings = Timings { prompt_tokens: new_tokens.len(), ..Default::default() };
-
-    let mut tokens = Vec::new();
-    let mut decoder = StreamDecoder::new(tokenizer);
-    let mut text = TextSink::new(&params.stop);
     if params.max_tokens == 0 {
-        engine.forward(new_tokens, crate::Logits::Last)?;
-        return Ok(Generation { tokens, text: String::new(), stop_reason: StopReason::MaxTokens, timings });
+        engine.prefill(new_tokens).await?;
+        let (tokens, text) = (Vec::new(), String::new());
+        return Ok(Generation { tokens, text, stop_reason: StopReason::MaxTokens, timings });
     }
-    let t0 = Instant::now();
-    let mut next = engine.forward_and_sample(new_tokens, &mut sampler, &all)?;
-    timings.prompt_seconds = t0.elapsed().as_secs_f64();
-
-    let t1 = Instant::now();
-    let stop_reason = loop {
-        if tokenizer.is_end_of_generation(next) {
-            break StopReason::EndOfGeneration;
-        }
-        tokens.push(next);
-        all.push(next);
-        if text.push(&decoder.push(next), on_text) {
-            break StopReason::StopString;
-        }
-        if tokens.len() >= params.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        if engine.cache_len() >= engine.cache_capacity() {
-            break StopReason::ContextFull;
-        }
-        next = engine.forward_and_sample(&[next], &mut sampler, &all)?;
+    let mut sampler = Sampler::new(params.sampling.clone());
+    let mut out = Output {
+        tokenizer,
+        decoder: tokenizer.map(StreamDecoder::new),
+        text: TextSink::new(&params.stop),
+        all: history.iter().chain(new_tokens).copied().collect(),
+        tokens: Vec::new(),
+        max_tokens: params.max_tokens,
     };
-    if stop_reason != StopReason::StopString && !text.push(&decoder.finish(), on_text) {
-        text.flush(on_text);
-    }
-    timings.generated_tokens = tokens.len();
+    let t0 = Instant::now();
+    let mut t1 = t0;
+    let pipelined = !params.sequential && engine.pipelines(sampler.params());
+    let stop_reason = if pipelined {
+        engine.submit(Feed::Tokens(new_tokens), &mut sampler)?;
+        loop {
+            // Feed the token being read to the next step before it is read, unless no step
+            // can follow it.
+            let ahead = out.tokens.len() + 1 < params.max_tokens && engine.cache_len() < engine.cache_capacity();
+            if ahead {
+                engine.submit(Feed::Sampled, &mut sampler)?;
+            }
+            let next = engine.read_sampled().await?;
+            if out.tokens.is_empty() {
+                (timings.prompt_seconds, t1) = (t0.elapsed().as_secs_f64(), Instant::now());
+            }
+            let stop = out.accept(next, on_text).or_else(|| interrupted().then_some(StopReason::Interrupted));
+            match stop {
+                Some(reason) => {
+                    if ahead {
+                        engine.cancel();
+                    }
+                    break reason;
+                }
+                // Not stopped and not at max_tokens: the cache is full.
+                None if !ahead => break StopReason::ContextFull,
+                None => {}
+            }
+        }
+    } else {
+        let mut next = engine.forward_and_sample(new_tokens, &mut sampler, &out.all).await?;
+        (timings.prompt_seconds, t1) = (t0.elapsed().as_secs_f64(), Instant::now());
+        loop {
+            if let Some(reason) = out.accept(next, on_text) {
+                break reason;
+            }
+            if interrupted() {
+                break StopReason::Interrupted;
+            }
+            if engine.cache_len() >= engine.cache_capacity() {
+                break StopReason::ContextFull;
+            }
+            next = engine.forward_and_sample(&[next], &mut sampler, &out.all).await?;
+        }
+    };
+    out.finish(stop_reason, on_text);
+    timings.generated_tokens = out.tokens.len();
     timings.generate_seconds = t1.elapsed().as_secs_f64();
-    Ok(Generation { tokens, text: text.text, stop_reason, timings })
+    Ok(Generation { tokens: out.tokens, text: out.text.text, stop_reason, timings })
+}
+
+/// The tokens generated so far and their text: decides, token by token, whether the
+/// generation ends.
+struct Output<'a> {
+    tokenizer: Option<&'a Tokenizer>,
+    decoder: Option<StreamDecoder<'a>>,
+    text: TextSink<'a>,
+    /// Every token of the sequence: history, prompt, generated.
+    all: Vec<u32>,
+    tokens: Vec<u32>,
+    max_tokens: usize,
+}
+
+impl Output<'_> {
+    /// Takes the sampled `id`; returns why generation ends with it, if it does.
+    fn accept(&mut self, id: u32, on_text: &mut dyn FnMut(&str)) -> Option<StopReason> {
+        if self.tokenizer.is_some_and(|t| t.is_end_of_generation(id)) {
+            return Some(StopReason::EndOfGeneration);
+        }
+        self.tokens.push(id);
+        self.all.push(id);
+        if let Some(d) = &mut self.decoder {
+            if self.text.push(&d.push(id), on_text) {
+                return Some(StopReason::StopString);
+            }
+        }
+        (self.tokens.len() >= self.max_tokens).then_some(StopReason::MaxTokens)
+    }
+
+    /// Hands out the text held back, unless a stop string already cut it.
+    fn finish(&mut self, reason: StopReason, on_text: &mut dyn FnMut(&str)) {
+        if reason == StopReason::StopString {
+            return;
+        }
+        let rest = self.decoder.as_mut().map(|d| d.finish()).unwrap_or_default();
+        if !self.text.push(&rest, on_text) {
+            self.text.flush(on_text);
+        }
+    }
 }
 
 /// Accumulates generated text, cuts it at the first stop string, and hands out only text

@@ -17,9 +17,9 @@ mod synthetic;
 mod weights;
 
 pub use config::{Config, Llama3Scaling, RopeConfig};
-pub use engine::{CpuEngine, Engine, EngineStats};
+pub use engine::{Blocking, CpuEngine, Engine, EngineStats, Feed, Pipelined, Steps};
 pub use error::ModelError;
-pub use generate::{generate, GenerateParams, Generation, StopReason, Timings};
+pub use generate::{generate, generate_async, GenerateParams, Generation, StopReason, Timings};
 pub use model::{KvCache, Logits, Model};
 pub use perplexity::{log_softmax_at, perplexity, Perplexity};
 pub use sampling::{argmax, Sampler, SamplingParams};

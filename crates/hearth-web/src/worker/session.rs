@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use hearth_gpu::{Gpu, GpuEngine, GpuError};
 use hearth_model::chat::{reusable_prefix, ChatFormat, Fitted};
-use hearth_model::{Config, ModelError, Sampler, SamplingParams};
+use hearth_model::{generate_async, Config, GenerateParams, ModelError, SamplingParams, StopReason};
 use hearth_tokenizer::template::{DateTime, Message};
-use hearth_tokenizer::{StreamDecoder, Tokenizer};
+use hearth_tokenizer::Tokenizer;
 
 use super::source::StoredSource;
 use super::{now_ms, post};
@@ -164,65 +164,47 @@ impl Session {
             seed: sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64),
             ..SamplingParams::default()
         };
-        let mut sampler = Sampler::new(params);
-        let model_err = |e: ModelError| {
-            let kind = if e.to_string().contains("lost") { ErrorKind::DeviceLost } else { ErrorKind::Other };
-            (kind, e.to_string())
+        let kind = |e: &ModelError| match e {
+            ModelError::Backend(m) if m.contains("lost") => ErrorKind::DeviceLost,
+            _ => ErrorKind::Other,
         };
-
-        let t0 = now_ms();
-        let mut history = tokens.clone();
-        let mut next =
-            self.engine.forward_and_sample_async(&tokens[common..], &mut sampler, &history).await.map_err(model_err)?;
-        self.cached = tokens.clone();
-        let first_token_ms = now_ms() - t0;
-        let t1 = now_ms();
-
-        let mut decoder = StreamDecoder::new(&self.tokenizer);
-        let mut reply = Vec::new();
-        let mut steps = 0usize;
-        let stop_reason = loop {
-            if self.tokenizer.is_end_of_generation(next) {
-                break "eos";
-            }
-            reply.push(next);
-            history.push(next);
-            let text = decoder.push(next);
-            if !text.is_empty() {
-                post(&FromWorker::Token { text });
-            }
-            if reply.len() >= max_tokens {
-                break "length";
-            }
-            if stop.get() {
-                break "stopped";
-            }
-            if self.engine.cache_len() >= capacity {
-                break "context";
-            }
-            next = self.engine.forward_and_sample_async(&[next], &mut sampler, &history).await.map_err(model_err)?;
-            self.cached.push(history[history.len() - 1]);
-            steps += 1;
-        };
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            post(&FromWorker::Token { text: rest });
-        }
-        let decode_secs = ((now_ms() - t1) / 1000.0).max(1e-6);
-        let prefilled = tokens.len() - common;
+        let model_err = |e: ModelError| (kind(&e), e.to_string());
+        let params = GenerateParams { max_tokens, sampling: params, stop: Vec::new(), sequential: false };
+        let new = &tokens[common..];
+        let mut on_text = |text: &str| post(&FromWorker::Token { text: text.to_string() });
+        let g = generate_async(
+            &mut self.engine,
+            Some(&self.tokenizer),
+            &tokens[..common],
+            new,
+            &params,
+            &mut on_text,
+            &|| stop.get(),
+        )
+        .await
+        .map_err(model_err)?;
+        // The cache holds the prompt and every generated token but the last (never fed).
+        self.cached = tokens.iter().chain(&g.tokens).copied().take(self.engine.cache_len()).collect();
+        let t = &g.timings;
+        let first_token_ms = t.prompt_seconds * 1000.0;
         Ok(GenStats {
             prompt_tokens: tokens.len() as u32,
-            prefilled: prefilled as u32,
-            new_tokens: reply.len() as u32,
+            prefilled: new.len() as u32,
+            new_tokens: g.tokens.len() as u32,
             first_token_ms,
-            // The first token came from the prefill; each step after it decoded one.
-            decode_tok_s: steps as f64 / decode_secs,
-            prefill_tok_s: prefilled as f64 / (first_token_ms / 1000.0).max(1e-6),
+            decode_tok_s: t.generate_tokens_per_second(),
+            prefill_tok_s: t.prompt_tokens_per_second(),
             context_used: self.engine.cache_len() as u32,
             context_max: capacity as u32,
-            stop_reason: stop_reason.into(),
+            stop_reason: match g.stop_reason {
+                StopReason::EndOfGeneration | StopReason::StopString => "eos",
+                StopReason::MaxTokens => "length",
+                StopReason::ContextFull => "context",
+                StopReason::Interrupted => "stopped",
+            }
+            .into(),
             truncated: dropped > 0,
-            tokens: reply,
+            tokens: g.tokens,
         })
     }
 }
