@@ -63,7 +63,7 @@ pub struct LayerBinds {
     pub qkv: Vec<MatPart>,
     /// RoPE(q) → q; RoPE(k), v → the KV cache
     pub rope_kv: Bound<rope::Slot>,
-    pub attention: Bound<attention::Slot>,
+    pub attention: Bound<attention::Slot, attention::Binds>,
     /// x += att · W_o
     pub wo: Vec<MatPart>,
     /// silu(RMSNorm(x) · W_gate) ⊙ RMSNorm(x) · W_up → gate
@@ -166,7 +166,15 @@ impl Builder<'_> {
         let i = self.step.slot(gpu, &att_slot);
         let params = self.step.binding(i);
         let attention = Bound {
-            bind: self.ops.attention.bind(gpu, params, whole(&a.q), whole(&kv.k), whole(&kv.v), whole(&a.att)),
+            bind: self.ops.attention.bind(
+                gpu,
+                params,
+                whole(&a.q),
+                whole(&kv.k),
+                whole(&kv.v),
+                whole(&a.att),
+                whole(&a.att_part),
+            ),
             slot: att_slot,
         };
         let norm = Some(&l.ffn_norm);

@@ -3,6 +3,7 @@
 
 use hearth_model::Config;
 
+use crate::ops::attention::split_partials;
 use crate::Gpu;
 
 fn storage(gpu: &Gpu, label: &str, words: usize) -> wgpu::Buffer {
@@ -29,8 +30,10 @@ pub struct Activations {
     /// The Q/K/V projection's output: (B, q_dim + 2 kv_dim) when it is one matmul, else the
     /// three regions of [`Activations::qkv_regions`].
     pub qkv: wgpu::Buffer,
-    pub q: wgpu::Buffer,       // (B, n_heads, head_dim) rotated queries
-    pub att: wgpu::Buffer,     // (B, n_heads, head_dim) attention output
+    pub q: wgpu::Buffer,   // (B, n_heads, head_dim) rotated queries
+    pub att: wgpu::Buffer, // (B, n_heads, head_dim) attention output
+    /// Split-K decode attention's partials: (context / SPLIT, n_heads, head_dim + 2).
+    pub att_part: wgpu::Buffer,
     pub gate: wgpu::Buffer,    // (B, ffn_dim) silu(gate) ⊙ up (gate alone before, when unfused)
     pub up: wgpu::Buffer,      // (B, ffn_dim), when gate and up are separate matmuls
     pub x_last: wgpu::Buffer,  // (dim) the last token's x, for logits of the last position only
@@ -48,7 +51,7 @@ pub struct Activations {
 const REGION_ALIGN: usize = 64;
 
 impl Activations {
-    pub fn new(gpu: &Gpu, c: &Config, batch: usize) -> Self {
+    pub fn new(gpu: &Gpu, c: &Config, batch: usize, context: usize) -> Self {
         let b = batch;
         let qkv = Self::qkv_regions(c, b).2 + b * c.kv_dim();
         Activations {
@@ -56,6 +59,7 @@ impl Activations {
             qkv: storage(gpu, "qkv", qkv),
             q: storage(gpu, "q", b * c.q_dim()),
             att: storage(gpu, "att", b * c.q_dim()),
+            att_part: storage(gpu, "att partials", split_partials(c.n_heads, c.head_dim, context)),
             gate: storage(gpu, "gate", b * c.ffn_dim),
             up: storage(gpu, "up", b * c.ffn_dim),
             x_last: storage(gpu, "x_last", c.dim),

@@ -3,7 +3,9 @@
 //! causal GQA → Wo → residual → RMSNorm → SwiGLU FFN → residual} → final RMSNorm → logits.
 //! Fused into six dispatches a layer: each RMSNorm into the matmul after it, Q/K/V (and gate
 //! and up) stacked into one matmul, the SwiGLU and the residual adds into matmul epilogues,
-//! RoPE with the cache write (`ops::matmul::Fuse`, `weights::Proj`).
+//! RoPE with the cache write (`ops::matmul::Fuse`, `weights::Proj`). Decode attention on GPUs
+//! adds a seventh, the split-K merge, once the cache holds more than `attention::SPLIT`
+//! positions.
 //!
 //! Everything is allocated and bound at load; recording a step only chooses dispatch grids
 //! for its `n` tokens. Activations are f32, the KV cache f16.
@@ -86,7 +88,7 @@ impl GpuModel {
         let weights = GpuWeights::load(gpu, &config, index, src, progress).await?;
         let rope = RopeSpec::llama(&config, weights.rope_freq_factors.clone());
         let ops = Ops::new(gpu, &config, &weights)?;
-        let act = Activations::new(gpu, &config, batch);
+        let act = Activations::new(gpu, &config, batch, context);
         let kv = kv_cache(gpu, &config, context);
         let mut step = StepBuffer::new(gpu, batch);
         let binds = Binds::new(gpu, &ops, &mut step, &config, &weights, &act, &kv, batch);

@@ -43,7 +43,8 @@ impl MemoryPlan {
         let kv_cache = 2 * config.n_layers as u64 * kv_per_layer;
         let per_token = config.dim + config.q_dim() * 3 + config.kv_dim() * 2 + config.ffn_dim * 2;
         let scores = config.n_heads * context; // one row of attention scores per head
-        let activations = 4 * (batch * (per_token + scores) + config.vocab_size) as u64;
+        let partials = crate::ops::attention::split_partials(config.n_heads, config.head_dim, context);
+        let activations = 4 * (batch * (per_token + scores) + config.vocab_size + partials) as u64;
         MemoryPlan { weights, largest_tensor, largest_row, kv_cache, kv_per_layer, activations, context, batch }
     }
 

@@ -180,6 +180,28 @@ fn mixed_formats_like_q4_k_m_match_the_cpu() {
     }
 }
 
+/// Decode past [`hearth_gpu::ops::attention::SPLIT`] positions, where the Reduce strategy's
+/// split-K attention (head_dim 64 here) spreads the cache over several workgroups and merges
+/// them: every position's logits against the CPU, batch-wise and token by token, and the
+/// decode step's dispatches there: one more per layer (the merge). Reduce only: Tile has no
+/// split, and its long contexts are covered by the SmolLM2 perplexity oracle at ctx 512.
+#[test]
+fn long_decode_with_split_attention_matches_the_cpu() {
+    use hearth_gpu::ops::attention::SPLIT;
+    use hearth_model::{QuantMix, SyntheticModel, SyntheticShape};
+
+    let synth = SyntheticModel::new(SyntheticShape::Tiny, QuantMix::Uniform(hearth_gguf::TensorType::Q4_0), 3).unwrap();
+    let index = synth.index().clone();
+    let n = SPLIT as usize + 40;
+    let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 389 + 11) % 1024).collect();
+    let mut cpu = CpuEngine::new(Model::load(&index, &synth).unwrap(), n + 1);
+    let want = cpu.forward(&tokens, Logits::All).unwrap();
+    let mut engine = GpuEngine::load(gpu(Strategy::Reduce), &index, &synth, n + 1).unwrap();
+    let what = format!("tiny Q4_0 to position {n}, Reduce");
+    let s = run_and_compare(&what, &mut engine, &tokens, &want, &index);
+    assert_eq!(s.dispatches, (DISPATCHES_PER_LAYER + 1) * 4 + DISPATCHES_OUTSIDE, "{what}: {s:?}");
+}
+
 /// Generates from `engine`'s empty cache: `prompt`, then up to `max` tokens; returns the
 /// generation, the cache length after it, and the steps submitted ahead of a readback.
 fn generate_from(

@@ -8,7 +8,12 @@
 //!
 //! Two kernels ([`Strategy`]): Reduce (`attention.wgsl`: a workgroup per token and head batch,
 //! scores and softmax in workgroup memory) on GPUs, and Tile (`attention_tile.wgsl`: a thread
-//! per token and KV head, state in registers) on CPU-backed adapters. Measured on lavapipe
+//! per token and KV head, state in registers) on CPU-backed adapters. A decode step on Reduce
+//! uses a third, split-K kernel (`attention_split.wgsl`, flash-decoding): [`SPLIT`] positions
+//! per workgroup, so a long context spreads over many workgroups instead of one per KV head,
+//! with coalesced K and V loads and parallel max and sum; past [`SPLIT`] positions a small
+//! merge dispatch combines the splits (7 dispatches per layer there, 6 below). It needs
+//! head_dim to be a multiple of 8; other shapes decode with `attention.wgsl`. Measured on lavapipe
 //! (SmolLM2, 512-token prefill): 31.5 tok/s with Reduce, 82.3 with Tile, 81.4 with attention
 //! skipped altogether. Tile needs head_dim to be a multiple of 8; other shapes use Reduce
 //! everywhere.
@@ -24,6 +29,19 @@ pub const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
 pub const TILE_SOURCE: &str = include_str!("../../../../shaders/attention_tile.wgsl");
 /// Threads per Tile workgroup (one SIMD width on lavapipe).
 pub const TILE_WORKGROUP: u32 = 8;
+
+/// The split-K decode kernel and its merge.
+pub const SPLIT_SOURCE: &str = include_str!("../../../../shaders/attention_split.wgsl");
+/// Cache positions per split-K workgroup: at position 4096 a 7B model's 32 heads make 512
+/// workgroups, 2-4 per SM on large GPUs (`../shared/design/gpu-speed.md`, P4), and a chat
+/// shorter than this decodes with 6 dispatches per layer. Not tuned on a GPU yet.
+pub const SPLIT: u32 = 256;
+
+/// Elements of the split-K partials for `n_heads` heads of `head_dim` at `context`
+/// positions: per split and head, the unnormalised output, its max and its sum.
+pub fn split_partials(n_heads: usize, head_dim: usize, context: usize) -> usize {
+    context.div_ceil(SPLIT as usize) * n_heads * (head_dim + 2)
+}
 
 /// Threads per attention workgroup.
 pub const WORKGROUP: u32 = 64;
@@ -118,14 +136,30 @@ enum Layout {
     Tile,
 }
 
+/// The split-K decode pipelines.
+struct Split {
+    main: wgpu::ComputePipeline,
+    merge: wgpu::ComputePipeline,
+    heads_per_workgroup: u32,
+}
+
 /// Attention for one model shape: head_dim and the heads per workgroup (or thread) are
 /// compiled in.
 pub struct Attention {
     pipeline: wgpu::ComputePipeline,
     head_dim: u32,
     kernel: Layout,
+    /// Decode on Reduce, where head_dim allows it.
+    split: Option<Split>,
     /// Workgroups per dispatch dimension (the device limit; lowered by tests).
     max_groups: u32,
+}
+
+/// The bind groups of one layer's attention: the prefill (and Tile) kernel's, and the
+/// split-K kernel's and its merge's where there is one.
+pub struct Binds {
+    main: wgpu::BindGroup,
+    split: Option<(wgpu::BindGroup, wgpu::BindGroup)>,
 }
 
 impl Attention {
@@ -142,7 +176,7 @@ impl Attention {
         }
         let pipeline = gpu.compute_pipeline("attention (tile)", &tile_source(group, head_dim), "main", &[])?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(Attention { pipeline, head_dim, kernel: Layout::Tile, max_groups })
+        Ok(Attention { pipeline, head_dim, kernel: Layout::Tile, split: None, max_groups })
     }
 
     /// As [`Attention::new`] with at most `heads` query heads per workgroup (tests use it to
@@ -171,11 +205,37 @@ impl Attention {
         ];
         let pipeline = gpu.compute_pipeline("attention", SOURCE, "main", &constants)?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(Attention { pipeline, head_dim, kernel: Layout::Reduce { heads_per_workgroup: g }, max_groups })
+        let split = Self::split(gpu, head_dim, heads.min(MAX_HEADS_PER_WORKGROUP), limit)?;
+        Ok(Attention { pipeline, head_dim, kernel: Layout::Reduce { heads_per_workgroup: g }, split, max_groups })
+    }
+
+    /// The split-K decode kernel for up to `heads` query heads per workgroup, within `limit`
+    /// bytes of workgroup memory; None where head_dim is not a multiple of 8 (or over 512).
+    fn split(gpu: &Gpu, head_dim: u32, heads: u32, limit: u32) -> Result<Option<Split>, GpuError> {
+        if !head_dim.is_multiple_of(8) || head_dim > 8 * WORKGROUP {
+            return Ok(None);
+        }
+        // q_sh: G·HD; dot_sh: G·WG; s_sh: G·SPLIT; max_sh, sum_sh: G·8 (f32).
+        let bytes = |g: u32| 4 * g * (head_dim + WORKGROUP + SPLIT + 16);
+        let mut g = heads;
+        while g > 1 && bytes(g) > limit {
+            g -= 1;
+        }
+        let constants = [
+            ("WG", f64::from(WORKGROUP)),
+            ("G", f64::from(g)),
+            ("HD", f64::from(head_dim)),
+            ("SPLIT", f64::from(SPLIT)),
+        ];
+        let main = gpu.compute_pipeline("attention (split-K)", SPLIT_SOURCE, "main", &constants)?;
+        let merge = gpu.compute_pipeline("attention (merge)", SPLIT_SOURCE, "merge", &constants)?;
+        Ok(Some(Split { main, merge, heads_per_workgroup: g }))
     }
 
     /// q, out: (n_tokens, n_heads, head_dim) f32; k_cache, v_cache: one layer's cache holding
-    /// positions `0..start + n_tokens` (layout in the module docs).
+    /// positions `0..start + n_tokens` (layout in the module docs); part: scratch of
+    /// [`split_partials`] f32 for the cache's context (unused without a split-K kernel).
+    #[allow(clippy::too_many_arguments)]
     pub fn bind(
         &self,
         gpu: &Gpu,
@@ -184,8 +244,19 @@ impl Attention {
         k_cache: wgpu::BufferBinding,
         v_cache: wgpu::BufferBinding,
         out: wgpu::BufferBinding,
-    ) -> wgpu::BindGroup {
-        bind_group(gpu, "attention", &self.pipeline, &[(0, params), (1, q), (2, k_cache), (3, v_cache), (4, out)])
+        part: wgpu::BufferBinding,
+    ) -> Binds {
+        let entries =
+            [(0, params.clone()), (1, q.clone()), (2, k_cache.clone()), (3, v_cache.clone()), (4, out.clone())];
+        let main = bind_group(gpu, "attention", &self.pipeline, &entries);
+        let split = self.split.as_ref().map(|s| {
+            let main_entries =
+                [(0, params.clone()), (1, q), (2, k_cache), (3, v_cache), (4, out.clone()), (5, part.clone())];
+            let split = bind_group(gpu, "attention (split-K)", &s.main, &main_entries);
+            let merge = bind_group(gpu, "attention (merge)", &s.merge, &[(0, params), (4, out), (5, part)]);
+            (split, merge)
+        });
+        Binds { main, split }
     }
 
     pub fn head_dim(&self) -> u32 {
@@ -195,11 +266,24 @@ impl Attention {
 
 impl Kernel for Attention {
     type Params = Params;
-    type Bind = wgpu::BindGroup;
+    type Bind = Binds;
 
-    /// Reduce: workgroups (n_kv_heads · batches of the group, n_tokens). Tile: one thread per
-    /// (token, KV head), tokens fastest.
-    fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, params: &Params) {
+    /// Decode on Reduce with a split-K kernel: workgroups (n_kv_heads · batches of the group,
+    /// splits), then, if there are several splits, the merge (one workgroup per query head).
+    /// Otherwise Reduce: workgroups (n_kv_heads · batches of the group, n_tokens); Tile: one
+    /// thread per (token, KV head), tokens fastest.
+    fn dispatch(&self, pass: &mut Pass, bind: &Binds, params: &Params) {
+        if let (Some(split), Some((main, merge)), 1) = (&self.split, &bind.split, params.n_tokens) {
+            let group = params.n_heads / params.n_kv_heads;
+            let batches = group.div_ceil(split.heads_per_workgroup);
+            let splits = (params.start + 1).div_ceil(SPLIT);
+            pass.dispatch(&split.main, main, [params.n_kv_heads * batches, splits, 1]);
+            if splits > 1 {
+                pass.dispatch(&split.merge, merge, [params.n_heads, 1, 1]);
+            }
+            return;
+        }
+        let bind = &bind.main;
         let groups = match self.kernel {
             Layout::Reduce { heads_per_workgroup } => {
                 let group = params.n_heads / params.n_kv_heads;
@@ -244,6 +328,7 @@ mod tests {
     fn attention_shaders_are_valid_and_params_match() {
         use std::mem::offset_of;
         validate_with_f16_packing(SOURCE);
+        validate_with_f16_packing(SPLIT_SOURCE);
         validate_with_f16_packing(super::super::rope::SOURCE);
         for (group, hd) in [(3, 64), (1, 128), (8, 8)] {
             let tile = tile_source(group, hd);
@@ -252,7 +337,7 @@ mod tests {
             }
             validate_with_f16_packing(&tile);
         }
-        for source in [SOURCE.to_string(), tile_source(3, 64)] {
+        for source in [SOURCE.to_string(), SPLIT_SOURCE.to_string(), tile_source(3, 64)] {
             testing::check_uniform::<Params>(
                 params_struct(&source),
                 "Params",
@@ -315,7 +400,9 @@ mod tests {
                 g => Attention::with_heads_per_workgroup(gpu, hd, (n_heads / n_kv_heads).min(g)).unwrap(),
             };
             let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
-            for len in [1usize, 17, 300] {
+            // Split-K decode: one split (1, 17, 256), a second of one position (257), three
+            // with a partial last (600).
+            for len in [1usize, 17, 256, 257, 600] {
                 // Decode (one token at the end), short and longer prefills ending at `len`.
                 for n in [1, len.min(5), len.min(40)] {
                     let start = len - n;
@@ -336,6 +423,7 @@ mod tests {
                     let kb = cache_buffer(gpu, &k, kv_dim, len + 3);
                     let vb = cache_buffer(gpu, &v, kv_dim, len + 3);
                     let out = Output::new(gpu, n * q_dim);
+                    let part = gpu.upload("part", &vec![f32::NAN; split_partials(nh, hdu, len + 3)]);
                     let bind = op.bind(
                         gpu,
                         pb.as_entire_buffer_binding(),
@@ -343,12 +431,17 @@ mod tests {
                         kb.as_entire_buffer_binding(),
                         vb.as_entire_buffer_binding(),
                         out.binding(),
+                        part.as_entire_buffer_binding(),
                     );
                     testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
                     let got = out.read(gpu);
                     let label = format!(
                         "attention {n_heads}/{n_kv_heads}x{hd} ({}) len {len} tokens {n} start {start}",
-                        if per_wg == 0 { "tile".to_string() } else { format!("G {per_wg}") }
+                        match (per_wg, n) {
+                            (0, _) => "tile".to_string(),
+                            (g, 1) if op.split.is_some() => format!("split-K, G {g}"),
+                            (g, _) => format!("G {g}"),
+                        }
                     );
                     eprintln!("{label}: NMSE {:.3e}", nmse(&got, &want));
                     testing::assert_close(&label, &got, &want, Budget::ATTENTION);
@@ -406,6 +499,7 @@ mod tests {
             let src = gpu.upload("qkv", &qkv);
             let q_out = gpu.upload("q", &vec![0f32; n * q_dim]);
             let out = Output::new(gpu, n * q_dim);
+            let part = gpu.upload("part", &vec![0f32; split_partials(n_heads as usize, hd as usize, capacity)]);
             let wbind = write.bind(
                 gpu,
                 wpb.as_entire_buffer_binding(),
@@ -422,6 +516,7 @@ mod tests {
                 kc.as_entire_buffer_binding(),
                 vc.as_entire_buffer_binding(),
                 out.binding(),
+                part.as_entire_buffer_binding(),
             );
             testing::run(gpu, |pass| {
                 write.dispatch(pass, &wbind, &wp);
