@@ -12,11 +12,32 @@
 //   SWIGLU  W is [W_gate; W_up] (rows / 2 each, one buffer); output r is
 //           silu(gate_r) · up_r, so y has rows / 2 columns. A workgroup computes the gate
 //           and up rows of the same outputs.
+//   RUNTIME the norm and the epilogue are read from p.fuse at run time: the Tile prefill
+//           kernel, one pipeline per weight format instead of one per fusion, because each
+//           of its unrolled 16 × 16 tiles takes ~20 s to compile on SwiftShader (the browser
+//           load); the choices are selects and one uniform branch around the stores.
 // CPU reference: hearth_model::ops::{rmsnorm, matmul, swiglu}.
 
 const STORE: u32 = 0u;
 const ADD: u32 = 1u;
 const SWIGLU: u32 = 2u;
+const RUNTIME: u32 = 3u;
+
+// The epilogue in force: EPILOGUE, or under RUNTIME the one p.fuse names.
+fn epilogue() -> u32 {
+    if (EPILOGUE == RUNTIME) {
+        return p.fuse >> 1u;
+    }
+    return EPILOGUE;
+}
+
+// Whether x is normalised: NORM, and under RUNTIME bit 0 of p.fuse.
+fn norm_on() -> bool {
+    if (EPILOGUE == RUNTIME) {
+        return (p.fuse & 1u) != 0u;
+    }
+    return NORM;
+}
 
 // x * sigmoid(x) without overflow: exp only ever sees a non-positive argument.
 fn silu(v: f32) -> f32 {
@@ -27,7 +48,7 @@ fn silu(v: f32) -> f32 {
 
 // Columns of y this matmul produces.
 fn out_rows() -> u32 {
-    if (EPILOGUE == SWIGLU) {
+    if (epilogue() == SWIGLU) {
         return p.rows / 2u;
     }
     return p.rows;
@@ -37,7 +58,7 @@ fn out_rows() -> u32 {
 // rows and are simply not stored); `up`: its W_up row under SWIGLU.
 fn weight_row(o: u32, up: bool) -> u32 {
     let r = min(o, out_rows() - 1u);
-    if (EPILOGUE == SWIGLU && up) {
+    if (epilogue() == SWIGLU && up) {
         return r + p.rows / 2u;
     }
     return r;
@@ -46,14 +67,16 @@ fn weight_row(o: u32, up: bool) -> u32 {
 // 1/√(Σx² / cols + eps), or 1 without NORM.
 fn norm_scale(sum_sq: f32) -> f32 {
     if (NORM) {
-        return inverseSqrt(sum_sq / f32(p.cols) + p.eps);
+        return select(1.0, inverseSqrt(sum_sq / f32(p.cols) + p.eps), norm_on());
     }
     return 1.0;
 }
 
 // Stores output v (already scaled) at y[i] (STORE, ADD).
 fn put(i: u32, v: f32) {
-    if (EPILOGUE == ADD) {
+    if (EPILOGUE == RUNTIME) {
+        y[i] = select(0.0, y[i], epilogue() == ADD) + v;
+    } else if (EPILOGUE == ADD) {
         y[i] = y[i] + v;
     } else {
         y[i] = v;

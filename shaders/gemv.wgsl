@@ -24,7 +24,7 @@ struct Params {
     row_bytes: u32,
     y_stride: u32,
     eps: f32,   // NORM
-    _fuse: u32, // the host's record of the fusion (the constants above), unused here
+    fuse: u32,  // the fusion's code (bit 0 norm, bits 1.. the epilogue): read only under RUNTIME
     _pad: u32,
 }
 

@@ -24,7 +24,7 @@ struct Params {
     row_bytes: u32,
     y_stride: u32,
     eps: f32,   // NORM
-    _fuse: u32, // the host's record of the fusion (the constants above), unused here
+    fuse: u32,  // the fusion's code (bit 0 norm, bits 1.. the epilogue): read only under RUNTIME
     _pad: u32,
 }
 
@@ -33,6 +33,23 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;       // (n_tokens, cols / 4)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;       // (n_tokens, y_stride)
 
+// Outputs per thread: OUT_TILE (R_TILE, or under SWIGLU R_TILE / 2); under RUNTIME the
+// tile is laid out for SWIGLU and holds R_TILE outputs of the other epilogues.
+fn tile_outs() -> u32 {
+    if (EPILOGUE == RUNTIME && epilogue() != SWIGLU) {
+        return R_TILE;
+    }
+    return OUT_TILE;
+}
+
+// The weight row behind row r of a thread's tile whose first output is out0.
+fn tile_row(out0: u32, r: u32) -> u32 {
+    if (epilogue() == SWIGLU) {
+        return weight_row(out0 + r % OUT_TILE, r >= OUT_TILE);
+    }
+    return weight_row(out0 + r, false);
+}
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -40,7 +57,7 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let group = wid.x + wid.y * nwg.x;
-    let out0 = (group * WG + lid.x) * OUT_TILE;
+    let out0 = (group * WG + lid.x) * tile_outs();
     let t0 = wid.z * T_TILE;
     if (out0 >= out_rows() || t0 >= p.n_tokens) {
         return;

@@ -8,6 +8,7 @@ use clap::{ArgGroup, Args};
 use hearth_gguf::{GgufIndex, ReadAt, TensorType};
 use hearth_model::{generate, GenerateParams, Logits, QuantMix, SamplingParams, SyntheticModel, SyntheticShape};
 use serde_json::json;
+use web_time::Instant;
 
 use crate::Backend;
 
@@ -82,7 +83,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         (None, None) => anyhow::bail!("give --model or --synthetic"),
     };
     let ctx = a.prompt_tokens + a.gen_tokens + 8;
+    let t_load = Instant::now();
     let mut engine = crate::load::engine_for(a.backend, &index, src.as_ref(), ctx)?;
+    let load_s = t_load.elapsed().as_secs_f64();
     let vocab = engine.config().vocab_size as u32;
 
     // Seeded pseudo-random prompt ids (content does not change the speed).
@@ -135,6 +138,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "dispatches_per_token": stats.dispatches_per_token,
         "submits_per_token": stats.submits_per_token,
         "sequential": a.sequential,
+        "load_seconds": load_s,
+        "pipelines": stats.pipelines,
     });
     if a.json {
         println!("{out}");
@@ -148,6 +153,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             println!("  MBU      {:.1}% of {} GB/s", m * 100.0, a.peak_gbps.unwrap_or(0.0));
         }
         println!("  per token: {} dispatches, {} submits", stats.dispatches_per_token, stats.submits_per_token);
+        println!("  load     {load_s:.2} s, {} pipelines built", stats.pipelines);
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// [`GpuOptions::strategy`].
     strategy: Option<Strategy>,
+    /// Pipelines built so far (compiling them is most of a model load on CPU adapters).
+    pipelines: std::sync::atomic::AtomicUsize,
     /// Browser only: a pipeline's compile errors arrive as a promise, which must not be
     /// blocked on; [`Gpu::compute_pipeline`] leaves them here for [`Gpu::check_pipelines`].
     #[cfg(target_arch = "wasm32")]
@@ -90,6 +92,7 @@ impl Gpu {
             features: adapter.features(),
             limits,
             strategy: options.strategy,
+            pipelines: Default::default(),
             device,
             queue,
             #[cfg(target_arch = "wasm32")]
@@ -129,6 +132,7 @@ impl Gpu {
             entry.to_string(),
             constants.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
         ));
+        self.pipelines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
@@ -149,6 +153,11 @@ impl Gpu {
         #[cfg(target_arch = "wasm32")]
         self.pending.borrow_mut().push((kernel.to_string(), Box::pin(scope.pop())));
         Ok(pipeline)
+    }
+
+    /// Compute pipelines built on this device so far.
+    pub fn pipelines_built(&self) -> usize {
+        self.pipelines.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits for the compile results [`Gpu::compute_pipeline`] could not wait for (browser

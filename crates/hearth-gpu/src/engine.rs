@@ -403,7 +403,11 @@ impl Engine for GpuEngine {
 
     fn stats(&self) -> EngineStats {
         let s = self.decode_stats;
-        EngineStats { dispatches_per_token: s.dispatches as f64, submits_per_token: s.submits as f64 }
+        EngineStats {
+            dispatches_per_token: s.dispatches as f64,
+            submits_per_token: s.submits as f64,
+            pipelines: self.gpu.pipelines_built(),
+        }
     }
 
     /// The cache holds f16.

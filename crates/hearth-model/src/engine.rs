@@ -15,6 +15,8 @@ pub struct EngineStats {
     pub dispatches_per_token: f64,
     /// Queue submits per decoded token.
     pub submits_per_token: f64,
+    /// Compute pipelines built at load (0 where the backend has none).
+    pub pipelines: usize,
 }
 
 pub trait Engine {

@@ -221,6 +221,10 @@ pub struct LoadedInfo {
     /// wasm linear memory after loading: it never shrinks, so this is the peak.
     pub wasm_memory: u64,
     pub has_template: bool,
+    /// Compute pipelines this load built (on SwiftShader, compiling them is most of the
+    /// load).
+    #[serde(default)]
+    pub pipelines: u32,
 }
 
 /// Worker → UI.

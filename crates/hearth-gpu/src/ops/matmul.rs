@@ -145,37 +145,28 @@ impl Fuse {
         };
         Fuse { norm: code & 1 != 0, epilogue }
     }
+}
 
-    /// The constants `fuse.wgsl` reads and, under `norm`, the norm weights' binding, as
-    /// (cols / 4) vec4 (norm vectors are uploaded padded to whole vec4).
-    fn header(self) -> String {
-        let norm = if self.norm {
-            "@group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
-             fn norm4(i: u32) -> vec4<f32> {
-    return norm_w[i];
-}
-"
-        } else {
-            "fn norm4(i: u32) -> vec4<f32> {
-    return vec4<f32>(1.0);
-}
-"
-        };
-        format!(
-            "const NORM: bool = {};
-const EPILOGUE: u32 = {}u;
-{norm}",
-            self.norm, self.epilogue as u32
-        )
-    }
+/// The constants `fuse.wgsl` reads and, under norm, the norm weights' binding, as
+/// (cols / 4) vec4 (norm vectors are uploaded padded to whole vec4). `None`: RUNTIME, the
+/// fusion read from `Params::fuse` (Tile prefill); the norm weights are always bound and
+/// used only when the code says so.
+fn fuse_header(fuse: Option<Fuse>) -> String {
+    let norm_w = "@group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;\n";
+    let (norm, epilogue, norm4) = match fuse {
+        None => (true, 3, format!("{norm_w}fn norm4(i: u32) -> vec4<f32> {{\n    return select(vec4<f32>(1.0), norm_w[i], norm_on());\n}}\n")),
+        Some(f) if f.norm => (true, f.epilogue as u32, format!("{norm_w}fn norm4(i: u32) -> vec4<f32> {{\n    return norm_w[i];\n}}\n")),
+        Some(f) => (false, f.epilogue as u32, "fn norm4(i: u32) -> vec4<f32> {\n    return vec4<f32>(1.0);\n}\n".to_string()),
+    };
+    format!("const NORM: bool = {norm};\nconst EPILOGUE: u32 = {epilogue}u;\n{norm4}")
 }
 
 /// `kernel` with `fuse`'s constants and `fuse.wgsl` for weights of type `ty`.
-pub(crate) fn fused_source(kernel: &str, ty: TensorType, fuse: Fuse) -> Result<String, GpuError> {
+pub(crate) fn fused_source(kernel: &str, ty: TensorType, fuse: Option<Fuse>) -> Result<String, GpuError> {
     Ok(format!(
         "{}{FUSE_SOURCE}
 {}",
-        fuse.header(),
+        fuse_header(fuse),
         source_for("matmul", kernel, ty)?
     ))
 }
@@ -242,7 +233,7 @@ pub fn gemv_fits(cols: usize) -> bool {
 
 /// `gemv.wgsl` for weights of type `ty` with `fuse`, with its rows per workgroup.
 pub fn gemv_source(ty: TensorType, fuse: Fuse) -> Result<String, GpuError> {
-    Ok(format!("const R: u32 = {GEMV_ROWS}u;\n{}", fused_source(GEMV_SOURCE, ty, fuse)?))
+    Ok(format!("const R: u32 = {GEMV_ROWS}u;\n{}", fused_source(GEMV_SOURCE, ty, Some(fuse))?))
 }
 
 /// Tile: threads per workgroup (one SIMD width on lavapipe; more only adds scheduling), and
@@ -254,36 +245,57 @@ pub const TILE_PREFILL: (u32, u32) = (16, 16);
 
 /// `matmul_tile.wgsl` for `rows` × `tokens` per thread with `fuse`: the `{{...}}` lines
 /// written out. Under SwiGlu the first `rows / 2` rows are gate rows, the rest up rows.
-pub fn tile_source(rows: u32, tokens: u32, fuse: Fuse) -> String {
+pub fn tile_source(rows: u32, tokens: u32, fuse: Option<Fuse>) -> String {
     use std::fmt::Write;
-    let swiglu = fuse.epilogue == Epilogue::SwiGlu;
+    // Under RUNTIME (`fuse` None) the tile is laid out for SWIGLU, x is always normalised as
+    // loaded (the norm weights are ones when p.fuse says no norm) and both stores are written.
+    let norm = fuse.is_none_or(|f| f.norm);
+    let swiglu = fuse.is_none_or(|f| f.epilogue == Epilogue::SwiGlu);
     let outs = if swiglu { rows / 2 } else { rows };
-    let (mut declare, mut load_x, mut body, mut store) = (String::new(), String::new(), String::new(), String::new());
+    let (mut declare, mut load_x, mut body) = (String::new(), String::new(), String::new());
     for r in 0..rows {
-        let (o, up) = (r % outs, r >= outs);
-        let _ = writeln!(declare, "    let off_{r} = weight_row(out0 + {o}u, {up}) * p.row_bytes;");
+        let _ = writeln!(declare, "    let off_{r} = tile_row(out0, {r}u) * p.row_bytes;");
         for t in 0..tokens {
             let _ = writeln!(declare, "    var acc_{r}_{t} = 0.0;");
         }
     }
-    let scale = |t: u32| if fuse.norm { format!(" * sc_{t}") } else { String::new() };
-    for t in 0..tokens {
-        if fuse.norm {
+    let scale = |t: u32| if norm { format!(" * sc_{t}") } else { String::new() };
+    // The stores of a tile of `n` outputs; `swiglu`: output o is silu(gate o) · up o.
+    let stores = |n: u32, swiglu: bool, indent: &str| {
+        let mut out = String::new();
+        for t in 0..tokens {
+            for o in 0..n {
+                let at = format!("(t0 + {t}u) * p.y_stride + out0 + {o}u");
+                let value = if swiglu {
+                    let (g, u) = (format!("acc_{o}_{t}{}", scale(t)), format!("acc_{}_{t}{}", o + n, scale(t)));
+                    format!("y[{at}] = silu({g}) * ({u});")
+                } else {
+                    format!("put({at}, acc_{o}_{t}{});", scale(t))
+                };
+                let guard = format!("out0 + {o}u <= last_out && t0 + {t}u <= last_token");
+                let _ = writeln!(out, "{indent}if ({guard}) {{ {value} }}");
+            }
+        }
+        out
+    };
+    let mut store = String::new();
+    if norm {
+        for t in 0..tokens {
             let _ = writeln!(declare, "    var ss_{t} = 0.0;");
             let _ = writeln!(store, "    let sc_{t} = norm_scale(ss_{t});");
         }
-        for o in 0..outs {
-            let at = format!("(t0 + {t}u) * p.y_stride + out0 + {o}u");
-            let value = if swiglu {
-                let (g, u) = (format!("acc_{o}_{t}{}", scale(t)), format!("acc_{}_{t}{}", o + outs, scale(t)));
-                format!("y[{at}] = silu({g}) * ({u});")
-            } else {
-                format!("put({at}, acc_{o}_{t}{});", scale(t))
-            };
-            let _ = writeln!(store, "    if (out0 + {o}u <= last_out && t0 + {t}u <= last_token) {{ {value} }}");
+    }
+    match fuse {
+        Some(_) => store += &stores(outs, swiglu, "    "),
+        None => {
+            let _ = writeln!(store, "    if (epilogue() == SWIGLU) {{");
+            store += &stores(outs, true, "        ");
+            let _ = writeln!(store, "    }} else {{");
+            store += &stores(rows, false, "        ");
+            let _ = writeln!(store, "    }}");
         }
     }
-    if fuse.norm {
+    if norm {
         for k in 0..8 {
             let _ = writeln!(load_x, "        let g_{k} = norm4(8u * pc + {k}u);");
         }
@@ -292,7 +304,7 @@ pub fn tile_source(rows: u32, tokens: u32, fuse: Fuse) -> String {
         let _ = writeln!(declare, "    let xbase_{t} = min(t0 + {t}u, last_token) * x_row;");
         for k in 0..8 {
             let load = format!("x[xbase_{t} + 8u * pc + {k}u]");
-            if fuse.norm {
+            if norm {
                 let _ = writeln!(load_x, "        let xr_{t}_{k} = {load};");
                 let _ = writeln!(load_x, "        ss_{t} += dot(xr_{t}_{k}, xr_{t}_{k});");
                 let _ = writeln!(load_x, "        let x_{t}_{k} = xr_{t}_{k} * g_{k};");
@@ -374,11 +386,25 @@ impl SlotParams for Slot {
     }
 }
 
+#[derive(Clone)]
 struct Variant {
     pipeline: wgpu::ComputePipeline,
     /// Rows and tokens one workgroup covers.
     rows: u32,
     tile: u32,
+    /// Tile's RUNTIME prefill kernel: `rows` are SWIGLU's, twice as many for the others.
+    runtime: bool,
+}
+
+impl Variant {
+    /// Output rows one workgroup covers under `fuse`.
+    fn outputs(&self, fuse: Fuse) -> u32 {
+        if self.runtime && fuse.epilogue != Epilogue::SwiGlu {
+            2 * self.rows
+        } else {
+            self.rows
+        }
+    }
 }
 
 /// A decode (one token) and a prefill pipeline.
@@ -410,37 +436,37 @@ struct Kernels {
 }
 
 impl Kernels {
+    /// `tile_prefill`: under Tile, the format's one RUNTIME prefill pipeline, shared by its
+    /// fusions.
     fn new(
         gpu: &Gpu,
         ty: TensorType,
         strategy: Strategy,
         fuse: Fuse,
         lengths: &[usize],
-        prefill_tile: (u32, u32),
+        tile_prefill: Option<&Variant>,
     ) -> Result<Self, GpuError> {
         let name = format!("matmul {ty} {fuse:?}");
         let halve = |rows: u32| fuse.out_rows(rows);
         let reduce = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
-            let source = fused_source(SOURCE, ty, fuse)?;
+            let source = fused_source(SOURCE, ty, Some(fuse))?;
             let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
             let pipeline = gpu.compute_pipeline(&name, &source, "main", &constants)?;
-            Ok(Variant { pipeline, rows: halve(rows), tile })
-        };
-        let tiled = |rows: u32, tokens: u32| -> Result<Variant, GpuError> {
-            let source = fused_source(&tile_source(rows, tokens, fuse), ty, fuse)?;
-            let pipeline = gpu.compute_pipeline(&name, &source, "main", &[])?;
-            Ok(Variant { pipeline, rows: halve(rows) * TILE_WORKGROUP, tile: tokens })
+            Ok(Variant { pipeline, rows: halve(rows), tile, runtime: false })
         };
         let reduce_pair = || -> Result<Pair, GpuError> {
             Ok(Pair { decode: reduce(DECODE_ROWS, 1)?, prefill: reduce(PREFILL_ROWS, PREFILL_TILE)? })
         };
-        let (main, fallback) = match strategy {
-            Strategy::Reduce => (reduce_pair()?, None),
-            Strategy::Tile => {
-                let tile =
-                    Pair { decode: tiled(TILE_DECODE_ROWS, 1)?, prefill: tiled(prefill_tile.0, prefill_tile.1)? };
+        let (main, fallback) = match (strategy, tile_prefill) {
+            (Strategy::Tile, Some(prefill)) => {
+                let source = fused_source(&tile_source(TILE_DECODE_ROWS, 1, Some(fuse)), ty, Some(fuse))?;
+                let pipeline = gpu.compute_pipeline(&name, &source, "main", &[])?;
+                let rows = halve(TILE_DECODE_ROWS) * TILE_WORKGROUP;
+                let decode = Variant { pipeline, rows, tile: 1, runtime: false };
+                let tile = Pair { decode, prefill: prefill.clone() };
                 (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
             }
+            _ => (reduce_pair()?, None),
         };
         let mut gemv = Vec::new();
         if strategy == Strategy::Reduce {
@@ -451,7 +477,7 @@ impl Kernels {
                 let constants = [("WG", f64::from(gemv_workgroup(cols))), ("SLICES", (cols / 8) as f64)];
                 let name = format!("gemv {ty} × {cols} {fuse:?}");
                 let pipeline = gpu.compute_pipeline(&name, &gemv_source(ty, fuse)?, "main", &constants)?;
-                gemv.push((cols as u32, Variant { pipeline, rows: halve(GEMV_ROWS), tile: 1 }));
+                gemv.push((cols as u32, Variant { pipeline, rows: halve(GEMV_ROWS), tile: 1, runtime: false }));
             }
         }
         Ok(Kernels { fuse, main, fallback, gemv })
@@ -497,11 +523,24 @@ impl MatMul {
                 fusions.push(f);
             }
         }
+        // Tile's prefill tile is one pipeline per format, its fusion read at run time: each
+        // unrolled 16 × 16 tile costs ~20 s to compile on SwiftShader, one per fusion doubled
+        // the browser's load (measured: 46 → 98 s of pipeline builds for SmolLM2, natively
+        // on SwiftShader).
+        let tile_prefill = match strategy {
+            Strategy::Tile if !fusions.is_empty() => {
+                let (rows, tokens) = prefill_tile;
+                let source = fused_source(&tile_source(rows, tokens, None), ty, None)?;
+                let pipeline = gpu.compute_pipeline(&format!("matmul {ty} prefill"), &source, "main", &[])?;
+                Some(Variant { pipeline, rows: rows / 2 * TILE_WORKGROUP, tile: tokens, runtime: true })
+            }
+            _ => None,
+        };
         let kernels = fusions
             .into_iter()
             .map(|fuse| {
                 let lengths: Vec<usize> = shapes.iter().filter(|s| s.1 == fuse).map(|s| s.0).collect();
-                Kernels::new(gpu, ty, strategy, fuse, &lengths, prefill_tile)
+                Kernels::new(gpu, ty, strategy, fuse, &lengths, tile_prefill.as_ref())
             })
             .collect::<Result<_, _>>()?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
@@ -566,10 +605,16 @@ impl MatMul {
         y: wgpu::BufferBinding,
         norm: Option<wgpu::BufferBinding>,
     ) -> wgpu::BindGroup {
-        let layout = &self.variant(fuse, cols, n_tokens).pipeline;
+        let v = self.variant(fuse, cols, n_tokens);
+        // The RUNTIME kernel always binds norm weights; without a norm it reads x there
+        // (in bounds, and ignored).
+        let norm = match norm.filter(|_| fuse.norm) {
+            None if v.runtime => Some(x.clone()),
+            n => n,
+        };
         let mut bindings = vec![(0, params), (1, w), (2, x), (3, y)];
-        bindings.extend(norm.filter(|_| fuse.norm).map(|n| (4, n)));
-        bind_group(gpu, "matmul", layout, &bindings)
+        bindings.extend(norm.map(|n| (4, n)));
+        bind_group(gpu, "matmul", &v.pipeline, &bindings)
     }
 }
 
@@ -580,7 +625,7 @@ impl Kernel for MatMul {
     fn dispatch(&self, pass: &mut Pass, bind: &wgpu::BindGroup, p: &Params) {
         let fuse = Fuse::from_code(p.fuse);
         let v = self.variant(fuse, p.cols, p.n_tokens);
-        let (gx, gy) = grid(fuse.out_rows(p.rows).div_ceil(v.rows), self.max_groups);
+        let (gx, gy) = grid(fuse.out_rows(p.rows).div_ceil(v.outputs(fuse)), self.max_groups);
         pass.dispatch(&v.pipeline, bind, [gx, gy, p.n_tokens.div_ceil(v.tile)]);
     }
 }
@@ -781,9 +826,12 @@ pub(crate) mod tests {
         for &ty in FORMATS {
             let fusions = [Fuse::NONE, Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU];
             let sources = fusions.into_iter().flat_map(|f| {
-                let kernels =
-                    std::iter::once(SOURCE.to_string()).chain(tiles.iter().map(move |&(r, t)| tile_source(r, t, f)));
-                kernels.map(move |k| fused_source(&k, ty, f).unwrap()).chain([gemv_source(ty, f).unwrap()])
+                let kernels = std::iter::once(SOURCE.to_string())
+                    .chain(tiles.iter().map(move |&(r, t)| tile_source(r, t, Some(f))))
+                    .map(move |k| fused_source(&k, ty, Some(f)).unwrap());
+                let even = tiles.iter().filter(|&&(r, _)| r % 2 == 0);
+                let runtime = even.map(move |&(r, t)| fused_source(&tile_source(r, t, None), ty, None).unwrap());
+                kernels.chain(runtime).chain([gemv_source(ty, f).unwrap()])
             });
             for source in sources {
                 for mark in ["{{DECLARE}}", "{{LOAD_X}}", "{{ROWS}}", "{{STORE}}"] {

@@ -745,6 +745,7 @@ mod tests {
                 read_ms: 1.0,
                 wasm_memory: 1,
                 has_template: true,
+                pipelines: 1,
             },
         }));
         s.take_effects();

@@ -88,6 +88,7 @@ impl Session {
                 post(&FromWorker::Progress { id: id.clone(), phase: Phase::Loading, done, total, bytes_per_sec });
             }
         };
+        let pipelines_before = gpu.pipelines_built();
         let engine = GpuEngine::load_async(gpu, &index, &source, context, &mut progress)
             .await
             .map_err(|e| corrupt_or(gpu_error_kind(&e), e.to_string()))?;
@@ -100,6 +101,7 @@ impl Session {
             read_ms: source.read_ms.get(),
             wasm_memory: wasm_memory_bytes(),
             has_template: index.get("tokenizer.chat_template").is_some(),
+            pipelines: (engine.gpu().pipelines_built() - pipelines_before) as u32,
         };
         Ok(Session { engine, tokenizer, format, cached: Vec::new(), info })
     }
