@@ -10,6 +10,8 @@ use hearth_model::{generate, GenerateParams, Logits, QuantMix, SamplingParams, S
 use serde_json::json;
 use web_time::Instant;
 
+use hearth_gpu::GpuOptions;
+
 use crate::Backend;
 
 #[derive(Args)]
@@ -39,6 +41,10 @@ pub struct BenchArgs {
     /// submitted (the default pipelines where the backend can).
     #[arg(long)]
     sequential: bool,
+    /// Also time each kernel family of a decode step with GPU timestamps (where the adapter
+    /// has timestamps inside compute passes).
+    #[arg(long)]
+    profile: bool,
     #[arg(long)]
     json: bool,
 }
@@ -84,7 +90,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let ctx = a.prompt_tokens + a.gen_tokens + 8;
     let t_load = Instant::now();
-    let mut engine = crate::load::engine_for(a.backend, &index, src.as_ref(), ctx)?;
+    let options = GpuOptions { timestamps: a.profile, ..Default::default() };
+    let mut engine = crate::load::engine_for(a.backend, &index, src.as_ref(), ctx, &options)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let vocab = engine.config().vocab_size as u32;
 
@@ -113,6 +120,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let g = generate(engine.as_mut(), None, &[], &prompt, &params, &mut |_| {})?;
     let prefill_s = g.timings.prompt_seconds;
+    // Per kernel family, at the position decode ended at.
+    let profile = match a.profile {
+        true => Some(engine.profile(g.tokens.last().copied().unwrap_or(0), 8)?),
+        false => None,
+    };
     let prefill_tps = prompt.len() as f64 / prefill_s;
     let decode_tps = g.timings.generate_tokens_per_second();
     let bytes = weight_bytes_per_token(&index);
@@ -140,6 +152,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "sequential": a.sequential,
         "load_seconds": load_s,
         "pipelines": stats.pipelines,
+        "profile_seconds_per_token": profile.as_ref().map(|p| match p {
+            Some(families) => json!(families.iter().map(|(f, t)| json!({"kernels": f, "seconds": t})).collect::<Vec<_>>()),
+            None => json!("no timestamps inside compute passes on this adapter"),
+        }),
     });
     if a.json {
         println!("{out}");
@@ -154,6 +170,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         println!("  per token: {} dispatches, {} submits", stats.dispatches_per_token, stats.submits_per_token);
         println!("  load     {load_s:.2} s, {} pipelines built", stats.pipelines);
+        match &profile {
+            Some(Some(families)) => {
+                let total: f64 = families.iter().map(|(_, t)| t).sum();
+                println!("  GPU time per decoded token, by kernel family ({:.3} ms in all):", total * 1e3);
+                for (family, t) in families {
+                    println!("    {family:<26} {:>9.3} ms  {:>5.1}%", t * 1e3, 100.0 * t / total.max(1e-12));
+                }
+            }
+            Some(None) => println!("  profile: this adapter has no timestamps inside compute passes"),
+            None => {}
+        }
     }
     Ok(())
 }

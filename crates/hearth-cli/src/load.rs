@@ -32,7 +32,8 @@ impl Loaded {
     pub fn engine(&self, args: &ModelArgs, context: Option<usize>) -> Result<Box<dyn Engine>> {
         let config = Config::from_gguf(&self.index).with_context(|| format!("loading {}", self.path))?;
         let ctx = context_size(config.max_context, context)?;
-        engine_for(args.backend, &self.index, &self.src, ctx).with_context(|| format!("loading {}", self.path))
+        engine_for(args.backend, &self.index, &self.src, ctx, &GpuOptions::default())
+            .with_context(|| format!("loading {}", self.path))
     }
 
     pub fn chat_format(&self) -> Result<ChatFormat> {
@@ -49,11 +50,12 @@ pub fn engine_for(
     index: &GgufIndex,
     src: &dyn ReadAt,
     ctx: usize,
+    options: &GpuOptions,
 ) -> Result<Box<dyn Engine>> {
     let gpu = match backend {
         Some(Backend::Cpu) => None,
-        Some(Backend::Gpu) => Some(Gpu::new_blocking(&GpuOptions::default())?),
-        None => match Gpu::new_blocking(&GpuOptions::default()) {
+        Some(Backend::Gpu) => Some(Gpu::new_blocking(options)?),
+        None => match Gpu::new_blocking(options) {
             Ok(gpu) if gpu.info.device_type != hearth_gpu::wgpu::DeviceType::Cpu => Some(gpu),
             Ok(_) => None,
             Err(GpuError::NoAdapter(why)) => {

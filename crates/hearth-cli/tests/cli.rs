@@ -160,6 +160,48 @@ fn info_reports_the_adapter_and_whether_the_model_fits() {
     assert_eq!(out["model"]["kv_cache_bytes"].as_u64().unwrap(), 30 * 2 * 2048 * 192 * 2);
 }
 
+/// `--profile` times each kernel family of a decode step with GPU timestamps: the families
+/// of the forward pass in order, and in seconds (their sum is below the wall time per token).
+#[test]
+fn bench_profile_times_each_kernel_family() {
+    let out = ok_json(&[
+        "bench",
+        "--synthetic",
+        "tiny",
+        "--quant",
+        "Q4_0",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--backend",
+        "gpu",
+        "--profile",
+        "--json",
+    ]);
+    let Some(families) = out["profile_seconds_per_token"].as_array() else {
+        panic!("the test adapter (lavapipe) has timestamps inside passes: {out}");
+    };
+    let names: Vec<&str> = families.iter().map(|f| f["kernels"].as_str().unwrap()).collect();
+    let forward = [
+        "embedding",
+        "norm + QKV",
+        "RoPE + KV write",
+        "attention",
+        "Wo + add",
+        "norm + gate/up + SwiGLU",
+        "down + add",
+        "norm + output",
+        "sampling",
+    ];
+    assert_eq!(names, forward, "{out}");
+    let seconds: Vec<f64> = families.iter().map(|f| f["seconds"].as_f64().unwrap()).collect();
+    assert!(seconds.iter().all(|&s| s >= 0.0), "{out}");
+    let total: f64 = seconds.iter().sum();
+    let per_token = 1.0 / out["decode_tokens_per_second"].as_f64().unwrap();
+    assert!(total > 0.0 && total < 2.0 * per_token, "GPU {total} s against {per_token} s per token: {out}");
+}
+
 #[test]
 fn bench_reports_speed_bandwidth_and_launches() {
     for backend in ["cpu", "gpu"] {

@@ -19,7 +19,8 @@ pub struct GpuOptions {
     /// tests build every kernel under them.
     pub webgpu_default_limits: bool,
     /// Ask for timestamp queries where the adapter has them (`Gpu::device.features()` then
-    /// holds `TIMESTAMP_QUERY`): for measurements, never needed to run a model.
+    /// holds `TIMESTAMP_QUERY`, and `TIMESTAMP_QUERY_INSIDE_PASSES` for per-kernel profiles):
+    /// for measurements, never needed to run a model.
     pub timestamps: bool,
 }
 
@@ -78,7 +79,8 @@ impl Gpu {
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
                 required_features: if options.timestamps {
-                    adapter.features() & wgpu::Features::TIMESTAMP_QUERY
+                    adapter.features()
+                        & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
                 } else {
                     wgpu::Features::empty()
                 },

@@ -5,6 +5,10 @@
 //! `write_buffer` of parameters and ids, one command encoder and one submit. Decoding reads
 //! back only the sampled id (4 bytes) when the device can sample as asked.
 //!
+//! Decode can be pipelined ([`GpuEngine::submit`], [`GpuEngine::read_sampled_async`],
+//! [`GpuEngine::cancel`]): the next step runs on the token the previous one sampled, read
+//! where it was sampled, before the host has seen it (see `hearth_model::generate_async`).
+//!
 //! The engine is async at its core ([`GpuEngine::forward_async`],
 //! [`GpuEngine::forward_and_sample_async`]): in the browser a readback is a promise. The
 //! synchronous `Engine` trait, for the CLI and native tests, blocks on the same futures.
@@ -19,7 +23,7 @@ use hearth_model::{Feed, Logits, ModelError, Sampler, SamplingParams, Steps};
 
 use crate::buffers::read_mapped;
 use crate::model::{GpuModel, Head};
-use crate::ops::sample;
+use crate::ops::{sample, Profile};
 use crate::step::Step;
 use crate::{Gpu, GpuError};
 
@@ -140,7 +144,7 @@ impl GpuEngine {
         if tokens.is_empty() {
             enc.copy_buffer_to_buffer(&a.sampled, 0, self.model.step.ids().buffer, 0, Some(4));
         }
-        let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head);
+        let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head, None);
         self.stats.dispatches += dispatches;
         self.stats.weight_bytes += weight_bytes;
         let bytes = self.logit_bytes(n, head);
@@ -356,6 +360,53 @@ impl GpuEngine {
         }
     }
 
+    /// GPU time per kernel family of a greedy decode step on `token` at the cache's end,
+    /// averaged over `steps` steps, in the order the families run; the cache is left as it
+    /// was. `None` where the device has no timestamps inside passes (open it with
+    /// `GpuOptions::timestamps`).
+    pub async fn profile_decode_async(
+        &mut self,
+        token: u32,
+        steps: usize,
+    ) -> Result<Option<Vec<(&'static str, f64)>>, ModelError> {
+        let needed = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        if !self.gpu.device.features().contains(needed) {
+            return Ok(None);
+        }
+        self.check(&[token])?;
+        let (before, period) = (self.len, f64::from(self.gpu.queue.get_timestamp_period()) * 1e-9);
+        let mut totals: Vec<(&'static str, f64)> = Vec::new();
+        for _ in 0..steps.max(1) {
+            let mut profile = Profile::new(&self.gpu.device);
+            let step = Step { n: 1, start: self.len, rope: &self.model.rope, sample: None };
+            self.model.step.write(&self.gpu, &step, &[token]);
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            self.model.record(&mut enc, &step, Head::Argmax, Some(&mut profile));
+            let n = profile.spans.len() as u64;
+            let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+            let desc = wgpu::BufferDescriptor { label: Some("profile"), size: 8 * n, usage, mapped_at_creation: false };
+            let resolved = self.gpu.device.create_buffer(&desc);
+            let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+            let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor { usage, ..desc });
+            enc.resolve_query_set(&profile.queries, 0..n as u32, &resolved, 0);
+            enc.copy_buffer_to_buffer(&resolved, 0, &staging, 0, Some(8 * n));
+            let index = self.gpu.queue.submit([enc.finish()]);
+            let bytes = read_mapped(&self.gpu, &staging, 8 * n, Some(index)).await.map_err(backend)?;
+            let ticks: Vec<u64> = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect();
+            for (i, family) in profile.spans.iter().enumerate().take(ticks.len().saturating_sub(1)) {
+                let secs = ticks[i + 1].saturating_sub(ticks[i]) as f64 * period;
+                match totals.iter_mut().find(|(f, _)| f == family) {
+                    Some((_, t)) => *t += secs,
+                    None => totals.push((family, secs)),
+                }
+            }
+        }
+        self.len = before;
+        self.sampled_ready = false;
+        let steps = steps.max(1) as f64;
+        Ok(Some(totals.into_iter().map(|(f, t)| (f, t / steps)).collect()))
+    }
+
     /// Steps submitted while an earlier step's token was still unread: the pipelining at
     /// work, counted since load.
     pub fn submitted_ahead(&self) -> u64 {
@@ -431,6 +482,11 @@ impl Engine for GpuEngine {
 
     fn pipelined(&mut self) -> Option<&mut dyn Pipelined> {
         Some(self)
+    }
+
+    fn profile(&mut self, token: u32, steps: usize) -> Result<Option<Vec<(String, f64)>>, ModelError> {
+        let profile = pollster::block_on(self.profile_decode_async(token, steps))?;
+        Ok(profile.map(|p| p.into_iter().map(|(f, t)| (f.to_string(), t)).collect()))
     }
 }
 

@@ -16,7 +16,7 @@ use hearth_model::Config;
 
 use crate::binds::{Binds, MatPart, Ops};
 use crate::buffers::{kv_cache, Activations, KvLayer};
-use crate::ops::{Kernel, Pass};
+use crate::ops::{Kernel, Pass, Profile};
 use crate::step::{SlotParams, Step, StepBuffer};
 use crate::weights::GpuWeights;
 use crate::{Gpu, GpuError, MemoryPlan};
@@ -101,30 +101,41 @@ impl GpuModel {
 
     /// Records one step (`step.n` tokens at positions `step.start..`): the layers in one
     /// compute pass, then (unless `head` is None) the final norm and logits in a second.
-    /// Returns the dispatches recorded and the weight bytes they read.
-    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, step: &Step, head: Head) -> (usize, u64) {
-        let mut pass = Pass::new(enc);
+    /// Returns the dispatches recorded and the weight bytes they read. With `profile`, every
+    /// dispatch is timestamped under its kernel family.
+    pub(crate) fn record(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        step: &Step,
+        head: Head,
+        mut profile: Option<&mut Profile>,
+    ) -> (usize, u64) {
+        let mut pass = Pass::profiled(enc, profile.as_deref_mut());
         self.record_layers(&mut pass, step);
         let (mut dispatches, mut weight_bytes) = (pass.dispatches(), pass.weight_bytes());
-        drop(pass);
         if head == Head::None {
+            pass.finish_profile();
             return (dispatches, weight_bytes);
         }
+        drop(pass);
         let all = head == Head::All;
         if !all {
             // The last position's x, aside, so the head's bindings need no offset per step.
             let row = 4 * self.config.dim as u64;
             enc.copy_buffer_to_buffer(&self.act.x, (step.n as u64 - 1) * row, &self.act.x_last, 0, Some(row));
         }
-        let mut pass = Pass::new(enc);
+        let mut pass = Pass::profiled(enc, profile);
         let (ops, b) = (&self.ops, &self.binds);
         let h = if all { &b.all } else { &b.last };
+        pass.family("norm + output");
         matmul(&mut pass, ops, &h.output, step); // with the final RMSNorm
+        pass.family("sampling");
         match head {
             Head::Argmax => pass.run(&ops.argmax, &b.argmax, step),
             Head::Sample => pass.run(&ops.sample, &b.sample, step),
             _ => {}
         }
+        pass.finish_profile();
         dispatches += pass.dispatches();
         weight_bytes += pass.weight_bytes();
         (dispatches, weight_bytes)
@@ -133,23 +144,30 @@ impl GpuModel {
     fn record_layers(&self, pass: &mut Pass, step: &Step) {
         let (ops, b) = (&self.ops, &self.binds);
         // x: (n, dim) ← token embeddings, one dispatch per part of the table
+        pass.family("embedding");
         for embed in &b.embed {
             pass.run(&ops.embedding, embed, step);
         }
         for l in &b.layers {
             // Attention block: x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x)),
             // the norm inside the projection, RoPE with the KV-cache write, the add inside Wo.
+            pass.family("norm + QKV");
             matmul(pass, ops, &l.qkv, step);
+            pass.family("RoPE + KV write");
             pass.run(&ops.rope_kv, &l.rope_kv, step);
+            pass.family("attention");
             pass.run(&ops.attention, &l.attention, step);
+            pass.family("Wo + add");
             matmul(pass, ops, &l.wo, step);
 
             // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x)), the norm
             // and SwiGLU inside the gate/up projection, the add inside W_down.
+            pass.family("norm + gate/up + SwiGLU");
             matmul(pass, ops, &l.gate_up, step);
             if let Some(swiglu) = &l.swiglu {
                 pass.run(&ops.swiglu, swiglu, step);
             }
+            pass.family("down + add");
             matmul(pass, ops, &l.down, step);
         }
     }

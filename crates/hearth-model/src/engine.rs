@@ -51,6 +51,11 @@ pub trait Engine {
         let logits = self.forward(tokens, Logits::Last)?;
         Ok(sampler.sample(&logits, history))
     }
+    /// GPU seconds per kernel family of a decode step on `token` at the cache's end (mean of
+    /// `steps`), where the backend can time its kernels; the cache is left as it was.
+    fn profile(&mut self, _token: u32, _steps: usize) -> Result<Option<Vec<(String, f64)>>, ModelError> {
+        Ok(None)
+    }
     /// The pipelined decode calls, where the backend has them (a GPU that samples on the
     /// device).
     fn pipelined(&mut self) -> Option<&mut dyn Pipelined> {

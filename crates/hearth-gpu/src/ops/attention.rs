@@ -129,6 +129,12 @@ pub fn tile_source(group: u32, head_dim: u32) -> String {
     header + &super::fill_template(TILE_SOURCE, &[("DECLARE", &declare), ("POSITION", &position), ("STORE", &store)])
 }
 
+/// The most query heads per workgroup, at most `heads` and at least 1, whose workgroup memory
+/// (`bytes` for g heads) fits `limit`.
+fn heads_that_fit(heads: u32, limit: u32, bytes: impl Fn(u32) -> u32) -> u32 {
+    (1..=heads).rev().find(|&g| bytes(g) <= limit).unwrap_or(1)
+}
+
 enum Layout {
     /// `attention.wgsl`, with this many query heads per workgroup (G in the shader).
     Reduce { heads_per_workgroup: u32 },
@@ -192,11 +198,7 @@ impl Attention {
         }
         // q_sh, o_sh: G·HD each; s_sh: G·CHUNK; m, l, a: G each (f32).
         let limit = gpu.limits.max_compute_workgroup_storage_size.min(WORKGROUP_STORAGE);
-        let bytes = |g: u32| 4 * g * (2 * head_dim + CHUNK + 3);
-        let mut g = heads;
-        while g > 1 && bytes(g) > limit {
-            g -= 1;
-        }
+        let g = heads_that_fit(heads, limit, |g| 4 * g * (2 * head_dim + CHUNK + 3));
         let constants = [
             ("WG", f64::from(WORKGROUP)),
             ("CHUNK", f64::from(CHUNK)),
@@ -216,11 +218,7 @@ impl Attention {
             return Ok(None);
         }
         // q_sh: G·HD; dot_sh: G·WG; s_sh: G·SPLIT; max_sh, sum_sh: G·8 (f32).
-        let bytes = |g: u32| 4 * g * (head_dim + WORKGROUP + SPLIT + 16);
-        let mut g = heads;
-        while g > 1 && bytes(g) > limit {
-            g -= 1;
-        }
+        let g = heads_that_fit(heads, limit, |g| 4 * g * (head_dim + WORKGROUP + SPLIT + 16));
         let constants = [
             ("WG", f64::from(WORKGROUP)),
             ("G", f64::from(g)),

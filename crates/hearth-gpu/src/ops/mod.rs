@@ -17,11 +17,65 @@ pub struct Pass<'a> {
     inner: wgpu::ComputePass<'a>,
     dispatches: usize,
     weight_bytes: u64,
+    profile: Option<&'a mut Profile>,
+}
+
+/// Per-kernel GPU timestamps of a recorded step (`hearth bench --profile`): a timestamp
+/// before every dispatch and one at the end, each dispatch labelled with the kernel family
+/// the forward pass named ([`Pass::family`]). Needs `TIMESTAMP_QUERY_INSIDE_PASSES`.
+pub struct Profile {
+    pub queries: wgpu::QuerySet,
+    /// Family of the dispatch that each written timestamp starts.
+    pub spans: Vec<&'static str>,
+    family: &'static str,
+}
+
+/// Timestamps one profiled step may write: the dispatches of a 7B decode step and more.
+pub const PROFILE_QUERIES: u32 = 1024;
+
+impl Profile {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let desc =
+            wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: PROFILE_QUERIES };
+        Profile { queries: device.create_query_set(&desc), spans: Vec::new(), family: "other" }
+    }
+
+    /// Writes the closing timestamp after the last pass (call once the step is recorded).
+    pub fn finish(&mut self, pass: &mut wgpu::ComputePass) {
+        self.write(pass, "end");
+    }
+
+    fn write(&mut self, pass: &mut wgpu::ComputePass, family: &'static str) {
+        let i = self.spans.len() as u32;
+        if i < PROFILE_QUERIES {
+            pass.write_timestamp(&self.queries, i);
+            self.spans.push(family);
+        }
+    }
 }
 
 impl<'a> Pass<'a> {
     pub fn new(enc: &'a mut wgpu::CommandEncoder) -> Self {
-        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0, weight_bytes: 0 }
+        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0, weight_bytes: 0, profile: None }
+    }
+
+    /// A pass whose dispatches are timestamped into `profile`.
+    pub fn profiled(enc: &'a mut wgpu::CommandEncoder, profile: Option<&'a mut Profile>) -> Self {
+        Pass { profile, ..Pass::new(enc) }
+    }
+
+    /// Names the kernel family of the dispatches that follow, for a profile.
+    pub fn family(&mut self, name: &'static str) {
+        if let Some(p) = &mut self.profile {
+            p.family = name;
+        }
+    }
+
+    /// Closes a profile in this pass (the last pass of the step).
+    pub fn finish_profile(&mut self) {
+        if let Some(p) = &mut self.profile {
+            p.finish(&mut self.inner);
+        }
     }
 
     /// A pass that writes GPU timestamps at its start and end into `queries` (measurements).
@@ -32,7 +86,7 @@ impl<'a> Pass<'a> {
             end_of_pass_write_index: Some(start + 1),
         };
         let desc = wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) };
-        Pass { inner: enc.begin_compute_pass(&desc), dispatches: 0, weight_bytes: 0 }
+        Pass { inner: enc.begin_compute_pass(&desc), dispatches: 0, weight_bytes: 0, profile: None }
     }
 
     /// Records `pipeline` over `groups` workgroups with `bind` as group 0; an empty grid
@@ -40,6 +94,10 @@ impl<'a> Pass<'a> {
     pub fn dispatch(&mut self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: [u32; 3]) {
         if groups.contains(&0) {
             return;
+        }
+        if let Some(p) = &mut self.profile {
+            let family = p.family;
+            p.write(&mut self.inner, family);
         }
         self.inner.set_pipeline(pipeline);
         self.inner.set_bind_group(0, bind, &[]);
