@@ -14,7 +14,8 @@
 # Figures to record in BENCHMARKS.md: the adapter, each test section's result, the GEMV's
 # GB/s at Llama-2-7B's shapes (weights rotated over 256 MB, more than any L2), the cost of a
 # dispatch boundary, and `hearth bench` (tok/s, MBU against the peak named, dispatches and
-# submits per token) for Llama-2-7B Q4_0 and Q4_K_M at 32 and 512 prompt tokens.
+# submits per token, GPU time per kernel family from --profile) for Llama-2-7B Q4_0 and
+# Q4_K_M at 32 and 512 prompt tokens (at 512, decode attention runs split-K with a merge).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=.gpu-pack
@@ -134,7 +135,7 @@ for quant in $quants; do
   for prompt in $prompts; do
     section "hearth bench $shape $quant, $prompt prompt tokens" 150 \
       $PACK/hearth bench --synthetic $shape --quant $quant --backend gpu --prompt-tokens "$prompt" \
-      --gen-tokens 32 --json ${peak:+--peak-gbps $peak}
+      --gen-tokens 32 --profile --json ${peak:+--peak-gbps $peak}
   done
 done
 rm -f "$kernels"
