@@ -21,8 +21,8 @@ pub struct Ops {
     pub matmuls: Vec<MatMul>,
     pub rope_kv: RopeKv,
     pub attention: Attention,
-    /// For gate and up projections that could not be stacked (one matmul each).
-    pub swiglu: Elementwise,
+    /// For gate and up projections that could not be stacked (one matmul each), if any.
+    pub swiglu: Option<Elementwise>,
     pub argmax: Argmax,
     pub sample: Sample,
 }
@@ -34,11 +34,14 @@ impl Ops {
             matmuls: w
                 .matmul_shapes()
                 .into_iter()
-                .map(|(ty, shapes)| MatMul::new(gpu, ty, &shapes))
+                .map(|s| MatMul::new(gpu, s.ty, &s.shapes, &s.batched))
                 .collect::<Result<_, _>>()?,
             rope_kv: RopeKv::new(gpu)?,
             attention: Attention::new(gpu, c.head_dim as u32, c.gqa_group() as u32)?,
-            swiglu: Elementwise::new(gpu, Kind::SwiGlu)?,
+            swiglu: match w.layers.iter().any(|l| matches!(l.gate_up, Proj::Separate(_))) {
+                true => Some(Elementwise::new(gpu, Kind::SwiGlu)?),
+                false => None,
+            },
             argmax: Argmax::new(gpu)?,
             sample: Sample::new(gpu)?,
         })
@@ -48,13 +51,23 @@ impl Ops {
         // Ops::new made one for every type in the weights.
         self.matmuls.iter().find(|m| m.ty == ty).expect("a matmul pipeline per weight type")
     }
+
+    fn matmul_mut(&mut self, ty: TensorType) -> Option<&mut MatMul> {
+        self.matmuls.iter_mut().find(|m| m.ty == ty)
+    }
+
+    /// The SwiGLU for unstacked gate and up projections: built where a layer has them.
+    pub fn swiglu(&self) -> &Elementwise {
+        self.swiglu.as_ref().expect("a SwiGLU pipeline where gate and up are separate")
+    }
 }
 
-/// One part of a matmul, bound for both pipelines (decode: 1 token; prefill: a tile).
+/// One part of a matmul, bound for the decode pipeline (1 token) and, where batches pass
+/// through it, the prefill one (a tile of tokens).
 pub struct MatPart {
     pub slot: matmul::Slot,
     pub decode: wgpu::BindGroup,
-    pub prefill: wgpu::BindGroup,
+    pub prefill: Option<wgpu::BindGroup>,
 }
 
 /// A decoder layer's six dispatches (more where projections could not be stacked).
@@ -84,7 +97,10 @@ pub struct Binds {
     pub embed: Vec<Bound<embedding::Slot>>, // one per part of the table
     pub layers: Vec<LayerBinds>,
     pub last: HeadBinds,
-    pub all: HeadBinds,
+    /// Built on first use ([`Binds::all_logits`]): a chat never asks for them, and the output
+    /// matrix's prefill pipeline is among the slowest to compile (23.6 s of SmolLM2's 61 s on
+    /// SwiftShader).
+    pub all: Option<HeadBinds>,
     pub argmax: Bound<sample::ArgmaxSlot, ArgmaxBind>,
     pub sample: Bound<sample::SampleSlot>,
 }
@@ -131,8 +147,8 @@ impl Builder<'_> {
                     let (w, x) = (whole(&part.buffer), whole(x));
                     op.bind(self.gpu, fuse, cols, n, params.clone(), w, x, y.clone(), norm.map(whole))
                 };
-                let (decode, prefill) = (bind(1), bind(2));
-                MatPart { slot, decode, prefill }
+                let prefill = (tokens == Rows::Batch).then(|| bind(2));
+                MatPart { slot, decode: bind(1), prefill }
             })
             .collect()
     }
@@ -186,7 +202,7 @@ impl Builder<'_> {
                 let slot = elementwise::Slot { width: c.ffn_dim };
                 let i = self.step.slot(gpu, &slot);
                 let params = self.step.binding(i);
-                (parts, Some(Bound { bind: self.ops.swiglu.bind(gpu, params, whole(&a.gate), whole(&a.up)), slot }))
+                (parts, Some(Bound { bind: self.ops.swiglu().bind(gpu, params, whole(&a.gate), whole(&a.up)), slot }))
             }
         };
         LayerBinds {
@@ -230,7 +246,6 @@ impl Binds {
         let layers = w.layers.iter().zip(kv).map(|(l, kv)| b.layer(l, a, kv, w.rope_freqs.as_ref())).collect();
         let norm = Some(&w.output_norm);
         let last = HeadBinds { output: b.matmul(&w.output, Fuse::NORM, norm, &a.x_last, &a.logits, 0, Rows::One) };
-        let all = HeadBinds { output: b.matmul(&w.output, Fuse::NORM, norm, &a.x, &a.logits, 0, Rows::Batch) };
         let slot = sample::ArgmaxSlot { vocab: c.vocab_size };
         let i = b.step.slot(gpu, &slot);
         let params = b.step.binding(i);
@@ -239,6 +254,33 @@ impl Binds {
         let i = b.step.slot(gpu, &slot);
         let params = b.step.binding(i);
         let sample = Bound { bind: ops.sample.bind(gpu, params, whole(&a.logits), whole(&a.sampled)), slot };
-        Binds { embed, layers, last, all, argmax, sample }
+        Binds { embed, layers, last, all: None, argmax, sample }
+    }
+
+    /// Builds the pipelines and bind groups for the logits of every position of a batch,
+    /// unless built already.
+    #[allow(clippy::too_many_arguments)]
+    pub fn all_logits(
+        &mut self,
+        gpu: &Gpu,
+        ops: &mut Ops,
+        step: &mut StepBuffer,
+        c: &Config,
+        w: &GpuWeights,
+        a: &Activations,
+        batch: usize,
+    ) -> Result<(), GpuError> {
+        if self.all.is_some() {
+            return Ok(());
+        }
+        let op = ops.matmul_mut(w.output.ty).ok_or_else(|| GpuError::Shader {
+            kernel: format!("matmul {}", w.output.ty),
+            message: "no pipeline for the output matrix's format".into(),
+        })?;
+        op.add_prefill(gpu, Fuse::NORM)?;
+        let mut b = Builder { gpu, ops, step, c, batch };
+        let output = b.matmul(&w.output, Fuse::NORM, Some(&w.output_norm), &a.x, &a.logits, 0, Rows::Batch);
+        self.all = Some(HeadBinds { output });
+        Ok(())
     }
 }

@@ -238,6 +238,9 @@ impl GpuEngine {
             Logits::Last => Head::Last,
             Logits::All => Head::All,
         };
+        if head == Head::All {
+            self.model.all_logits(&self.gpu).await.map_err(backend)?;
+        }
         let before = self.len;
         let out = self.run(tokens, head, None).await;
         self.finish(before, out)

@@ -28,10 +28,10 @@ pub struct GpuModel {
     pub config: Config,
     pub(crate) rope: RopeSpec,
     pub(crate) ops: Ops,
-    /// Weights and KV cache: read only through `binds`, held here with the model.
-    #[allow(dead_code)]
+    /// Weights (read through `binds`, and by [`GpuModel::all_logits`]).
     weights: GpuWeights,
     pub(crate) act: Activations,
+    /// The KV cache: read only through `binds`, held here with the model.
     #[allow(dead_code)]
     kv: Vec<KvLayer>,
     pub(crate) step: StepBuffer,
@@ -99,6 +99,14 @@ impl GpuModel {
         Ok(GpuModel { config, rope, ops, weights, act, kv, step, binds, batch, context })
     }
 
+    /// Builds what the logits of every position need, unless built already: the output
+    /// matrix's prefill pipeline and its bindings (not built at load: a chat never uses them).
+    pub(crate) async fn all_logits(&mut self, gpu: &Gpu) -> Result<(), GpuError> {
+        let (c, w, a) = (&self.config, &self.weights, &self.act);
+        self.binds.all_logits(gpu, &mut self.ops, &mut self.step, c, w, a, self.batch)?;
+        gpu.check_pipelines().await
+    }
+
     /// Records one step (`step.n` tokens at positions `step.start..`): the layers in one
     /// compute pass, then (unless `head` is None) the final norm and logits in a second.
     /// Returns the dispatches recorded and the weight bytes they read. With `profile`, every
@@ -126,7 +134,13 @@ impl GpuModel {
         }
         let mut pass = Pass::profiled(enc, profile);
         let (ops, b) = (&self.ops, &self.binds);
-        let h = if all { &b.all } else { &b.last };
+        let h = match &b.all {
+            Some(all_binds) if all => all_binds,
+            _ => {
+                assert!(!all, "GpuModel::all_logits builds the head for every position before it is used");
+                &b.last
+            }
+        };
         pass.family("norm + output");
         matmul(&mut pass, ops, &h.output, step); // with the final RMSNorm
         pass.family("sampling");
@@ -165,7 +179,7 @@ impl GpuModel {
             pass.family("norm + gate/up + SwiGLU");
             matmul(pass, ops, &l.gate_up, step);
             if let Some(swiglu) = &l.swiglu {
-                pass.run(&ops.swiglu, swiglu, step);
+                pass.run(ops.swiglu(), swiglu, step);
             }
             pass.family("down + add");
             matmul(pass, ops, &l.down, step);
@@ -177,7 +191,11 @@ impl GpuModel {
 fn matmul(pass: &mut Pass, ops: &Ops, parts: &[MatPart], step: &Step) {
     for part in parts {
         let p = part.slot.params(step);
-        let bind = if p.n_tokens <= 1 { &part.decode } else { &part.prefill };
+        // Every part of a matmul that batches pass through has its prefill binding.
+        let bind = match &part.prefill {
+            Some(prefill) if p.n_tokens > 1 => prefill,
+            _ => &part.decode,
+        };
         pass.reads_weights(u64::from(p.rows) * u64::from(p.row_bytes));
         ops.matmul(part.slot.ty).dispatch(pass, bind, &p);
     }

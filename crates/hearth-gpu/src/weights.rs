@@ -153,27 +153,49 @@ impl GpuWeights {
         })
     }
 
-    /// Each weight type the matmuls read, with the (row length, fusion) pairs it comes in:
-    /// a model with Q6_K `ffn_down` in some layers has Q6_K rows of ffn_dim added to the
-    /// residual, say. The forward pass (`binds.rs`) fuses exactly so.
-    pub fn matmul_shapes(&self) -> Vec<(TensorType, Vec<(usize, Fuse)>)> {
-        let mut shapes = vec![(&*self.output, Fuse::NORM)];
+    /// Each weight type the matmuls read, with the (row length, fusion) pairs it comes in
+    /// (a model with Q6_K `ffn_down` in some layers has Q6_K rows of ffn_dim added to the
+    /// residual, say) and the fusions prefill batches pass through: the layers', not the
+    /// output's, whose logits a step needs for one position only (those of every position
+    /// are built on first use, `GpuModel::all_logits`). The forward pass (`binds.rs`) fuses
+    /// exactly so.
+    pub fn matmul_shapes(&self) -> Vec<MatmulShapes> {
+        let mut uses = vec![(&*self.output, Fuse::NORM, false)];
         for l in &self.layers {
-            shapes.extend(l.qkv.fused(Fuse::NORM, Fuse::NORM));
-            shapes.extend([(&l.wo, Fuse::ADD), (&l.w_down, Fuse::ADD)]);
-            shapes.extend(l.gate_up.fused(Fuse::NORM_SWIGLU, Fuse::NORM));
+            let mut layer = l.qkv.fused(Fuse::NORM, Fuse::NORM);
+            layer.extend([(&l.wo, Fuse::ADD), (&l.w_down, Fuse::ADD)]);
+            layer.extend(l.gate_up.fused(Fuse::NORM_SWIGLU, Fuse::NORM));
+            uses.extend(layer.into_iter().map(|(m, fuse)| (m, fuse, true)));
         }
-        let mut out: Vec<(TensorType, Vec<(usize, Fuse)>)> = Vec::new();
-        for (m, fuse) in shapes {
-            let shape = (m.cols, fuse);
-            match out.iter_mut().find(|(t, _)| *t == m.ty) {
-                Some((_, v)) if v.contains(&shape) => {}
-                Some((_, v)) => v.push(shape),
-                None => out.push((m.ty, vec![shape])),
+        let mut out: Vec<MatmulShapes> = Vec::new();
+        for (m, fuse, batched) in uses {
+            let i = match out.iter().position(|s| s.ty == m.ty) {
+                Some(i) => i,
+                None => {
+                    out.push(MatmulShapes { ty: m.ty, shapes: Vec::new(), batched: Vec::new() });
+                    out.len() - 1
+                }
+            };
+            let s = &mut out[i];
+            if !s.shapes.contains(&(m.cols, fuse)) {
+                s.shapes.push((m.cols, fuse));
+            }
+            if batched && !s.batched.contains(&fuse) {
+                s.batched.push(fuse);
             }
         }
         out
     }
+}
+
+/// How a model reads matrices of one weight format (see [`GpuWeights::matmul_shapes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatmulShapes {
+    pub ty: TensorType,
+    /// (row length, fusion)
+    pub shapes: Vec<(usize, Fuse)>,
+    /// The fusions prefill batches pass through.
+    pub batched: Vec<Fuse>,
 }
 
 impl Proj {

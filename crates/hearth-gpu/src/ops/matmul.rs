@@ -10,8 +10,8 @@
 //! Every kernel also comes fused ([`Fuse`], `shaders/fuse.wgsl`): with RMSNorm of x before
 //! it, and with its output added into y (the residual) or passed through SwiGLU (W stacked
 //! as [W_gate; W_up]), so that a decoder layer is six dispatches. Each combination is its own
-//! pipeline, built only for the (format, row length, fusion) the model uses
-//! (`GpuWeights::matmul_shapes`).
+//! pipeline, built only for the (format, row length, fusion) the model uses, and for prefill
+//! only where batches pass through it (`GpuWeights::matmul_shapes`, [`MatMul::add_prefill`]).
 //!
 //! Two ways to lay the work on threads ([`Strategy`]), both reading the same raw blocks:
 //! - [`Strategy::Reduce`] (`shaders/matmul.wgsl`): the threads of a workgroup split each
@@ -407,18 +407,18 @@ impl Variant {
     }
 }
 
-/// A decode (one token) and a prefill pipeline.
+/// A decode (one token) pipeline, and a prefill one where batches pass through.
 struct Pair {
     decode: Variant,
-    prefill: Variant,
+    prefill: Option<Variant>,
 }
 
 impl Pair {
-    fn get(&self, n_tokens: u32) -> &Variant {
+    fn get(&self, n_tokens: u32) -> Option<&Variant> {
         if n_tokens <= 1 {
-            &self.decode
+            Some(&self.decode)
         } else {
-            &self.prefill
+            self.prefill.as_ref()
         }
     }
 }
@@ -436,37 +436,32 @@ struct Kernels {
 }
 
 impl Kernels {
-    /// `tile_prefill`: under Tile, the format's one RUNTIME prefill pipeline, shared by its
-    /// fusions.
+    /// `prefill`: whether batches pass through this fusion; `tile_prefill`: under Tile, the
+    /// format's one RUNTIME prefill pipeline, shared by its fusions (then present).
     fn new(
         gpu: &Gpu,
         ty: TensorType,
         strategy: Strategy,
         fuse: Fuse,
         lengths: &[usize],
+        prefill: bool,
         tile_prefill: Option<&Variant>,
     ) -> Result<Self, GpuError> {
-        let name = format!("matmul {ty} {fuse:?}");
-        let halve = |rows: u32| fuse.out_rows(rows);
-        let reduce = |rows: u32, tile: u32| -> Result<Variant, GpuError> {
-            let source = fused_source(SOURCE, ty, Some(fuse))?;
-            let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
-            let pipeline = gpu.compute_pipeline(&name, &source, "main", &constants)?;
-            Ok(Variant { pipeline, rows: halve(rows), tile, runtime: false })
-        };
         let reduce_pair = || -> Result<Pair, GpuError> {
-            Ok(Pair { decode: reduce(DECODE_ROWS, 1)?, prefill: reduce(PREFILL_ROWS, PREFILL_TILE)? })
+            let decode = reduce_variant(gpu, ty, fuse, DECODE_ROWS, 1)?;
+            let prefill = prefill.then(|| reduce_variant(gpu, ty, fuse, PREFILL_ROWS, PREFILL_TILE)).transpose()?;
+            Ok(Pair { decode, prefill })
         };
-        let (main, fallback) = match (strategy, tile_prefill) {
-            (Strategy::Tile, Some(prefill)) => {
+        let (main, fallback) = match strategy {
+            Strategy::Tile => {
                 let source = fused_source(&tile_source(TILE_DECODE_ROWS, 1, Some(fuse)), ty, Some(fuse))?;
-                let pipeline = gpu.compute_pipeline(&name, &source, "main", &[])?;
-                let rows = halve(TILE_DECODE_ROWS) * TILE_WORKGROUP;
+                let pipeline = gpu.compute_pipeline(&format!("matmul {ty} {fuse:?}"), &source, "main", &[])?;
+                let rows = fuse.out_rows(TILE_DECODE_ROWS) * TILE_WORKGROUP;
                 let decode = Variant { pipeline, rows, tile: 1, runtime: false };
-                let tile = Pair { decode, prefill: prefill.clone() };
+                let tile = Pair { decode, prefill: tile_prefill.filter(|_| prefill).cloned() };
                 (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
             }
-            _ => (reduce_pair()?, None),
+            Strategy::Reduce => (reduce_pair()?, None),
         };
         let mut gemv = Vec::new();
         if strategy == Strategy::Reduce {
@@ -477,11 +472,38 @@ impl Kernels {
                 let constants = [("WG", f64::from(gemv_workgroup(cols))), ("SLICES", (cols / 8) as f64)];
                 let name = format!("gemv {ty} × {cols} {fuse:?}");
                 let pipeline = gpu.compute_pipeline(&name, &gemv_source(ty, fuse)?, "main", &constants)?;
-                gemv.push((cols as u32, Variant { pipeline, rows: halve(GEMV_ROWS), tile: 1, runtime: false }));
+                gemv.push((cols as u32, Variant { pipeline, rows: fuse.out_rows(GEMV_ROWS), tile: 1, runtime: false }));
             }
         }
         Ok(Kernels { fuse, main, fallback, gemv })
     }
+
+    /// Adds the prefill pipelines this fusion lacks (see [`MatMul::add_prefill`]).
+    fn add_prefill(&mut self, gpu: &Gpu, ty: TensorType, tile_prefill: Option<&Variant>) -> Result<(), GpuError> {
+        let fuse = self.fuse;
+        let reduce = |gpu: &Gpu| reduce_variant(gpu, ty, fuse, PREFILL_ROWS, PREFILL_TILE);
+        if self.main.prefill.is_none() {
+            self.main.prefill = Some(match tile_prefill {
+                Some(tile) => tile.clone(),
+                None => reduce(gpu)?,
+            });
+        }
+        if let Some(fallback) = &mut self.fallback {
+            if fallback.prefill.is_none() {
+                fallback.prefill = Some(reduce(gpu)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`Strategy::Reduce`] pipeline (`shaders/matmul.wgsl`) of `rows` rows and `tile` tokens
+/// per workgroup.
+fn reduce_variant(gpu: &Gpu, ty: TensorType, fuse: Fuse, rows: u32, tile: u32) -> Result<Variant, GpuError> {
+    let source = fused_source(SOURCE, ty, Some(fuse))?;
+    let constants = [("WG", f64::from(WORKGROUP)), ("ROWS", f64::from(rows)), ("TILE_N", f64::from(tile))];
+    let pipeline = gpu.compute_pipeline(&format!("matmul {ty} {fuse:?}"), &source, "main", &constants)?;
+    Ok(Variant { pipeline, rows: fuse.out_rows(rows), tile, runtime: false })
 }
 
 pub struct MatMul {
@@ -489,32 +511,42 @@ pub struct MatMul {
     pub strategy: Strategy,
     /// Per fusion the model uses.
     kernels: Vec<Kernels>,
+    /// Under Tile, once a fusion takes batches: the format's prefill tile (one pipeline,
+    /// its fusion read at run time).
+    tile_prefill: Option<Variant>,
+    /// Tile's prefill tile: rows, tokens per thread.
+    prefill_tile: (u32, u32),
     /// Workgroups per dispatch dimension (the device limit; lowered by tests).
     max_groups: u32,
 }
 
 impl MatMul {
     /// The kernels for `ty` with the strategy this device uses, for each (row length,
-    /// fusion) in `shapes` (a decode GEMV is built per length on GPUs).
-    pub fn new(gpu: &Gpu, ty: TensorType, shapes: &[(usize, Fuse)]) -> Result<Self, GpuError> {
-        Self::with_strategy(gpu, ty, gpu.strategy(), shapes)
+    /// fusion) in `shapes` (a decode GEMV is built per length on GPUs), with prefill
+    /// pipelines for the fusions in `batched` only (more by [`MatMul::add_prefill`]).
+    pub fn new(gpu: &Gpu, ty: TensorType, shapes: &[(usize, Fuse)], batched: &[Fuse]) -> Result<Self, GpuError> {
+        Self::build(gpu, ty, gpu.strategy(), shapes, batched, TILE_PREFILL)
     }
 
+    /// Every kernel of `shapes` under `strategy`, prefill included.
     pub fn with_strategy(
         gpu: &Gpu,
         ty: TensorType,
         strategy: Strategy,
         shapes: &[(usize, Fuse)],
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, ty, strategy, shapes, TILE_PREFILL)
+        let batched: Vec<Fuse> = shapes.iter().map(|s| s.1).collect();
+        Self::build(gpu, ty, strategy, shapes, &batched, TILE_PREFILL)
     }
 
-    /// As [`MatMul::with_strategy`], with Tile's prefill tile (rows, tokens per thread).
+    /// As [`MatMul::new`], under `strategy`, with Tile's prefill tile (rows, tokens per
+    /// thread).
     pub(crate) fn build(
         gpu: &Gpu,
         ty: TensorType,
         strategy: Strategy,
         shapes: &[(usize, Fuse)],
+        batched: &[Fuse],
         prefill_tile: (u32, u32),
     ) -> Result<Self, GpuError> {
         let mut fusions: Vec<Fuse> = Vec::new();
@@ -523,28 +555,48 @@ impl MatMul {
                 fusions.push(f);
             }
         }
-        // Tile's prefill tile is one pipeline per format, its fusion read at run time: each
-        // unrolled 16 × 16 tile costs ~20 s to compile on SwiftShader, one per fusion doubled
-        // the browser's load (measured: 46 → 98 s of pipeline builds for SmolLM2, natively
-        // on SwiftShader).
-        let tile_prefill = match strategy {
-            Strategy::Tile if !fusions.is_empty() => {
-                let (rows, tokens) = prefill_tile;
-                let source = fused_source(&tile_source(rows, tokens, None), ty, None)?;
-                let pipeline = gpu.compute_pipeline(&format!("matmul {ty} prefill"), &source, "main", &[])?;
-                Some(Variant { pipeline, rows: rows / 2 * TILE_WORKGROUP, tile: tokens, runtime: true })
-            }
-            _ => None,
-        };
-        let kernels = fusions
-            .into_iter()
-            .map(|fuse| {
-                let lengths: Vec<usize> = shapes.iter().filter(|s| s.1 == fuse).map(|s| s.0).collect();
-                Kernels::new(gpu, ty, strategy, fuse, &lengths, tile_prefill.as_ref())
-            })
-            .collect::<Result<_, _>>()?;
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
-        Ok(MatMul { ty, strategy, kernels, max_groups })
+        let mut op = MatMul { ty, strategy, kernels: Vec::new(), tile_prefill: None, prefill_tile, max_groups };
+        for fuse in fusions {
+            let lengths: Vec<usize> = shapes.iter().filter(|s| s.1 == fuse).map(|s| s.0).collect();
+            let prefill = batched.contains(&fuse);
+            let tile = if prefill { op.tile_prefill(gpu)? } else { None };
+            let kernels = Kernels::new(gpu, ty, strategy, fuse, &lengths, prefill, tile.as_ref())?;
+            op.kernels.push(kernels);
+        }
+        Ok(op)
+    }
+
+    /// Under Tile, the format's prefill tile, built on first use. It is one pipeline per
+    /// format, its fusion read at run time: each unrolled 16 × 16 tile costs ~20 s to compile
+    /// on SwiftShader, and one per fusion doubled the browser's load (measured: 46 → 98 s of
+    /// pipeline builds for SmolLM2, natively on SwiftShader).
+    fn tile_prefill(&mut self, gpu: &Gpu) -> Result<Option<Variant>, GpuError> {
+        if self.strategy != Strategy::Tile {
+            return Ok(None);
+        }
+        if self.tile_prefill.is_none() {
+            let (rows, tokens) = self.prefill_tile;
+            let source = fused_source(&tile_source(rows, tokens, None), self.ty, None)?;
+            let pipeline = gpu.compute_pipeline(&format!("matmul {} prefill", self.ty), &source, "main", &[])?;
+            self.tile_prefill =
+                Some(Variant { pipeline, rows: rows / 2 * TILE_WORKGROUP, tile: tokens, runtime: true });
+        }
+        Ok(self.tile_prefill.clone())
+    }
+
+    /// Builds the prefill pipelines `fuse` lacks, so that batches can pass through it: the
+    /// logits of every position need them for the output matrix, which a chat never asks
+    /// for. `fuse` must be one of the fusions this op was built for.
+    pub fn add_prefill(&mut self, gpu: &Gpu, fuse: Fuse) -> Result<(), GpuError> {
+        let Some(i) = self.kernels.iter().position(|k| k.fuse == fuse) else {
+            return Err(GpuError::Shader {
+                kernel: format!("matmul {} {fuse:?}", self.ty),
+                message: "no decode kernel was built for this fusion".into(),
+            });
+        };
+        let tile = self.tile_prefill(gpu)?;
+        self.kernels[i].add_prefill(gpu, self.ty, tile.as_ref())
     }
 
     /// Parameters for `y = x Wᵀ` with W (rows × cols) of this op's type and `n_tokens` rows
@@ -575,17 +627,21 @@ impl MatMul {
 
     /// The pipeline for `fuse` over a matrix of `cols` columns and `n_tokens` tokens.
     fn variant(&self, fuse: Fuse, cols: u32, n_tokens: u32) -> &Variant {
-        // The model built a pipeline for every fusion it binds.
-        let k = self.kernels.iter().find(|k| k.fuse == fuse).expect("a pipeline for every fusion used");
-        if n_tokens <= 1 {
-            if let Some((_, v)) = k.gemv.iter().find(|(c, _)| *c == cols) {
-                return v;
+        let k = self.kernels.iter().find(|k| k.fuse == fuse);
+        let v = k.and_then(|k| {
+            if n_tokens <= 1 {
+                if let Some((_, v)) = k.gemv.iter().find(|(c, _)| *c == cols) {
+                    return Some(v);
+                }
             }
-        }
-        match &k.fallback {
-            Some(reduce) if !cols.is_multiple_of(32) => reduce.get(n_tokens),
-            _ => k.main.get(n_tokens),
-        }
+            match &k.fallback {
+                Some(reduce) if !cols.is_multiple_of(32) => reduce.get(n_tokens),
+                _ => k.main.get(n_tokens),
+            }
+        });
+        // The model builds a pipeline for every fusion it binds, with prefill where batches
+        // pass (`GpuWeights::matmul_shapes`, `GpuModel::all_logits`).
+        v.expect("a pipeline for every fusion and token count bound")
     }
 
     /// Binds the buffers for a dispatch of `fuse` over `n_tokens` tokens of a (· × `cols`)
@@ -1008,7 +1064,7 @@ pub(crate) mod tests {
             let cols = awkward_cols(ty)[1];
             for fuse in [Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU] {
                 for strategy in STRATEGIES {
-                    let op = MatMul::build(testing::gpu(), ty, strategy, &[(cols, fuse)], TEST_TILE).unwrap();
+                    let op = MatMul::build(testing::gpu(), ty, strategy, &[(cols, fuse)], &[fuse], TEST_TILE).unwrap();
                     assert_eq!(op.has_gemv(fuse, cols), strategy == Strategy::Reduce && gemv_fits(cols));
                     for (rows, n) in [(2 * 37, 1), (2 * 65, 1), (2 * 37, 5), (2 * 65, 19)] {
                         check(&op, &mut rng, rows, cols, n, fuse);
@@ -1018,9 +1074,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// A fusion built for decode only (the output matrix: a chat needs the logits of one
+    /// position) has no prefill pipeline until asked for one; then batches match the CPU,
+    /// F32 rows that are not whole 32-weight pieces (Tile's Reduce fallback) included.
+    #[test]
+    fn prefill_pipelines_are_built_on_first_use() {
+        let mut rng = testing::rng(12);
+        for (ty, cols) in [(TensorType::Q8_0, 224), (TensorType::F32, 57)] {
+            for strategy in STRATEGIES {
+                let gpu = testing::gpu();
+                let mut op = MatMul::build(gpu, ty, strategy, &[(cols, Fuse::NORM)], &[], TEST_TILE).unwrap();
+                let k = &op.kernels[0];
+                let prefills = || k.main.prefill.iter().chain(k.fallback.as_ref().and_then(|f| f.prefill.as_ref()));
+                assert_eq!(prefills().count(), 0, "{ty} {strategy:?}: a prefill pipeline built for decode only");
+                assert!(op.tile_prefill.is_none());
+                check(&op, &mut rng, 37, cols, 1, Fuse::NORM);
+                op.add_prefill(gpu, Fuse::NORM).unwrap();
+                op.add_prefill(gpu, Fuse::NORM).unwrap(); // built once
+                check(&op, &mut rng, 37, cols, 5, Fuse::NORM);
+                assert!(op.add_prefill(gpu, Fuse::ADD).is_err(), "a fusion without a decode kernel");
+            }
+        }
+    }
+
     #[test]
     fn unsupported_format_is_an_error_naming_it() {
-        let err = MatMul::new(testing::gpu(), TensorType::Q3_K, &[(256, Fuse::NONE)]).err().unwrap().to_string();
+        let err = MatMul::new(testing::gpu(), TensorType::Q3_K, &[(256, Fuse::NONE)], &[]).err().unwrap().to_string();
         assert!(err.contains("Q3_K") && err.contains("Q4_K"), "{err}");
     }
 }

@@ -287,7 +287,8 @@ mod tests {
             let lengths: &[usize] = if ty.block_size() == 1 { &[57, 256, 11008] } else { &[256, 11008] };
             let shapes: Vec<(usize, Fuse)> = lengths.iter().flat_map(|&c| fusions.map(|f| (c, f))).collect();
             for strategy in [Strategy::Reduce, Strategy::Tile] {
-                MatMul::build(&gpu, ty, strategy, &shapes, (4, 3)).unwrap_or_else(|e| panic!("{ty} {strategy:?}: {e}"));
+                MatMul::build(&gpu, ty, strategy, &shapes, &fusions, (4, 3))
+                    .unwrap_or_else(|e| panic!("{ty} {strategy:?}: {e}"));
             }
             embedding::Embedding::new(&gpu, ty).unwrap_or_else(|e| panic!("embedding {ty}: {e}"));
         }
