@@ -201,7 +201,8 @@ impl GpuEngine {
             let bytes = self.logit_bytes(part.len(), head);
             if bytes > 0 {
                 let back = read_mapped(&self.gpu, &self.model.act.logits_readback, bytes, Some(index)).await?;
-                logits.extend(bytemuck::cast_slice::<u8, f32>(&back));
+                // By value: a Vec<u8> need not be aligned for f32.
+                logits.extend(back.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
                 self.stats.readback_bytes += bytes as usize;
             }
         }
