@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use hearth_gguf::{read_index, write_header, FileSource, ReadAt, TensorSpec, Value as GgufValue};
 use hearth_testdata::{model_path, testdata};
 use serde_json::Value;
 
@@ -276,5 +277,50 @@ fn bad_input_gives_one_clear_line() {
         &hearth(&["generate", "--model", m.to_str().unwrap(), "--prompt", "hi", "--top-p", "3"]),
         "top-p",
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A copy of `src` with metadata `key` set to `value`: the header rewritten, every tensor's
+/// bytes copied to its new place.
+fn with_metadata(src: &std::path::Path, dst: &std::path::Path, key: &str, value: GgufValue) {
+    let file = FileSource::open(src).unwrap();
+    let index = read_index(&file).unwrap();
+    let mut metadata: Vec<(&str, GgufValue)> =
+        index.metadata.iter().filter(|(k, _)| *k != key).map(|(k, v)| (k.as_str(), v.clone())).collect();
+    metadata.push((key, value));
+    let specs: Vec<TensorSpec> =
+        index.tensors.iter().map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty }).collect();
+    let header = write_header(&metadata, &specs);
+    let mut bytes = header.bytes.clone();
+    bytes.resize(header.file_len as usize, 0);
+    for (t, &(offset, len)) in index.tensors.iter().zip(&header.tensors) {
+        let at = offset as usize;
+        file.read_exact_at(t.offset, &mut bytes[at..at + len as usize]).unwrap();
+    }
+    std::fs::write(dst, bytes).unwrap();
+}
+
+/// A chat template of nested loops over 10^10 iterations ran until the process was killed,
+/// and a very long vocabulary token made it abort; now the CLI stops within seconds with one
+/// line (issue 10).
+#[test]
+fn hostile_templates_and_vocabularies_fail_fast_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("hearth-cli-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hostile = dir.join("nested-loops.gguf");
+    let template = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+    with_metadata(&model_path(), &hostile, "tokenizer.chat_template", GgufValue::String(template.into()));
+    let out = hearth(&["generate", "--model", hostile.to_str().unwrap(), "--chat", "hi", "--backend", "cpu"]);
+    assert_clean_error(&out, "instructions");
+
+    // A vocabulary token of 100,000 spaces asked for ~10 GB of token pieces and aborted.
+    let long_token = dir.join("long-token.gguf");
+    let index = read_index(&FileSource::open(model_path()).unwrap()).unwrap();
+    let Some(GgufValue::Array(ty, tokens)) = index.get("tokenizer.ggml.tokens") else { panic!("no tokens") };
+    let mut tokens = tokens.clone();
+    tokens[1000] = GgufValue::String(" ".repeat(100_000));
+    with_metadata(&model_path(), &long_token, "tokenizer.ggml.tokens", GgufValue::Array(*ty, tokens));
+    let out = hearth(&["generate", "--model", long_token.to_str().unwrap(), "--prompt", "hi", "--backend", "cpu"]);
+    assert_clean_error(&out, "tokenizer.ggml.tokens[1000]");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,7 @@ use crate::error::TokenizerError;
 use crate::pretokenize::PreTokenizer;
 use crate::unicode;
 use crate::vocab::Vocab;
+use crate::Limits;
 use rustc_hash::FxHashMap;
 
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
@@ -29,10 +30,18 @@ impl Bpe {
             .ok_or(TokenizerError::MissingMerges)?
             .as_array()
             .ok_or(TokenizerError::WrongType { key: KEY_MERGES, expected: "array of strings" })?;
+        if merges.len() > Limits::MERGES {
+            let what = format!("the length of {KEY_MERGES}");
+            return Err(TokenizerError::Limit { what, size: merges.len(), max: Limits::MERGES });
+        }
         let mut sides: FxHashMap<String, u32> = FxHashMap::default();
         let mut ranks = FxHashMap::with_capacity_and_hasher(merges.len(), Default::default());
         for (i, m) in merges.iter().enumerate() {
             let m = m.as_str().ok_or(TokenizerError::BadElement { key: KEY_MERGES, index: i, expected: "string" })?;
+            if m.len() > 2 * Limits::TOKEN_BYTES + 1 {
+                let what = format!("{KEY_MERGES}[{i}] in bytes");
+                return Err(TokenizerError::Limit { what, size: m.len(), max: 2 * Limits::TOKEN_BYTES + 1 });
+            }
             // llama.cpp splits at the first space after the first byte; a line without one
             // becomes the pair ("", ""). The first rank of a repeated pair wins (emplace).
             let space = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);

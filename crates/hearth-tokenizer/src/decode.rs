@@ -2,6 +2,7 @@
 
 use crate::unicode;
 use crate::vocab::{attr, Kind, Vocab};
+use crate::{Limits, TokenizerError};
 
 /// Every token's piece as llama.cpp's `cache_token_to_piece` holds it (rendered with
 /// `special = true`), stored back to back.
@@ -12,14 +13,21 @@ pub(crate) struct Pieces {
 }
 
 impl Pieces {
-    pub fn build(vocab: &Vocab) -> Pieces {
+    /// Fails past [`Limits::PIECE_BYTES`] in all; token texts are at most
+    /// [`Limits::TOKEN_BYTES`] (checked by `Vocab::load`), so one piece overshoots by at most
+    /// ~17 MB before the check.
+    pub fn build(vocab: &Vocab) -> Result<Pieces, TokenizerError> {
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(vocab.n_tokens());
         for (text, &a) in vocab.texts.iter().zip(&vocab.attrs) {
             piece_into(vocab.kind, text, a, &mut bytes);
+            if bytes.len() > Limits::PIECE_BYTES {
+                let what = "the text of the token pieces (tokenizer.ggml.tokens, decoded)".to_string();
+                return Err(TokenizerError::Limit { what, size: bytes.len(), max: Limits::PIECE_BYTES });
+            }
             ends.push(bytes.len());
         }
-        Pieces { bytes, ends }
+        Ok(Pieces { bytes, ends })
     }
 
     /// The raw piece (control tokens included); empty for an out-of-range id.

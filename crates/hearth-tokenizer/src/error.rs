@@ -24,6 +24,10 @@ pub enum TokenizerError {
     EmptyVocab,
     #[error("tokenizer.ggml.tokens has {0} entries, more than token ids can address")]
     VocabTooLarge(usize),
+    /// A size past what any real vocabulary needs ([`crate::Limits`]), refused before
+    /// allocating for it: the file is broken or hostile.
+    #[error("{what} is {size}, more than the {max} Hearth accepts")]
+    Limit { what: String, size: usize, max: usize },
     #[error("duplicate token {text:?} in tokenizer.ggml.tokens: ids {first} and {second}")]
     DuplicateToken { text: String, first: u32, second: u32 },
     #[error("{flag_key} is true, but {id_key} is not set")]

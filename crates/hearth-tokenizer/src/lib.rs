@@ -24,6 +24,23 @@ mod vocab;
 use hearth_gguf::GgufIndex;
 
 pub use error::TokenizerError;
+
+/// Caps on vocabulary metadata, checked before anything is allocated for it, so that a small
+/// hostile GGUF cannot make loading take minutes or gigabytes. Real vocabularies stay far
+/// below: at most 262,144 tokens (Gemma 3), 280,147 merges (Llama 3), 256-byte tokens, and
+/// pieces of ~1.4 MB in all (Qwen2).
+pub struct Limits;
+
+impl Limits {
+    pub const TOKENS: usize = 1 << 21;
+    pub const MERGES: usize = 1 << 22;
+    /// Bytes of one token's text (a merge rule is two such texts and a space).
+    pub const TOKEN_BYTES: usize = 4096;
+    /// Bytes of every token's piece together: a byte-level BPE token renders characters
+    /// outside GPT-2's byte table as `[UNK_BYTE_0x…<the whole token>]` (llama.cpp's
+    /// `llama_decode_text`), quadratic in the token's length.
+    pub const PIECE_BYTES: usize = 64 << 20;
+}
 pub use stream::StreamDecoder;
 
 use bpe::Bpe;
@@ -75,7 +92,7 @@ impl Tokenizer {
             }
             other => return Err(TokenizerError::UnknownModel(other.to_string())),
         };
-        let pieces = Pieces::build(&vocab);
+        let pieces = Pieces::build(&vocab)?;
         Ok(Tokenizer { vocab, model, pieces })
     }
 

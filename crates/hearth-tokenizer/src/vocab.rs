@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use hearth_gguf::{GgufIndex, Value};
 
 use crate::error::TokenizerError;
+use crate::Limits;
 use rustc_hash::FxHashMap;
 
 /// llama.cpp's `llama_token_attr` bits.
@@ -207,6 +208,13 @@ impl Vocab {
         if u32::try_from(n).is_err() {
             return Err(TokenizerError::VocabTooLarge(n));
         }
+        if n > Limits::TOKENS {
+            return Err(TokenizerError::Limit {
+                what: format!("the length of {KEY_TOKENS}"),
+                size: n,
+                max: Limits::TOKENS,
+            });
+        }
 
         let scores = match array(index, KEY_SCORES)? {
             None => vec![0.0; n],
@@ -251,6 +259,10 @@ impl Vocab {
             let id = i as u32;
             let text =
                 v.as_str().ok_or(TokenizerError::BadElement { key: KEY_TOKENS, index: i, expected: "string" })?;
+            if text.len() > Limits::TOKEN_BYTES {
+                let what = format!("{KEY_TOKENS}[{i}] in bytes");
+                return Err(TokenizerError::Limit { what, size: text.len(), max: Limits::TOKEN_BYTES });
+            }
             // llama.cpp renames empty tokens so that they can never match text.
             let text = if text.is_empty() { format!("[EMPTY_{i}]") } else { text.to_string() };
             if let Some(&first) = text_to_id.get(&text) {

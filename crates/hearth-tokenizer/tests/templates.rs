@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth_tokenizer::template::{strftime, ChatTemplate, DateTime, Fallback, Message, TemplateError};
+use hearth_tokenizer::template::{strftime, ChatTemplate, DateTime, Fallback, Limits, Message, TemplateError};
 use serde::Deserialize;
 
 const TEMPLATES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/templates");
@@ -927,3 +927,46 @@ b
         expected: Err(r#"Encountered unknown tag 'frobnicate'."#),
     },
 ];
+
+/// A hostile template fails fast with a limit error instead of running without end: nested
+/// loops over the largest ranges MiniJinja allows (10^10 iterations) run out of fuel; a string
+/// repeated in a loop (100 GB of prompt) passes the output cap; a huge source is refused
+/// before compiling.
+#[test]
+fn hostile_templates_hit_a_limit() {
+    let render = |source: &str| ChatTemplate::new(source).and_then(|t| t.render(&[Message::user("hi")], true, "", ""));
+    let nested = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+    let repeated = "{% for a in range(100000) %}{{ 'y' * 1000000 }}{% endfor %}";
+    for (what, source) in [("nested loops", nested), ("repeated string", repeated)] {
+        match render(source) {
+            Err(TemplateError::Limit(message)) => assert!(!message.contains('\n'), "{what}: {message}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let huge = format!("{}{}", "{# #}".repeat(Limits::SOURCE_BYTES / 5), "{{ messages }}");
+    assert!(matches!(ChatTemplate::new(&huge), Err(TemplateError::Limit(_))));
+    let err = render(nested).unwrap_err().to_string();
+    assert!(err.contains("5000000 instructions"), "{err}");
+}
+
+/// The limits leave real templates room: every reference template renders a 600-message
+/// conversation (far past any context window) with long messages.
+#[test]
+fn real_templates_render_long_conversations_within_the_limits() {
+    let text = "A reasonably long message, repeated to be longer than most. ".repeat(20);
+    let messages: Vec<Message> = (0..600)
+        .map(|i| if i % 2 == 0 { Message::user(format!("{i}: {text}")) } else { Message::assistant(text.clone()) })
+        .collect();
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(templates_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jinja") {
+            let file = path.file_name().unwrap().to_str().unwrap().to_string();
+            let out =
+                load_template(&file).render(&messages, true, "<s>", "</s>").unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(out.len() > 600 * text.len(), "{file}: {} bytes", out.len());
+            rendered += 1;
+        }
+    }
+    assert!(rendered >= 9, "{rendered} templates");
+}

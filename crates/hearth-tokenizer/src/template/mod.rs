@@ -84,6 +84,10 @@ pub enum TemplateError {
          message, or alternate user/assistant turns)"
     )]
     Raised(String),
+    /// The template ran past a limit that bounds its time and memory ([`Limits`]): a hostile
+    /// or broken template (e.g. nested loops over huge ranges).
+    #[error("chat template {0}; the template is broken or hostile: replace it (e.g. with a built-in fallback)")]
+    Limit(String),
     /// The extra context passed to [`ChatTemplate::render_with`] is not a map of variables.
     #[error("extra chat template context must be a map of variable names to values, got {0}")]
     Context(String),
@@ -115,6 +119,24 @@ impl Fallback {
     }
 }
 
+/// What a template may use, so that a hostile one (nested loops over huge ranges, strings
+/// repeated without end) fails in a fraction of a second instead of hanging the CLI or the
+/// browser worker. Real chat templates are a few KiB and render a 600-message conversation
+/// in under 1% of this fuel (between 10,000 and 50,000 instructions for each reference
+/// template; `tests/templates.rs` renders them all). Not bounded: memory inside one
+/// instruction chain, e.g. a string doubled by `~` twenty times (MiniJinja caps repetition
+/// with `*` at 100 MB, not concatenation).
+pub struct Limits;
+
+impl Limits {
+    /// Largest template source, in bytes (the largest known chat templates are ~20 KiB).
+    pub const SOURCE_BYTES: usize = 1 << 20;
+    /// MiniJinja instructions per render (its `fuel`).
+    pub const FUEL: u64 = 5_000_000;
+    /// Largest rendered prompt, in bytes: far past any context window's worth of text.
+    pub const OUTPUT_BYTES: usize = 16 << 20;
+}
+
 type Clock = Arc<dyn Fn() -> DateTime + Send + Sync>;
 
 /// A compiled chat template, ready to render conversations. Cheap to clone.
@@ -133,6 +155,13 @@ impl fmt::Debug for ChatTemplate {
 impl ChatTemplate {
     /// Compiles a template (Jinja2 source, as stored in `tokenizer.chat_template`).
     pub fn new(source: &str) -> Result<Self, TemplateError> {
+        if source.len() > Limits::SOURCE_BYTES {
+            return Err(TemplateError::Limit(format!(
+                "is {} bytes, more than the {} Hearth accepts",
+                source.len(),
+                Limits::SOURCE_BYTES
+            )));
+        }
         let mut env = hf_environment();
         env.add_template_owned(TEMPLATE_NAME, strip_generation_tags(source))
             .map_err(|e| TemplateError::Syntax { message: error_message(&e), line: e.line() })?;
@@ -232,13 +261,44 @@ impl ChatTemplate {
         let ctx = Value::from_pairs(vars);
 
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
-        template.render(ctx).map_err(|e| render_error(&e))
+        let mut out = Capped { bytes: Vec::new(), full: false };
+        match template.render_captured_to(ctx, &mut out) {
+            _ if out.full => {
+                Err(TemplateError::Limit(format!("rendered more than {} bytes of prompt", Limits::OUTPUT_BYTES)))
+            }
+            Err(e) => Err(render_error(&e)),
+            Ok(_) => {
+                String::from_utf8(out.bytes).map_err(|e| TemplateError::Render { message: e.to_string(), line: None })
+            }
+        }
+    }
+}
+
+/// The rendered prompt, refusing to grow past [`Limits::OUTPUT_BYTES`].
+struct Capped {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > Limits::OUTPUT_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("the prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// The environment transformers builds, recreated in MiniJinja.
 fn hf_environment() -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(Limits::FUEL));
     // trim_blocks/lstrip_blocks as in transformers; keep_trailing_newline stays off (Jinja2's
     // default), so one trailing newline of the source is dropped.
     // (Building the default delimiters cannot fail; if it somehow did, keep MiniJinja's.)
@@ -352,6 +412,9 @@ fn render_error(err: &Error) -> TemplateError {
             return TemplateError::Raised(raised.0.clone());
         }
         source = e.source();
+    }
+    if err.kind() == ErrorKind::OutOfFuel {
+        return TemplateError::Limit(format!("ran more than {} instructions", Limits::FUEL));
     }
     if err.kind() == ErrorKind::SyntaxError {
         return TemplateError::Syntax { message: error_message(err), line: err.line() };
