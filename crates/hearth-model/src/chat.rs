@@ -30,16 +30,25 @@ impl ChatFormat {
     }
 
     /// Renders `messages` with the generation prompt and tokenizes the result: special
-    /// tokens parsed; BOS added when the model wants it, unless the template already wrote
-    /// it (llama.cpp strips it the same way).
+    /// tokens parsed in the template's markup, not in the messages' contents (a user who
+    /// types `<|im_start|>system` gets the plain tokens of that text); BOS added when the
+    /// model wants it, unless the template already wrote it (llama.cpp strips it the same
+    /// way). Where the template rewrites contents so that they cannot be found in the render
+    /// (`Rendered::spans` is `None`; none of the reference templates does), special texts are
+    /// parsed everywhere, as llama.cpp and transformers do.
     pub fn tokenize(&self, tokenizer: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
-        let rendered = self.template.render(messages, true, &self.bos, &self.eos)?;
+        let rendered = self.template.render_spans(messages, true, &self.bos, &self.eos)?;
         let add_bos = tokenizer.add_bos_default();
-        let text = match rendered.strip_prefix(self.bos.as_str()) {
-            Some(rest) if add_bos && !self.bos.is_empty() => rest,
-            _ => rendered.as_str(),
+        let (text, skipped) = match rendered.text.strip_prefix(self.bos.as_str()) {
+            Some(rest) if add_bos && !self.bos.is_empty() => (rest, self.bos.len()),
+            _ => (rendered.text.as_str(), 0),
         };
-        Ok(tokenizer.encode(text, add_bos, true))
+        let Some(spans) = rendered.spans else {
+            return Ok(tokenizer.encode(text, add_bos, true));
+        };
+        let plain: Vec<_> =
+            spans.iter().map(|r| r.start.saturating_sub(skipped)..r.end.saturating_sub(skipped)).collect();
+        Ok(tokenizer.encode_chat(text, add_bos, &plain))
     }
 
     /// Tokenizes `messages`, dropping the oldest exchange after the first `n_fixed` messages

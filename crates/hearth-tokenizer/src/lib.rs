@@ -104,11 +104,23 @@ impl Tokenizer {
     /// their single ids; without it they are tokenized as plain text. USER_DEFINED token
     /// texts are split out either way, as llama.cpp does.
     pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Vec<u32> {
+        self.encode_fragments(special::partition(&self.vocab, text, parse_special, &[]), add_bos)
+    }
+
+    /// [`Tokenizer::encode`] with special tokens parsed except where they overlap a byte
+    /// range of `plain`: a rendered chat prompt whose message contents (`plain`, from
+    /// `ChatTemplate::render_spans`) are the user's text, so that typing `<|im_start|>`
+    /// gives the plain tokens of those characters. Where no special text falls in `plain`,
+    /// the tokens are those of `encode(text, add_bos, true)`.
+    pub fn encode_chat(&self, text: &str, add_bos: bool, plain: &[std::ops::Range<usize>]) -> Vec<u32> {
+        self.encode_fragments(special::partition(&self.vocab, text, true, plain), add_bos)
+    }
+
+    fn encode_fragments(&self, fragments: Vec<Fragment<'_>>, add_bos: bool) -> Vec<u32> {
         let mut out = Vec::new();
         if add_bos {
             out.extend(self.vocab.bos);
         }
-        let fragments = special::partition(&self.vocab, text, parse_special);
         match &self.model {
             Model::Spm => {
                 // The space prefix goes on text at the start or right after a special token.

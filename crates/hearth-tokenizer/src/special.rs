@@ -1,5 +1,7 @@
 //! Splitting text on special-token texts: llama.cpp's `tokenizer_st_partition`.
 
+use std::ops::Range;
+
 use crate::vocab::{attr, Vocab};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,9 +17,15 @@ fn is_c_space(b: u8) -> bool {
 
 /// Special tokens are tried longest first; each one splits every text fragment left by the
 /// ones before it, at each occurrence from left to right. USER_DEFINED tokens are always
-/// split out; CONTROL and UNKNOWN ones only with `parse_special`. LSTRIP/RSTRIP tokens eat
-/// the whitespace next to them.
-pub(crate) fn partition<'t>(vocab: &Vocab, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
+/// split out; CONTROL and UNKNOWN ones only with `parse_special`, and never where they
+/// overlap a byte range of `plain` (text a user typed). LSTRIP/RSTRIP tokens eat the
+/// whitespace next to them.
+pub(crate) fn partition<'t>(
+    vocab: &Vocab,
+    text: &'t str,
+    parse_special: bool,
+    plain: &[Range<usize>],
+) -> Vec<Fragment<'t>> {
     let mut frags = Vec::new();
     if text.is_empty() {
         return frags;
@@ -25,7 +33,8 @@ pub(crate) fn partition<'t>(vocab: &Vocab, text: &'t str, parse_special: bool) -
     frags.push(Fragment::Text(text));
     for &id in &vocab.special_by_len {
         let a = vocab.attr(id);
-        if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+        let control = a & (attr::CONTROL | attr::UNKNOWN) != 0;
+        if !parse_special && control {
             continue;
         }
         let Some(special) = vocab.texts.get(id as usize) else {
@@ -34,10 +43,15 @@ pub(crate) fn partition<'t>(vocab: &Vocab, text: &'t str, parse_special: bool) -
         if !text.contains(special.as_str()) {
             continue; // cheap skip: most special tokens are absent
         }
+        // Whether an occurrence at these bytes of `text` stays text.
+        let typed = |at: Range<usize>| control && plain.iter().any(|p| p.start < at.end && at.start < p.end);
         let mut next = Vec::with_capacity(frags.len() + 2);
         for f in frags {
             match f {
-                Fragment::Text(t) => split_one(t, special, id, a, &mut next),
+                Fragment::Text(t) => {
+                    let base = t.as_ptr() as usize - text.as_ptr() as usize;
+                    split_one(t, special, id, a, &|at: Range<usize>| typed(base + at.start..base + at.end), &mut next)
+                }
                 tok => next.push(tok),
             }
         }
@@ -46,8 +60,22 @@ pub(crate) fn partition<'t>(vocab: &Vocab, text: &'t str, parse_special: bool) -
     frags
 }
 
-fn split_one<'t>(mut rest: &'t str, special: &str, id: u32, a: u16, out: &mut Vec<Fragment<'t>>) {
-    while let Some(at) = rest.find(special) {
+/// Splits `t` at each occurrence of `special` whose byte range in `t` is not `typed`.
+fn split_one<'t>(
+    t: &'t str,
+    special: &str,
+    id: u32,
+    a: u16,
+    typed: &dyn Fn(Range<usize>) -> bool,
+    out: &mut Vec<Fragment<'t>>,
+) {
+    let (mut rest, mut rest_at, mut from) = (t, 0, 0);
+    while let Some(found) = rest[from..].find(special) {
+        let at = from + found;
+        if typed(rest_at + at..rest_at + at + special.len()) {
+            from = at + special.len();
+            continue;
+        }
         let mut left = &rest[..at];
         if a & attr::LSTRIP != 0 {
             left = left.trim_end_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
@@ -56,10 +84,12 @@ fn split_one<'t>(mut rest: &'t str, special: &str, id: u32, a: u16, out: &mut Ve
             out.push(Fragment::Text(left));
         }
         out.push(Fragment::Token(id));
-        rest = &rest[at + special.len()..];
+        let mut after = &rest[at + special.len()..];
         if a & attr::RSTRIP != 0 {
-            rest = rest.trim_start_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+            after = after.trim_start_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
         }
+        rest_at += rest.len() - after.len();
+        (rest, from) = (after, 0);
     }
     if !rest.is_empty() {
         out.push(Fragment::Text(rest));

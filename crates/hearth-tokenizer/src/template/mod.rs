@@ -224,6 +224,31 @@ impl ChatTemplate {
         self.render_with(messages, add_generation_prompt, bos_token, eos_token, ())
     }
 
+    /// Renders a conversation as [`ChatTemplate::render`] does, and says where in the text
+    /// the messages' contents are, so that special-token texts typed into a message are
+    /// tokenized as plain text (only the template's own markup is parsed for them).
+    ///
+    /// The spans come from a second render with each content replaced by a marker: the
+    /// rendered text must then be the marker render with each marker replaced by its content,
+    /// as written or trimmed (templates often `| trim` it). `spans` is `None` where the two
+    /// renders cannot be aligned (a template that rewrites contents in another way).
+    pub fn render_spans(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Rendered, TemplateError> {
+        let text = self.render(messages, add_generation_prompt, bos_token, eos_token)?;
+        let marked: Vec<Message> =
+            messages.iter().enumerate().map(|(i, m)| Message::new(m.role.clone(), marker(i))).collect();
+        let spans = match self.render(&marked, add_generation_prompt, bos_token, eos_token) {
+            Ok(with_markers) => align(&text, &with_markers, messages),
+            Err(_) => None,
+        };
+        Ok(Rendered { text, spans })
+    }
+
     /// Renders with richer messages (anything serializable, e.g. with `tool_calls`) and extra
     /// template variables (`tools`, `documents`, `date_string`, `enable_thinking`, ...): `extra`
     /// must serialize to a map (or to `()`/none for nothing). `tools` and `documents` default to
@@ -272,6 +297,53 @@ impl ChatTemplate {
             }
         }
     }
+}
+
+/// A rendered conversation (see [`ChatTemplate::render_spans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    /// Byte ranges of `text` that are message contents, in order; `None` if unknown.
+    pub spans: Option<Vec<std::ops::Range<usize>>>,
+}
+
+/// Private-use characters around a message number: no template writes them itself.
+const MARK_OPEN: char = '\u{F8F0}';
+const MARK_CLOSE: char = '\u{F8F1}';
+
+fn marker(i: usize) -> String {
+    format!("{MARK_OPEN}{i}{MARK_CLOSE}")
+}
+
+/// Where the contents are in `text`, given the same render with markers for contents.
+fn align(text: &str, with_markers: &str, messages: &[Message]) -> Option<Vec<std::ops::Range<usize>>> {
+    // The marker render as (template text, message number after it) pieces.
+    let mut pieces: Vec<(&str, Option<usize>)> = Vec::new();
+    let mut rest = with_markers;
+    while let Some(open) = rest.find(MARK_OPEN) {
+        let after = &rest[open + MARK_OPEN.len_utf8()..];
+        let close = after.find(MARK_CLOSE)?;
+        let i: usize = after[..close].parse().ok()?;
+        pieces.push((&rest[..open], Some(i)));
+        rest = &after[close + MARK_CLOSE.len_utf8()..];
+    }
+    pieces.push((rest, None));
+    let (mut at, mut spans) = (0, Vec::new());
+    for (k, &(template, message)) in pieces.iter().enumerate() {
+        if !text[at..].starts_with(template) {
+            return None;
+        }
+        at += template.len();
+        let Some(i) = message else { continue };
+        let content = &messages.get(i)?.content;
+        let next = pieces.get(k + 1).map_or("", |p| p.0);
+        let fits = |c: &str| text[at..].starts_with(c) && text[at + c.len()..].starts_with(next);
+        let forms = [content.as_str(), content.trim(), content.trim_start(), content.trim_end()];
+        let c = forms.into_iter().find(|c| fits(c))?;
+        spans.push(at..at + c.len());
+        at += c.len();
+    }
+    (at == text.len()).then_some(spans)
 }
 
 /// The rendered prompt, refusing to grow past [`Limits::OUTPUT_BYTES`].
