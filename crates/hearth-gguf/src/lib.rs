@@ -18,7 +18,10 @@ mod writer;
 pub use dequant::{dequantize, dequantize_row};
 pub use error::GgufError;
 pub use index::{parse_index, GgufIndex, Parse, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use source::{read_index, read_tensor, FileSource, ReadAt, ReadError, TensorSource};
+pub use source::{
+    first_prefix, next_prefix, read_index, read_index_within, read_tensor, FileSource, ReadAt, ReadError, TensorSource,
+    MAX_INDEX_BYTES,
+};
 pub use tensor_type::TensorType;
 pub use value::{Value, ValueType};
 pub use writer::{write_header, Header, TensorSpec};

@@ -79,17 +79,44 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// Reads the index by growing prefixes: 1 MiB first (enough for most models), then whatever
-/// the parser asks for, at least doubling.
+/// Most bytes of a file's start that are read to find its index: far past any real model's
+/// (a 262k-token vocabulary with its merges is ~10 MB), and small enough that a hostile file
+/// cannot make the reader (the browser above all) hold gigabytes of header.
+pub const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// The first prefix to read for the index of a file of `len` bytes: 1 MiB (enough for most
+/// models), or the whole file if shorter.
+pub fn first_prefix(len: u64) -> u64 {
+    len.min(1 << 20)
+}
+
+/// The next prefix to read after `want` bytes were not enough and the parser asked for
+/// `min_len`: at least double, at most the file, and an error past `max` bytes.
+pub fn next_prefix(want: u64, min_len: u64, len: u64, max: u64) -> Result<u64, GgufError> {
+    let next = min_len.max(want.saturating_mul(2)).min(len);
+    if min_len > max {
+        let what = "the GGUF header (metadata and tensor index), in bytes".to_string();
+        return Err(GgufError::LimitExceeded { what, value: min_len, limit: max });
+    }
+    Ok(next.min(max))
+}
+
+/// Reads the index by growing prefixes ([`first_prefix`], [`next_prefix`]) up to
+/// [`MAX_INDEX_BYTES`].
 pub fn read_index<R: ReadAt + ?Sized>(src: &R) -> Result<GgufIndex, ReadError> {
+    read_index_within(src, MAX_INDEX_BYTES)
+}
+
+/// [`read_index`] with another cap on the header's size.
+pub fn read_index_within<R: ReadAt + ?Sized>(src: &R, max: u64) -> Result<GgufIndex, ReadError> {
     let len = src.len();
-    let mut want = len.min(1 << 20);
+    let mut want = first_prefix(len).min(max);
     loop {
         let mut prefix = vec![0u8; want as usize];
         src.read_exact_at(0, &mut prefix)?;
         match parse_index(&prefix, Some(len))? {
             Parse::Complete(index) => return Ok(index),
-            Parse::NeedMore { min_len } => want = min_len.max(want.saturating_mul(2)).min(len),
+            Parse::NeedMore { min_len } => want = next_prefix(want, min_len, len, max)?,
         }
     }
 }

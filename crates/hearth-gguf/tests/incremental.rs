@@ -196,3 +196,30 @@ fn write_fuzz_seeds() {
         std::fs::write(format!("{dir}/{name}.bin"), bytes).unwrap();
     }
 }
+
+/// A header larger than the cap is refused by name after reading at most the cap (the
+/// browser read header prefixes without end); the real vocabularies are far under the
+/// production cap.
+#[test]
+fn the_index_prefix_is_capped() {
+    use hearth_gguf::{next_prefix, read_index, read_index_within, GgufError, ReadError, MAX_INDEX_BYTES};
+    // 3 MiB of metadata: one long string.
+    let big = Gguf::new(3).kv("general.description", Value::String("x".repeat(3 << 20))).build();
+    match read_index_within(&big.bytes, 2 << 20) {
+        Err(ReadError::Gguf(e @ GgufError::LimitExceeded { .. })) => {
+            assert!(e.to_string().contains("GGUF header"), "{e}")
+        }
+        other => panic!("expected the header cap, got {other:?}"),
+    }
+    assert!(read_index_within(&big.bytes, 4 << 20).is_ok(), "under the cap it parses");
+    // Prefixes grow by at least doubling and stay within the file and the cap.
+    assert_eq!(next_prefix(1 << 20, 5, 10 << 20, 8 << 20), Ok(2 << 20));
+    assert_eq!(next_prefix(1 << 20, 3 << 20, 10 << 20, 8 << 20), Ok(3 << 20));
+    assert_eq!(next_prefix(4 << 20, 5 << 20, 6 << 20, 8 << 20), Ok(6 << 20));
+    assert_eq!(next_prefix(4 << 20, 5 << 20, 100 << 20, 6 << 20), Ok(6 << 20));
+    for name in ["ggml-vocab-qwen2.gguf", "ggml-vocab-llama-bpe.gguf"] {
+        let bytes = std::fs::read(format!("{VOCAB_DIR}{name}")).unwrap();
+        let index = read_index(&bytes).unwrap();
+        assert!(index.data_offset < MAX_INDEX_BYTES / 16, "{name}: {} header bytes", index.data_offset);
+    }
+}

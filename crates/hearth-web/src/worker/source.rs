@@ -5,7 +5,9 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use hearth_gguf::{parse_index, GgufIndex, Parse, ReadError, TensorInfo, TensorSource};
+use hearth_gguf::{
+    first_prefix, next_prefix, parse_index, GgufIndex, Parse, ReadError, TensorInfo, TensorSource, MAX_INDEX_BYTES,
+};
 use sha2::{Digest, Sha256};
 
 use crate::store::{ModelMeta, Store, CHUNK};
@@ -114,14 +116,15 @@ impl<'a> StoredSource<'a> {
         Ok(out)
     }
 
-    /// The GGUF index, parsed from growing prefixes as natively (`hearth_gguf::read_index`).
+    /// The GGUF index, parsed from growing prefixes as natively (`hearth_gguf::read_index`),
+    /// up to `MAX_INDEX_BYTES`.
     pub async fn index(&self) -> Result<GgufIndex, ReadError> {
-        let mut want = self.size.min(1 << 20);
+        let mut want = first_prefix(self.size);
         loop {
             let prefix = self.read(0, want as usize).await?;
             match parse_index(&prefix, Some(self.size))? {
                 Parse::Complete(index) => return Ok(index),
-                Parse::NeedMore { min_len } => want = min_len.max(want.saturating_mul(2)).min(self.size),
+                Parse::NeedMore { min_len } => want = next_prefix(want, min_len, self.size, MAX_INDEX_BYTES)?,
             }
         }
     }
