@@ -6,10 +6,11 @@ use hearth_model::Config;
 use crate::ops::attention::split_partials;
 use crate::Gpu;
 
-fn storage(gpu: &Gpu, label: &str, words: usize) -> wgpu::Buffer {
+/// Sizes are u64 products on every target: usize is 32 bits on wasm32.
+fn storage(gpu: &Gpu, label: &str, words: u64) -> wgpu::Buffer {
     gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: 4 * words.max(1) as u64,
+        size: 4 * words.max(1),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
@@ -52,26 +53,29 @@ const REGION_ALIGN: usize = 64;
 
 impl Activations {
     pub fn new(gpu: &Gpu, c: &Config, batch: usize, context: usize) -> Self {
-        let b = batch;
-        let qkv = Self::qkv_regions(c, b).2 + b * c.kv_dim();
+        let b = batch as u64;
+        let [dim, q_dim, kv_dim, ffn_dim, vocab] =
+            [c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.vocab_size].map(|d| d as u64);
+        let qkv = Self::qkv_regions(c, batch).2 as u64 + b * kv_dim;
         Activations {
-            x: storage(gpu, "x", b * c.dim),
+            x: storage(gpu, "x", b * dim),
             qkv: storage(gpu, "qkv", qkv),
-            q: storage(gpu, "q", b * c.q_dim()),
-            att: storage(gpu, "att", b * c.q_dim()),
+            q: storage(gpu, "q", b * q_dim),
+            att: storage(gpu, "att", b * q_dim),
             att_part: storage(gpu, "att partials", split_partials(c.n_heads, c.head_dim, context)),
-            gate: storage(gpu, "gate", b * c.ffn_dim),
-            up: storage(gpu, "up", b * c.ffn_dim),
-            x_last: storage(gpu, "x_last", c.dim),
-            logits: storage(gpu, "logits", b * c.vocab_size),
+            gate: storage(gpu, "gate", b * ffn_dim),
+            up: storage(gpu, "up", b * ffn_dim),
+            x_last: storage(gpu, "x_last", dim),
+            logits: storage(gpu, "logits", b * vocab),
             sampled: storage(gpu, "sampled", 2),
-            logits_readback: staging(gpu, "logits readback", 4 * (b * c.vocab_size) as u64),
+            logits_readback: staging(gpu, "logits readback", 4 * b * vocab),
             token_readback: [staging(gpu, "token readback 0", 8), staging(gpu, "token readback 1", 8)],
         }
     }
 
     /// Where separate Q, K and V projections of a `batch` write in `qkv`: element offsets of
-    /// the (B, q_dim), (B, kv_dim) and (B, kv_dim) regions, each 256-byte aligned.
+    /// the (B, q_dim), (B, kv_dim) and (B, kv_dim) regions, each 256-byte aligned. (A batch is
+    /// at most 64 and the config bounds q_dim and kv_dim by 2^24, so these fit 32 bits.)
     pub fn qkv_regions(c: &Config, batch: usize) -> (usize, usize, usize) {
         let k = (batch * c.q_dim()).next_multiple_of(REGION_ALIGN);
         let v = k + (batch * c.kv_dim()).next_multiple_of(REGION_ALIGN);
@@ -87,7 +91,7 @@ pub struct KvLayer {
 }
 
 pub fn kv_cache(gpu: &Gpu, c: &Config, context: usize) -> Vec<KvLayer> {
-    let words = context * c.kv_dim() / 2;
+    let words = context as u64 * c.kv_dim() as u64 / 2;
     (0..c.n_layers).map(|_| KvLayer { k: storage(gpu, "k cache", words), v: storage(gpu, "v cache", words) }).collect()
 }
 

@@ -41,10 +41,13 @@ impl MemoryPlan {
             index.tensors.iter().filter_map(|t| t.ty.bytes_for(*t.dims.first().unwrap_or(&1))).max().unwrap_or(0);
         let kv_per_layer = context as u64 * config.kv_dim() as u64 * KV_BYTES;
         let kv_cache = 2 * config.n_layers as u64 * kv_per_layer;
-        let per_token = config.dim + config.q_dim() * 3 + config.kv_dim() * 2 + config.ffn_dim * 2;
-        let scores = config.n_heads * context; // one row of attention scores per head
+        // In u64: usize is 32 bits on wasm32, and context × heads passes that.
+        let [dim, q_dim, kv_dim, ffn_dim] =
+            [config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim].map(|d| d as u64);
+        let per_token = dim + q_dim * 3 + kv_dim * 2 + ffn_dim * 2;
+        let scores = config.n_heads as u64 * context as u64; // one row of attention scores per head
         let partials = crate::ops::attention::split_partials(config.n_heads, config.head_dim, context);
-        let activations = 4 * (batch * (per_token + scores) + config.vocab_size + partials) as u64;
+        let activations = 4 * (batch as u64 * (per_token + scores) + config.vocab_size as u64 + partials);
         MemoryPlan { weights, largest_tensor, largest_row, kv_cache, kv_per_layer, activations, context, batch }
     }
 

@@ -114,7 +114,8 @@ impl Meta<'_> {
     }
 }
 
-/// Dimensions beyond this are not a real model; refusing them keeps `a * b` from overflowing.
+/// Dimensions beyond this are not a real model; refusing them keeps `a * b` from overflowing
+/// a u64 (sizes are computed in u64 on every target: usize is 32 bits on wasm32).
 const MAX_DIM: u64 = 1 << 24;
 
 fn positive(key: &str, v: u64) -> Result<usize, ModelError> {
@@ -156,6 +157,12 @@ impl Config {
             None if dim % n_heads == 0 => dim / n_heads,
             None => return Err(bad(&m.key("attention.head_count"), n_heads, "must divide embedding_length")),
         };
+        // q_dim (and kv_dim, which divides it) must be a dimension too, checked in u64, so
+        // that on wasm32 (32-bit usize) q_dim() and kv_dim() cannot wrap.
+        if n_heads as u64 * head_dim as u64 > MAX_DIM {
+            let why = format!("times the head size {head_dim} must be at most {MAX_DIM}");
+            return Err(bad(&m.key("attention.head_count"), n_heads, &why));
+        }
         if let Some(v) = m.opt_usize("attention.value_length")? {
             if v != head_dim {
                 return Err(bad(&m.key("attention.value_length"), v, "must equal the key length"));

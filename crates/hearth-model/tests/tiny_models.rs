@@ -332,6 +332,22 @@ fn kv_heads_not_dividing_heads_is_an_error() {
     }
 }
 
+/// Heads × head size past 2^24 (q_dim and kv_dim would wrap a 32-bit usize on wasm32, and
+/// no model is that wide) is refused by key, before anything is sized from it.
+#[test]
+fn heads_times_head_size_past_the_bound_is_an_error() {
+    let mut g = Gguf::parse(&model_bytes("mha_untied"));
+    g.set("llama.attention.head_count", Value::U32(1 << 16));
+    g.set("llama.attention.head_count_kv", Value::U32(1));
+    for key in ["attention.key_length", "attention.value_length", "rope.dimension_count"] {
+        g.set(&format!("llama.{key}"), Value::U32(1 << 12));
+    }
+    match load_err(&g) {
+        ModelError::BadConfig { key, why, .. } => assert_eq!(key, "llama.attention.head_count", "{why}"),
+        e => panic!("wrong error: {e:?}"),
+    }
+}
+
 #[test]
 fn prompt_longer_than_the_cache_is_an_error() {
     let model = load_bytes(&model_bytes("mha_untied")).unwrap();

@@ -39,8 +39,8 @@ pub const SPLIT: u32 = 256;
 
 /// Elements of the split-K partials for `n_heads` heads of `head_dim` at `context`
 /// positions: per split and head, the unnormalised output, its max and its sum.
-pub fn split_partials(n_heads: usize, head_dim: usize, context: usize) -> usize {
-    context.div_ceil(SPLIT as usize) * n_heads * (head_dim + 2)
+pub fn split_partials(n_heads: usize, head_dim: usize, context: usize) -> u64 {
+    context.div_ceil(SPLIT as usize) as u64 * n_heads as u64 * (head_dim as u64 + 2)
 }
 
 /// Threads per attention workgroup.
@@ -421,7 +421,7 @@ mod tests {
                     let kb = cache_buffer(gpu, &k, kv_dim, len + 3);
                     let vb = cache_buffer(gpu, &v, kv_dim, len + 3);
                     let out = Output::new(gpu, n * q_dim);
-                    let part = gpu.upload("part", &vec![f32::NAN; split_partials(nh, hdu, len + 3)]);
+                    let part = gpu.upload("part", &vec![f32::NAN; split_partials(nh, hdu, len + 3) as usize]);
                     let bind = op.bind(
                         gpu,
                         pb.as_entire_buffer_binding(),
@@ -497,7 +497,8 @@ mod tests {
             let src = gpu.upload("qkv", &qkv);
             let q_out = gpu.upload("q", &vec![0f32; n * q_dim]);
             let out = Output::new(gpu, n * q_dim);
-            let part = gpu.upload("part", &vec![0f32; split_partials(n_heads as usize, hd as usize, capacity)]);
+            let part =
+                gpu.upload("part", &vec![0f32; split_partials(n_heads as usize, hd as usize, capacity) as usize]);
             let wbind = write.bind(
                 gpu,
                 wpb.as_entire_buffer_binding(),
