@@ -85,7 +85,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
 
         let mut stdout = std::io::stdout();
         let g = generate(engine.as_mut(), Some(&loaded.tokenizer), &cached, &tokens[common..], &params, &mut |s| {
-            let _ = write!(stdout, "{s}");
+            let _ = write!(stdout, "{}", crate::terminal::for_stdout(s));
             let _ = stdout.flush();
         })?;
         println!();

@@ -63,7 +63,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let mut stdout = std::io::stdout();
     let mut on_text = |s: &str| {
         if !a.json {
-            let _ = write!(stdout, "{s}");
+            let _ = write!(stdout, "{}", crate::terminal::for_stdout(s));
             let _ = stdout.flush();
         }
     };

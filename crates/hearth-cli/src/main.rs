@@ -8,6 +8,7 @@ mod generate;
 mod info;
 mod load;
 mod perplexity;
+mod terminal;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -117,7 +118,8 @@ fn main() {
         Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
-        eprintln!("hearth: error: {e:#}");
+        // Errors may quote the model file (a template's message, a key): never raw controls.
+        eprintln!("hearth: error: {}", terminal::clean(&format!("{e:#}")));
         std::process::exit(1);
     }
 }

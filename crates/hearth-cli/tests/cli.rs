@@ -313,6 +313,16 @@ fn hostile_templates_and_vocabularies_fail_fast_with_one_line() {
     let out = hearth(&["generate", "--model", hostile.to_str().unwrap(), "--chat", "hi", "--backend", "cpu"]);
     assert_clean_error(&out, "instructions");
 
+    // A template's message with terminal escapes (retitle the window, ring the bell): shown,
+    // but never as raw control characters.
+    let escapes = dir.join("escapes.gguf");
+    let template = "{{ raise_exception('\u{1b}]0;pwned\u{7}\u{1b}[2J') }}";
+    with_metadata(&model_path(), &escapes, "tokenizer.chat_template", GgufValue::String(template.into()));
+    let out = hearth(&["generate", "--model", escapes.to_str().unwrap(), "--chat", "hi", "--backend", "cpu"]);
+    assert_clean_error(&out, "]0;pwned");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(['\u{1b}', '\u{7}']) && err.contains('\u{241b}'), "{err:?}");
+
     // A vocabulary token of 100,000 spaces asked for ~10 GB of token pieces and aborted.
     let long_token = dir.join("long-token.gguf");
     let index = read_index(&FileSource::open(model_path()).unwrap()).unwrap();
