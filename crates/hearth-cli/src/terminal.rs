@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 /// `text` with C0 controls (and DEL) other than `\n` and `\t` as their Unicode control
 /// pictures (ESC → ␛), and C1 controls (U+0080-U+009F) as U+FFFD.
 pub fn clean(text: &str) -> Cow<'_, str> {
-    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t');
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !text.contains(bad) {
         return Cow::Borrowed(text);
     }
