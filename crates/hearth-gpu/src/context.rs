@@ -11,6 +11,9 @@ pub struct GpuOptions {
     pub max_storage_buffer_binding_size: Option<u64>,
     /// Ask for at most this buffer size (tests of the out-of-memory path).
     pub max_buffer_size: Option<u64>,
+    /// Ask for at most this many workgroups per dispatch dimension (tests of the grids a
+    /// model's shapes need against the device limit).
+    pub max_compute_workgroups_per_dimension: Option<u32>,
     /// Lay the heavy kernels out this way whatever the adapter is, e.g. the Reduce kernels
     /// that real GPUs get, run end to end on lavapipe in CI. `None`: [`Strategy::for_adapter`].
     pub strategy: Option<Strategy>,
@@ -74,6 +77,9 @@ impl Gpu {
         }
         if let Some(n) = options.max_buffer_size {
             limits.max_buffer_size = limits.max_buffer_size.min(n);
+        }
+        if let Some(n) = options.max_compute_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension = limits.max_compute_workgroups_per_dimension.min(n);
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -135,7 +135,7 @@ impl GpuEngine {
         head: Head,
         sample: Option<sample::Params>,
         readback: usize,
-    ) -> wgpu::SubmissionIndex {
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
         let a = &self.model.act;
         let (n, start) = (tokens.len().max(1), self.len);
         let step = Step { n, start, rope: &self.model.rope, sample };
@@ -144,7 +144,7 @@ impl GpuEngine {
         if tokens.is_empty() {
             enc.copy_buffer_to_buffer(&a.sampled, 0, self.model.step.ids().buffer, 0, Some(4));
         }
-        let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head, None);
+        let (dispatches, weight_bytes) = self.model.record(&mut enc, &step, head, None)?;
         self.stats.dispatches += dispatches;
         self.stats.weight_bytes += weight_bytes;
         let bytes = self.logit_bytes(n, head);
@@ -158,7 +158,7 @@ impl GpuEngine {
         self.stats.submits += 1;
         self.len += n;
         self.sampled_ready = matches!(head, Head::Argmax | Head::Sample);
-        index
+        Ok(index)
     }
 
     /// Bytes of logits a batch of `n` with `head` reads back.
@@ -179,14 +179,14 @@ impl GpuEngine {
         head: Head,
         sample: Option<sample::Params>,
         readback: usize,
-    ) -> wgpu::SubmissionIndex {
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
         let n_batches = tokens.len().div_ceil(self.model.batch);
         let mut index = None;
         for (i, batch) in tokens.chunks(self.model.batch).enumerate() {
             let head = if i + 1 == n_batches || head == Head::All { head } else { Head::None };
-            index = Some(self.submit_batch(batch, head, sample, readback));
+            index = Some(self.submit_batch(batch, head, sample, readback)?);
         }
-        index.expect("tokens are checked to be non-empty")
+        Ok(index.expect("tokens are checked to be non-empty"))
     }
 
     /// Runs `tokens`, reading back the logits `head` asks for, and leaves a sampled id in
@@ -197,7 +197,7 @@ impl GpuEngine {
         // Each batch overwrites the logits: those of every position come back batch by batch.
         let part = if head == Head::All { self.model.batch } else { tokens.len() };
         for part in tokens.chunks(part) {
-            let index = self.submit_batches(part, head, sample, 0);
+            let index = self.submit_batches(part, head, sample, 0)?;
             let bytes = self.logit_bytes(part.len(), head);
             if bytes > 0 {
                 let back = read_mapped(&self.gpu, &self.model.act.logits_readback, bytes, Some(index)).await?;
@@ -324,9 +324,16 @@ impl GpuEngine {
         }
         let before = self.len;
         self.stats = StepStats { tokens: tokens.len().max(1), ..StepStats::default() };
-        let index = match tokens {
+        let submitted = match tokens {
             [] => self.submit_batch(&[], head, params, readback),
             _ => self.submit_batches(tokens, head, params, readback),
+        };
+        let index = match submitted {
+            Ok(index) => index,
+            Err(e) => {
+                self.len = before;
+                return Err(backend(e));
+            }
         };
         self.in_flight.push_back(InFlight { readback, index, before, stats: self.stats });
         Ok(())
@@ -385,7 +392,7 @@ impl GpuEngine {
             let step = Step { n: 1, start: self.len, rope: &self.model.rope, sample: None };
             self.model.step.write(&self.gpu, &step, &[token]);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            self.model.record(&mut enc, &step, Head::Argmax, Some(&mut profile));
+            self.model.record(&mut enc, &step, Head::Argmax, Some(&mut profile)).map_err(backend)?;
             let n = profile.spans.len() as u64;
             let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
             let desc = wgpu::BufferDescriptor { label: Some("profile"), size: 8 * n, usage, mapped_at_creation: false };

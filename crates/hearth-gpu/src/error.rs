@@ -11,6 +11,13 @@ pub enum GpuError {
         "{what} needs {needed} bytes of GPU memory, but this adapter allows {allowed}: pick a smaller model or context"
     )]
     TooLarge { what: String, needed: u64, allowed: u64 },
+    /// A dispatch grid past the device's workgroups per dimension. The ops that can lay a
+    /// large grid out in two dimensions do (matmul, embedding, elementwise); the others are
+    /// refused at load for the model's largest step, before anything runs.
+    #[error(
+        "a {kernel} dispatch needs {groups} workgroups in one dimension, but this device allows {max}: this model's shapes are too large for it"
+    )]
+    TooManyWorkgroups { kernel: String, groups: u32, max: u32 },
     #[error("the GPU ran out of memory loading the model ({0}): pick a smaller model or a shorter context")]
     OutOfMemory(String),
     #[error("the GPU device was lost ({0}); re-create it")]

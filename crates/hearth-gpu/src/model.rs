@@ -40,6 +40,8 @@ pub struct GpuModel {
     pub batch: usize,
     /// Positions the KV cache holds.
     pub context: usize,
+    /// The device's workgroups per dispatch dimension.
+    max_groups: u32,
 }
 
 /// What a step computes after the layers.
@@ -96,7 +98,10 @@ impl GpuModel {
             return Err(GpuError::OutOfMemory(e.to_string()));
         }
         gpu.check_pipelines().await?;
-        Ok(GpuModel { config, rope, ops, weights, act, kv, step, binds, batch, context })
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
+        let model = GpuModel { config, rope, ops, weights, act, kv, step, binds, batch, context, max_groups };
+        model.check_grids(gpu)?;
+        Ok(model)
     }
 
     /// Builds what the logits of every position need, unless built already: the output
@@ -109,7 +114,8 @@ impl GpuModel {
 
     /// Records one step (`step.n` tokens at positions `step.start..`): the layers in one
     /// compute pass, then (unless `head` is None) the final norm and logits in a second.
-    /// Returns the dispatches recorded and the weight bytes they read. With `profile`, every
+    /// Returns the dispatches recorded and the weight bytes they read, or the first grid past
+    /// the device limit (then the encoder must not be submitted). With `profile`, every
     /// dispatch is timestamped under its kernel family.
     pub(crate) fn record(
         &self,
@@ -117,13 +123,14 @@ impl GpuModel {
         step: &Step,
         head: Head,
         mut profile: Option<&mut Profile>,
-    ) -> (usize, u64) {
-        let mut pass = Pass::profiled(enc, profile.as_deref_mut());
+    ) -> Result<(usize, u64), GpuError> {
+        let mut pass = Pass::profiled(enc, profile.as_deref_mut()).limited(self.max_groups);
         self.record_layers(&mut pass, step);
+        pass.refused()?;
         let (mut dispatches, mut weight_bytes) = (pass.dispatches(), pass.weight_bytes());
         if head == Head::None {
             pass.finish_profile();
-            return (dispatches, weight_bytes);
+            return Ok((dispatches, weight_bytes));
         }
         drop(pass);
         let all = head == Head::All;
@@ -132,7 +139,7 @@ impl GpuModel {
             let row = 4 * self.config.dim as u64;
             enc.copy_buffer_to_buffer(&self.act.x, (step.n as u64 - 1) * row, &self.act.x_last, 0, Some(row));
         }
-        let mut pass = Pass::profiled(enc, profile);
+        let mut pass = Pass::profiled(enc, profile).limited(self.max_groups);
         let (ops, b) = (&self.ops, &self.binds);
         let h = match &b.all {
             Some(all_binds) if all => all_binds,
@@ -149,10 +156,26 @@ impl GpuModel {
             Head::Sample => pass.run(&ops.sample, &b.sample, step),
             _ => {}
         }
+        pass.refused()?;
         pass.finish_profile();
         dispatches += pass.dispatches();
         weight_bytes += pass.weight_bytes();
-        (dispatches, weight_bytes)
+        Ok((dispatches, weight_bytes))
+    }
+
+    /// Records, and drops unsubmitted, the model's largest steps (a full prefill batch and a
+    /// decode step at the end of the cache, each with every head), so that a grid past the
+    /// device limit is refused at load rather than met in the middle of a chat.
+    fn check_grids(&self, gpu: &Gpu) -> Result<(), GpuError> {
+        let sample = Some(crate::ops::sample::Params::sample(self.config.vocab_size as u32, &Default::default(), 0.0));
+        for n in [1, self.batch.min(self.context)] {
+            for head in [Head::Last, Head::Argmax, Head::Sample] {
+                let step = Step { n, start: self.context - n, rope: &self.rope, sample };
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                self.record(&mut enc, &step, head, None)?;
+            }
+        }
+        Ok(())
     }
 
     fn record_layers(&self, pass: &mut Pass, step: &Step) {

@@ -77,3 +77,26 @@ fn a_model_and_context_too_large_are_refused_before_upload() {
     }
     assert!(matches!(GpuEngine::load(gpu, &index, &NoReads, 8192), Err(GpuError::TooLarge { .. })));
 }
+
+/// Dispatch grids against the device's workgroups per dimension: at 64, the ops that lay a
+/// large grid out in two dimensions do (SmolLM2's logits matmul needs 768 workgroups) and
+/// the logits are bit for bit those at the adapter's limit; at 4, the load is refused with a
+/// typed error (wgpu would panic natively on such a dispatch, and compute garbage in a
+/// browser).
+#[test]
+fn dispatch_grids_are_split_or_refused_at_the_device_limit() {
+    let (src, index) = open();
+    let prompt = [1u32, 504, 3458, 28, 2, 9, 281];
+    let mut whole = GpuEngine::load(gpu(GpuOptions::default()), &index, &src, 64).unwrap();
+    let want = whole.forward(&prompt, Logits::Last).unwrap();
+    let low = GpuOptions { max_compute_workgroups_per_dimension: Some(64), ..Default::default() };
+    let mut split = GpuEngine::load(gpu(low), &index, &src, 64).unwrap();
+    assert_eq!(split.forward(&prompt, Logits::Last).unwrap(), want);
+
+    let tiny = GpuOptions { max_compute_workgroups_per_dimension: Some(4), ..Default::default() };
+    match GpuEngine::load(gpu(tiny), &index, &src, 64) {
+        Err(e @ GpuError::TooManyWorkgroups { max: 4, .. }) => eprintln!("{e}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("loaded with grids past the device limit"),
+    }
+}

@@ -18,6 +18,11 @@ pub struct Pass<'a> {
     dispatches: usize,
     weight_bytes: u64,
     profile: Option<&'a mut Profile>,
+    /// Workgroups per dimension the device allows ([`Pass::limited`]).
+    max_groups: u32,
+    /// The first dispatch refused for passing `max_groups`: (kernel family, largest dimension).
+    refused: Option<(&'static str, u32)>,
+    family: &'static str,
 }
 
 /// Per-kernel GPU timestamps of a recorded step (`hearth bench --profile`): a timestamp
@@ -56,7 +61,36 @@ impl Profile {
 
 impl<'a> Pass<'a> {
     pub fn new(enc: &'a mut wgpu::CommandEncoder) -> Self {
-        Pass { inner: enc.begin_compute_pass(&Default::default()), dispatches: 0, weight_bytes: 0, profile: None }
+        Self::around(enc.begin_compute_pass(&Default::default()))
+    }
+
+    fn around(inner: wgpu::ComputePass<'a>) -> Self {
+        Pass {
+            inner,
+            dispatches: 0,
+            weight_bytes: 0,
+            profile: None,
+            max_groups: u32::MAX,
+            refused: None,
+            family: "kernel",
+        }
+    }
+
+    /// Refuses (records nothing for, and reports by [`Pass::refused`]) any dispatch with more
+    /// than `max_groups` workgroups in a dimension: wgpu would panic natively and the browser
+    /// would compute garbage.
+    pub fn limited(self, max_groups: u32) -> Self {
+        Pass { max_groups, ..self }
+    }
+
+    /// The first refused dispatch, as an error.
+    pub fn refused(&self) -> Result<(), crate::GpuError> {
+        match self.refused {
+            None => Ok(()),
+            Some((kernel, groups)) => {
+                Err(crate::GpuError::TooManyWorkgroups { kernel: kernel.to_string(), groups, max: self.max_groups })
+            }
+        }
     }
 
     /// A pass whose dispatches are timestamped into `profile`.
@@ -66,6 +100,7 @@ impl<'a> Pass<'a> {
 
     /// Names the kernel family of the dispatches that follow, for a profile.
     pub fn family(&mut self, name: &'static str) {
+        self.family = name;
         if let Some(p) = &mut self.profile {
             p.family = name;
         }
@@ -86,13 +121,18 @@ impl<'a> Pass<'a> {
             end_of_pass_write_index: Some(start + 1),
         };
         let desc = wgpu::ComputePassDescriptor { label: None, timestamp_writes: Some(timestamp_writes) };
-        Pass { inner: enc.begin_compute_pass(&desc), dispatches: 0, weight_bytes: 0, profile: None }
+        Self::around(enc.begin_compute_pass(&desc))
     }
 
     /// Records `pipeline` over `groups` workgroups with `bind` as group 0; an empty grid
     /// records nothing.
     pub fn dispatch(&mut self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: [u32; 3]) {
         if groups.contains(&0) {
+            return;
+        }
+        let largest = groups.into_iter().max().unwrap_or(0);
+        if largest > self.max_groups {
+            self.refused.get_or_insert((self.family, largest));
             return;
         }
         if let Some(p) = &mut self.profile {
