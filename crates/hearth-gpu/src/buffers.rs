@@ -121,5 +121,7 @@ pub async fn read_mapped(
     let out = view[..bytes as usize].to_vec();
     drop(view);
     buffer.unmap();
+    // What was read may come from work the device refused.
+    gpu.uncaptured_error()?;
     Ok(out)
 }

@@ -40,6 +40,9 @@ pub struct Gpu {
     strategy: Option<Strategy>,
     /// Pipelines built so far (compiling them is most of a model load on CPU adapters).
     pipelines: std::sync::atomic::AtomicUsize,
+    /// The first error no error scope caught (wgpu's default handler panics natively): kept
+    /// here by the device's handler and reported by [`Gpu::uncaptured_error`].
+    uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// Browser only: a pipeline's compile errors arrive as a promise, which must not be
     /// blocked on; [`Gpu::compute_pipeline`] leaves them here for [`Gpu::check_pipelines`].
     #[cfg(target_arch = "wasm32")]
@@ -95,7 +98,15 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let slot = uncaptured.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut first) = slot.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }));
         Ok(Gpu {
+            uncaptured,
             info: adapter.get_info(),
             features: adapter.features(),
             limits,
@@ -161,6 +172,16 @@ impl Gpu {
         #[cfg(target_arch = "wasm32")]
         self.pending.borrow_mut().push((kernel.to_string(), Box::pin(scope.pop())));
         Ok(pipeline)
+    }
+
+    /// The first GPU error that no error scope caught (a validation error, say), as a
+    /// [`GpuError::Uncaptured`]; the device's results since then are not to be trusted.
+    /// Checked after every readback.
+    pub fn uncaptured_error(&self) -> Result<(), GpuError> {
+        match self.uncaptured.lock().ok().and_then(|e| e.clone()) {
+            Some(message) => Err(GpuError::Uncaptured(message)),
+            None => Ok(()),
+        }
     }
 
     /// Compute pipelines built on this device so far.

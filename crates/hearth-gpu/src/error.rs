@@ -22,6 +22,8 @@ pub enum GpuError {
     OutOfMemory(String),
     #[error("the GPU device was lost ({0}); re-create it")]
     DeviceLost(String),
+    #[error("the GPU reported an error ({0}); reload the model")]
+    Uncaptured(String),
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),
     /// The model itself: its metadata, tensors or file.

@@ -100,3 +100,23 @@ fn dispatch_grids_are_split_or_refused_at_the_device_limit() {
         Ok(_) => panic!("loaded with grids past the device limit"),
     }
 }
+
+/// An error no error scope catches (here a write past a buffer's end) is kept and reported
+/// as `GpuError::Uncaptured`, by the engine's next readback too, instead of wgpu's default
+/// handler panicking.
+#[test]
+fn uncaptured_gpu_errors_are_reported_not_panics() {
+    let (src, index) = open();
+    let gpu = gpu(GpuOptions::default());
+    let mut engine = GpuEngine::load(gpu.clone(), &index, &src, 64).unwrap();
+    engine.forward(&[1, 2, 3], Logits::Last).unwrap();
+    assert!(gpu.uncaptured_error().is_ok());
+    let small = gpu.upload("small", &[0f32; 4]);
+    gpu.queue.write_buffer(&small, 0, &[0u8; 64]);
+    let err = match engine.forward(&[4], Logits::Last) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("logits after a refused write"),
+    };
+    assert!(err.contains("GPU reported an error"), "{err}");
+    assert!(matches!(gpu.uncaptured_error(), Err(GpuError::Uncaptured(_))));
+}
