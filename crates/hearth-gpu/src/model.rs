@@ -164,12 +164,13 @@ impl GpuModel {
     }
 
     /// Records, and drops unsubmitted, the model's largest steps (a full prefill batch and a
-    /// decode step at the end of the cache, each with every head), so that a grid past the
-    /// device limit is refused at load rather than met in the middle of a chat.
+    /// decode step at the end of the cache, each with both sampling heads, which record the
+    /// logits' dispatches too), so that a grid past the device limit is refused at load
+    /// rather than met in the middle of a chat.
     fn check_grids(&self, gpu: &Gpu) -> Result<(), GpuError> {
         let sample = Some(crate::ops::sample::Params::sample(self.config.vocab_size as u32, &Default::default(), 0.0));
         for n in [1, self.batch.min(self.context)] {
-            for head in [Head::Last, Head::Argmax, Head::Sample] {
+            for head in [Head::Argmax, Head::Sample] {
                 let step = Step { n, start: self.context - n, rope: &self.rope, sample };
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
                 self.record(&mut enc, &step, head, None)?;

@@ -436,21 +436,11 @@ struct Kernels {
 }
 
 impl Kernels {
-    /// `prefill`: whether batches pass through this fusion; `tile_prefill`: under Tile, the
-    /// format's one RUNTIME prefill pipeline, shared by its fusions (then present).
-    fn new(
-        gpu: &Gpu,
-        ty: TensorType,
-        strategy: Strategy,
-        fuse: Fuse,
-        lengths: &[usize],
-        prefill: bool,
-        tile_prefill: Option<&Variant>,
-    ) -> Result<Self, GpuError> {
-        let reduce_pair = || -> Result<Pair, GpuError> {
-            let decode = reduce_variant(gpu, ty, fuse, DECODE_ROWS, 1)?;
-            let prefill = prefill.then(|| reduce_variant(gpu, ty, fuse, PREFILL_ROWS, PREFILL_TILE)).transpose()?;
-            Ok(Pair { decode, prefill })
+    /// The decode pipelines (and under Reduce the GEMV per row length); prefill ones are
+    /// added by [`Kernels::add_prefill`] where batches pass through.
+    fn new(gpu: &Gpu, ty: TensorType, strategy: Strategy, fuse: Fuse, lengths: &[usize]) -> Result<Self, GpuError> {
+        let reduce_decode = || -> Result<Pair, GpuError> {
+            Ok(Pair { decode: reduce_variant(gpu, ty, fuse, DECODE_ROWS, 1)?, prefill: None })
         };
         let (main, fallback) = match strategy {
             Strategy::Tile => {
@@ -458,10 +448,9 @@ impl Kernels {
                 let pipeline = gpu.compute_pipeline(&format!("matmul {ty} {fuse:?}"), &source, "main", &[])?;
                 let rows = fuse.out_rows(TILE_DECODE_ROWS) * TILE_WORKGROUP;
                 let decode = Variant { pipeline, rows, tile: 1, runtime: false };
-                let tile = Pair { decode, prefill: tile_prefill.filter(|_| prefill).cloned() };
-                (tile, if ty.block_size() == 1 { Some(reduce_pair()?) } else { None })
+                (Pair { decode, prefill: None }, if ty.block_size() == 1 { Some(reduce_decode()?) } else { None })
             }
-            Strategy::Reduce => (reduce_pair()?, None),
+            Strategy::Reduce => (reduce_decode()?, None),
         };
         let mut gemv = Vec::new();
         if strategy == Strategy::Reduce {
@@ -478,7 +467,8 @@ impl Kernels {
         Ok(Kernels { fuse, main, fallback, gemv })
     }
 
-    /// Adds the prefill pipelines this fusion lacks (see [`MatMul::add_prefill`]).
+    /// Adds the prefill pipelines this fusion lacks: under Tile the format's shared RUNTIME
+    /// tile (`tile_prefill`), else (and for Tile's Reduce fallback) a Reduce one.
     fn add_prefill(&mut self, gpu: &Gpu, ty: TensorType, tile_prefill: Option<&Variant>) -> Result<(), GpuError> {
         let fuse = self.fuse;
         let reduce = |gpu: &Gpu| reduce_variant(gpu, ty, fuse, PREFILL_ROWS, PREFILL_TILE);
@@ -559,10 +549,10 @@ impl MatMul {
         let mut op = MatMul { ty, strategy, kernels: Vec::new(), tile_prefill: None, prefill_tile, max_groups };
         for fuse in fusions {
             let lengths: Vec<usize> = shapes.iter().filter(|s| s.1 == fuse).map(|s| s.0).collect();
-            let prefill = batched.contains(&fuse);
-            let tile = if prefill { op.tile_prefill(gpu)? } else { None };
-            let kernels = Kernels::new(gpu, ty, strategy, fuse, &lengths, prefill, tile.as_ref())?;
-            op.kernels.push(kernels);
+            op.kernels.push(Kernels::new(gpu, ty, strategy, fuse, &lengths)?);
+            if batched.contains(&fuse) {
+                op.add_prefill(gpu, fuse)?;
+            }
         }
         Ok(op)
     }

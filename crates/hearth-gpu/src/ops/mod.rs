@@ -22,6 +22,7 @@ pub struct Pass<'a> {
     max_groups: u32,
     /// The first dispatch refused for passing `max_groups`: (kernel family, largest dimension).
     refused: Option<(&'static str, u32)>,
+    /// The kernel family of the dispatches being recorded ([`Pass::family`]).
     family: &'static str,
 }
 
@@ -32,7 +33,6 @@ pub struct Profile {
     pub queries: wgpu::QuerySet,
     /// Family of the dispatch that each written timestamp starts.
     pub spans: Vec<&'static str>,
-    family: &'static str,
 }
 
 /// Timestamps one profiled step may write: the dispatches of a 7B decode step and more.
@@ -42,7 +42,7 @@ impl Profile {
     pub fn new(device: &wgpu::Device) -> Self {
         let desc =
             wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: PROFILE_QUERIES };
-        Profile { queries: device.create_query_set(&desc), spans: Vec::new(), family: "other" }
+        Profile { queries: device.create_query_set(&desc), spans: Vec::new() }
     }
 
     /// Writes the closing timestamp after the last pass (call once the step is recorded).
@@ -72,7 +72,7 @@ impl<'a> Pass<'a> {
             profile: None,
             max_groups: u32::MAX,
             refused: None,
-            family: "kernel",
+            family: "other",
         }
     }
 
@@ -98,12 +98,9 @@ impl<'a> Pass<'a> {
         Pass { profile, ..Pass::new(enc) }
     }
 
-    /// Names the kernel family of the dispatches that follow, for a profile.
+    /// Names the kernel family of the dispatches that follow, for a profile and for errors.
     pub fn family(&mut self, name: &'static str) {
         self.family = name;
-        if let Some(p) = &mut self.profile {
-            p.family = name;
-        }
     }
 
     /// Closes a profile in this pass (the last pass of the step).
@@ -136,8 +133,7 @@ impl<'a> Pass<'a> {
             return;
         }
         if let Some(p) = &mut self.profile {
-            let family = p.family;
-            p.write(&mut self.inner, family);
+            p.write(&mut self.inner, self.family);
         }
         self.inner.set_pipeline(pipeline);
         self.inner.set_bind_group(0, bind, &[]);
