@@ -240,6 +240,102 @@ function sameSystem(c) {
   return c.system === "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 }
 
+/// `n` sorted distinct offsets in [lo, hi) from `seed` (mulberry32), so a failing run can be
+/// repeated exactly.
+function seededOffsets(seed, n, lo, hi) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Set();
+  while (out.size < n) out.add(lo + Math.floor(next() * (hi - lo)));
+  return [...out].sort((x, y) => x - y);
+}
+
+/// Body bytes the server sent for model requests, from its log lines ("→ status bytes").
+function modelBytesSent(lines) {
+  return lines
+    .filter((l) => l.startsWith("GET /models/"))
+    .map((l) => Number((l.match(/→ \d+ (\d+)/) || [0, 0])[1]))
+    .reduce((a, b) => a + b, 0);
+}
+
+/// Waits for a download to end: the card stored, or an error banner with the card no longer
+/// downloading. Returns { state, banner: { kind, text } | null }.
+async function downloadOutcome(page, id, timeout = 300000) {
+  const handle = await page.waitForFunction(
+    (id) => {
+      const state = document.querySelector(`[data-testid="model-card-${id}"]`)?.getAttribute("data-state");
+      const banner = document.querySelector('[data-testid="error-banner"]');
+      if (state === "stored") return { state, banner: null };
+      if (banner && state !== "downloading")
+        return { state, banner: { kind: banner.getAttribute("data-kind"), text: banner.textContent } };
+      return null;
+    },
+    id,
+    { timeout, polling: 250 },
+  );
+  return handle.jsonValue();
+}
+
+async function dismissBanners(page) {
+  await page.evaluate(() => document.querySelectorAll('[data-testid="error-banner"] button').forEach((b) => b.click()));
+}
+
+/// The model's record in the worker's IndexedDB, changed by `edit` (an object of fields to
+/// set) when given; returns the record as it then is (null when there is none) and how many
+/// chunks the model has.
+async function storedRecord(page, id, edit = null) {
+  return page.evaluate(
+    ([id, edit]) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("hearth-models");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction(["models", "chunks"], "readwrite");
+          const models = tx.objectStore("models");
+          const out = {};
+          const get = models.get(id);
+          get.onsuccess = () => {
+            out.meta = get.result ?? null;
+            if (out.meta && edit) {
+              Object.assign(out.meta, edit);
+              models.put(out.meta, id);
+            }
+          };
+          const count = tx.objectStore("chunks").count(IDBKeyRange.bound(`${id}/`, `${id}0`, false, true));
+          count.onsuccess = () => (out.chunks = count.result);
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve(out);
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+    [id, edit],
+  );
+}
+
+async function storageRowHasSha(page) {
+  await byId(page, "nav-storage").click();
+  const row = await byId(page, `storage-row-${MODEL_ID}`).innerText();
+  if (!row.includes(MODEL_SHA.slice(0, 12))) throw new Error(`storage row lacks the sha256: ${row}`);
+  if (!/verified/.test(row) || /unverified/.test(row)) throw new Error(`storage row is not verified: ${row}`);
+}
+
+/// Waits for the download's progress bar to pass `bytes`.
+async function progressPast(page, bytes) {
+  await page.waitForFunction(
+    ([id, n]) => Number(document.querySelector(`[data-testid="progress-${id}"]`)?.getAttribute("data-done") || 0) > n,
+    [MODEL_ID, bytes],
+    { timeout: 120000, polling: 50 },
+  );
+}
+
 // ---------------------------------------------------------------------------------------
 // The tests.
 
@@ -346,29 +442,40 @@ const metrics = {};
   await server.stop();
 }
 
-// 4-5: a fresh profile: the server cuts the download; then a chunk is corrupted in storage.
+// 4-6: a fresh profile: the server cuts the download ten times; then a chunk is corrupted in
+// storage; then a local file is imported.
 {
-  const cutAt = 30_000_000;
-  const server = await startServer(["--cut-after", String(cutAt)]);
+  const seed = Number(process.env.HEARTH_E2E_SEED || 20261207);
+  const cuts = seededOffsets(seed, 10, 1 << 20, MODEL_SIZE - 1);
+  log(`cut offsets from seed ${seed} (HEARTH_E2E_SEED): ${cuts.join(",")}`);
+  // At 25 MB/s, a fast home connection. Unthrottled on loopback the server outruns the
+  // worker's IndexedDB writes by far, Chromium queues the difference in the body stream, and
+  // a stream that errors drops its queue (Streams: ResetQueue): a cut then costs ~10 MB.
+  const server = await startServer(["--cut-at", cuts.join(","), "--rate", "25000000"]);
   const b = await openBrowser("resume");
   const { page } = b;
 
-  await test("cut download: resumes with a Range request and the sha256 matches", async () => {
+  await test("cut download: ten cuts at seeded offsets, each resumed with a Range request; the sha256 matches", async () => {
     await page.goto(server.url);
     await appState(page, ["ready"], 120000);
     await openModels(page);
     await byId(page, `download-${MODEL_ID}`).click();
     await cardState(page, ["stored"], 300000);
-    const cut = server.requests.find((l) => l.includes("cut /models/"));
-    if (!cut) throw new Error("the server never cut the download:\n" + server.requests.join("\n"));
-    // The resume starts at a chunk boundary after 0 and at most where the cut was: bytes the
-    // browser had buffered but the worker had not yet read are lost with the stream's error.
+    const made = server.requests.filter((l) => l.includes("cut /models/")).length;
+    if (made !== cuts.length) throw new Error(`the server made ${made} of ${cuts.length} cuts:\n` + server.requests.join("\n"));
+    // Each resume continues from what the worker had (stored chunks plus the partial chunk it
+    // holds), so it starts after the previous resume and at most where its cut was.
     const ranged = server.requests
       .map((l) => l.match(/bytes=(\d+)- → 206/))
       .filter(Boolean)
       .map((m) => Number(m[1]));
-    if (!ranged.some((from) => from > 0 && from <= cutAt && from % CHUNK === 0))
-      throw new Error(`no Range request resuming from a stored chunk boundary:\n` + server.requests.join("\n"));
+    const bad = ranged.filter((from, i) => !(from > (ranged[i - 1] ?? 0) && from <= cuts[i]));
+    if (ranged.length !== cuts.length || bad.length)
+      throw new Error(`resumes at ${ranged}, cuts at ${cuts}:\n` + server.requests.join("\n"));
+    const fetched = modelBytesSent(server.requests);
+    const budget = MODEL_SIZE + cuts.length * 5 * 2 ** 20;
+    log(`bytes fetched: ${fetched} for a ${MODEL_SIZE}-byte file (budget ${budget})`);
+    if (fetched >= budget) throw new Error(`fetched ${fetched} bytes, over ${budget}:\n` + server.requests.join("\n"));
     await byId(page, "nav-storage").click();
     const row = await byId(page, `storage-row-${MODEL_ID}`).innerText();
     if (!row.includes(MODEL_SHA.slice(0, 12))) throw new Error(`storage row lacks the sha256: ${row}`);
@@ -410,7 +517,7 @@ const metrics = {};
 
   await test("local .gguf file: imported into storage through the same chunk writer, sha256 recorded", async () => {
     const file = "SmolLM2-135M-Instruct.Q4_1.gguf";
-    const id = "smollm2-135m-instruct.q4_1"; // the UI's id for that file name
+    const id = "file-smollm2-135m-instruct.q4_1"; // the UI's id for that file name: its own namespace
     if (page.url() === "about:blank") {
       await page.goto(server.url); // run alone (HEARTH_E2E_ONLY)
       await appState(page, ["ready"], 120000);
@@ -426,11 +533,178 @@ const metrics = {};
     const row = await byId(page, `storage-row-${id}`).innerText();
     if (!row.includes(MODEL_SHA.slice(0, 12))) throw new Error(`imported file's row lacks its sha256: ${row}`);
   });
+  await test("every byte stored but not verified, then a reload: verified with no request past the end", async () => {
+    if (page.url() === "about:blank") {
+      await page.goto(server.url); // run alone (HEARTH_E2E_ONLY): store the model first
+      await appState(page, ["ready"], 120000);
+      await openModels(page);
+      await byId(page, `download-${MODEL_ID}`).click();
+      await cardState(page, ["stored"], 300000);
+    }
+    // The state a reload during "Verifying" leaves: all chunks written, nothing checked.
+    const { chunks } = await storedRecord(page, MODEL_ID, { complete: false, verified: false, sha256: null });
+    if (chunks !== Math.ceil(MODEL_SIZE / CHUNK)) throw new Error(`${chunks} chunks stored`);
+    await page.reload();
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    await cardState(page, ["paused"], 30000);
+    const before = server.requests.length;
+    await byId(page, `resume-${MODEL_ID}`).click();
+    await cardState(page, ["stored"], 300000);
+    const asked = server.requests.slice(before).filter((l) => l.includes("/models/"));
+    if (asked.length) throw new Error("requests for bytes that were all stored:\n" + asked.join("\n"));
+    await storageRowHasSha(page);
+  });
   await b.close();
   await server.stop();
 }
 
-// 6: a browser with no WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter
+// 7-12: downloads that go wrong on the server's side. One browser; each scenario has its own
+// server, so its own origin and a fresh IndexedDB.
+{
+  const b = await openBrowser("faults");
+  const { page } = b;
+  page.on("dialog", (d) => d.accept()); // "Delete … from this browser's storage?"
+  const cutAt = 30_000_000;
+  const start = async (args) => {
+    const server = await startServer(args);
+    await page.goto(server.url);
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    await byId(page, `download-${MODEL_ID}`).click();
+    return server;
+  };
+  const lines = (server, re) => server.requests.filter((l) => re.test(l));
+
+  await test("a 200 to a Range request: the download restarts from zero and ends verified", async () => {
+    const server = await start(["--cut-at", String(cutAt), "--after-cut", "ignore-range"]);
+    try {
+      const out = await downloadOutcome(page, MODEL_ID);
+      if (out.state !== "stored") throw new Error(`ended ${JSON.stringify(out)}`);
+      if (!lines(server, /bytes=\d+- → 200 /).length) throw new Error("no Range request got a 200:\n" + server.requests.join("\n"));
+      await storageRowHasSha(page);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  await test("a 206 at the wrong offset: nothing stored from it, a clear message; resumes on a sound server", async () => {
+    let server = await start(["--cut-at", String(cutAt), "--after-cut", "wrong-offset"]);
+    try {
+      const out = await downloadOutcome(page, MODEL_ID);
+      if (out.state === "stored" || !out.banner || !/range support/.test(out.banner.text))
+        throw new Error(`ended ${JSON.stringify(out)}`);
+      await shot(page, "11-wrong-offset");
+      const { meta, chunks } = await storedRecord(page, MODEL_ID);
+      if (!meta || meta.complete || chunks !== meta.chunk_sha.length || chunks * CHUNK > cutAt)
+        throw new Error(`stored after the refusal: ${chunks} chunks, record ${JSON.stringify(meta && { ...meta, chunk_sha: meta.chunk_sha.length })}`);
+      // The same origin, a server that answers ranges properly: Resume finishes it.
+      const port = new URL(server.url).port;
+      await server.stop();
+      server = await startServer(["--port", port]);
+      await dismissBanners(page);
+      const before = server.requests.length;
+      await byId(page, `resume-${MODEL_ID}`).click();
+      const done = await downloadOutcome(page, MODEL_ID);
+      if (done.state !== "stored") throw new Error(`resume ended ${JSON.stringify(done)}`);
+      if (!lines({ requests: server.requests.slice(before) }, /bytes=[1-9]\d*- → 206 /).length)
+        throw new Error("the resume did not continue the stored prefix:\n" + server.requests.join("\n"));
+      await storageRowHasSha(page);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  await test("a file that changes between attempts: restarted through If-Range, never marked complete", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hearth-e2e-changed-"));
+    const changed = join(dir, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    const bytes = readFileSync(join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf"));
+    for (let i = 60_000_000; i < 60_000_000 + 4096; i++) bytes[i] ^= 0xff;
+    writeFileSync(changed, bytes);
+    const server = await start(["--cut-at", String(cutAt), "--after-cut", `change:${changed}`]);
+    try {
+      const out = await downloadOutcome(page, MODEL_ID);
+      if (out.state === "stored" || out.banner?.kind !== "corrupt" || !/sha256/.test(out.banner.text))
+        throw new Error(`ended ${JSON.stringify(out)}`);
+      if (!lines(server, /bytes=\d+- → 200 .*\[If-Range\]/).length)
+        throw new Error("no If-Range resume restarted the file:\n" + server.requests.join("\n"));
+      const { meta, chunks } = await storedRecord(page, MODEL_ID);
+      if (meta || chunks) throw new Error(`the changed file was kept: ${chunks} chunks, ${JSON.stringify(meta && meta.complete)}`);
+      await dismissBanners(page);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // 20 MB/s: a 98 MB download lasts long enough to act in the middle of it.
+  const slow = ["--rate", "20000000"];
+
+  await test("cancel, then resume: continues from the stored chunks and ends verified", async () => {
+    const server = await start(slow);
+    try {
+      await progressPast(page, 10_000_000);
+      await byId(page, `cancel-${MODEL_ID}`).click();
+      await cardState(page, ["paused"], 30000);
+      const before = server.requests.length;
+      await byId(page, `resume-${MODEL_ID}`).click();
+      await cardState(page, ["stored"], 300000);
+      if (!lines({ requests: server.requests.slice(before) }, /bytes=[1-9]\d*- → 206 /).length)
+        throw new Error("Resume did not continue with a Range request:\n" + server.requests.join("\n"));
+      await storageRowHasSha(page);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  await test("a reload in the middle of a download: Resume continues it and it ends verified", async () => {
+    const server = await start(slow);
+    try {
+      await progressPast(page, 20_000_000);
+      await page.reload();
+      await appState(page, ["ready"], 120000);
+      await openModels(page);
+      await cardState(page, ["paused"], 30000);
+      const before = server.requests.length;
+      await byId(page, `resume-${MODEL_ID}`).click();
+      await cardState(page, ["stored"], 300000);
+      if (!lines({ requests: server.requests.slice(before) }, /bytes=[1-9]\d*- → 206 /).length)
+        throw new Error("Resume did not continue with a Range request:\n" + server.requests.join("\n"));
+      await storageRowHasSha(page);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  await test("deleting a model cancels its download: nothing of it is left in storage", async () => {
+    const server = await start(slow);
+    try {
+      await progressPast(page, 10_000_000);
+      await byId(page, "nav-storage").click();
+      const t0 = Date.now();
+      await byId(page, `storage-delete-${MODEL_ID}`).click();
+      await page.waitForFunction((id) => !document.querySelector(`[data-testid="storage-row-${id}"]`), MODEL_ID, {
+        timeout: 30000,
+      });
+      log(`deleted in ${Date.now() - t0} ms; ${server.requests.filter((l) => l.includes("/models/")).length} model lines so far`);
+      // Long enough for a download that went on to write another chunk (4 MiB at 20 MB/s).
+      await page.waitForTimeout(2000);
+      const { meta, chunks } = await storedRecord(page, MODEL_ID);
+      if (meta || chunks) throw new Error(`left after the delete: ${chunks} chunks, record ${meta ? "present" : "gone"}`);
+      // The worker let go of the connection: the server's write failed part-way.
+      await page.waitForFunction(() => true, null, { timeout: 1000 }).catch(() => {});
+      const ended = lines(server, /GET \/models\/.* → 200 \d+ \(body ended early/);
+      if (!ended.length) throw new Error("the download's connection was not closed:\n" + server.requests.join("\n"));
+      const sent = Number(ended[0].match(/→ 200 (\d+)/)[1]);
+      if (sent >= MODEL_SIZE) throw new Error(`the server sent the whole file (${sent} bytes): the download went on`);
+    } finally {
+      await server.stop();
+    }
+  });
+  await b.close();
+}
+
+// 13: a browser with no WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter
 // here): the app says so and points to the native CLI.
 {
   const server = await startServer();

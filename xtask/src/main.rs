@@ -14,7 +14,7 @@
 //! - `serve`: install the web tool chain if missing (Trunk, wasm-bindgen), fetch the model, build
 //!   the web app (`trunk build --release`), then serve `dist/` at `/` and the model cache at
 //!   `/models/` over HTTP with byte ranges and CORS. Flags: `cargo xtask serve --help`; the
-//!   server and its `--cut-after` fault injection are in `serve.rs`.
+//!   server and its fault injection (`--cut-at`, `--after-cut`) are in `serve.rs`.
 
 mod serve;
 
@@ -63,7 +63,7 @@ fn run() -> Result<()> {
 }
 
 const SERVE_USAGE: &str = "usage: cargo xtask serve [--port N (8080; 0 = any free port)] [--host H (127.0.0.1)] \
-[--no-build] [--dist DIR (<workspace>/dist)] [--models DIR (<cache>/models)] [--cut-after BYTES] [--quiet]";
+[--no-build] [--dist DIR (<workspace>/dist)] [--models DIR (<cache>/models)] [--cut-at OFFSET,...] [--after-cut ignore-range|wrong-offset|change:FILE] [--rate BYTES_PER_SEC] [--quiet]";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -280,7 +280,7 @@ fn serve_task(args: &[String]) -> Result<()> {
     let mut build = true;
     let mut dist = workspace_root().join("dist");
     let mut models = None;
-    let mut cut_after = None;
+    let mut faults = serve::Faults::default();
     let mut quiet = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -300,7 +300,24 @@ fn serve_task(args: &[String]) -> Result<()> {
             "--host" => host = value()?,
             "--dist" => dist = PathBuf::from(value()?),
             "--models" => models = Some(PathBuf::from(value()?)),
-            "--cut-after" => cut_after = Some(value()?.parse().with_context(|| "--cut-after: not a byte count")?),
+            "--cut-at" => {
+                faults.cut_at = value()?
+                    .split(',')
+                    .map(|v| v.trim().parse().with_context(|| format!("--cut-at: {v:?} is not a byte offset")))
+                    .collect::<Result<_>>()?
+            }
+            "--rate" => faults.rate = Some(value()?.parse().with_context(|| "--rate: not bytes per second")?),
+            "--after-cut" => {
+                let v = value()?;
+                faults.after_cut = Some(match v.as_str() {
+                    "ignore-range" => serve::AfterCut::IgnoreRange,
+                    "wrong-offset" => serve::AfterCut::WrongOffset,
+                    _ => match v.strip_prefix("change:") {
+                        Some(path) => serve::AfterCut::Change(PathBuf::from(path)),
+                        None => bail!("--after-cut: {v:?} is not ignore-range, wrong-offset or change:<file>"),
+                    },
+                })
+            }
             "--no-build" if inline.is_none() => build = false,
             "--quiet" if inline.is_none() => quiet = true,
             "--help" | "-h" => {
@@ -323,7 +340,7 @@ fn serve_task(args: &[String]) -> Result<()> {
     if !models.is_dir() && !quiet {
         eprintln!("xtask serve: {} does not exist yet; /models/ will answer 404", models.display());
     }
-    let config = serve::Config { dist, models, cut_after, quiet };
+    let config = serve::Config { dist, models, faults, quiet };
     let server = serve::Server::bind(&host, port, config)?;
     let shown_host = if host.contains(':') { format!("[{host}]") } else { host };
     let mut stdout = std::io::stdout().lock();

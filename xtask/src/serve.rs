@@ -1,6 +1,8 @@
 //! The static file server behind `cargo xtask serve`: the built web app from `dist/`, models
-//! from the model cache under `/models/`, with byte ranges (resumable model downloads), CORS and
-//! a fault-injection switch (`--cut-after`) for end-to-end tests of resumed downloads.
+//! from the model cache under `/models/`, with byte ranges (resumable model downloads), `ETag`
+//! and `If-Range`, CORS, and fault injection ([`Faults`]) for end-to-end tests of downloads
+//! that go wrong: connections cut at given offsets, then a server that ignores ranges, answers
+//! at the wrong offset, or serves a changed file.
 //!
 //! Written on `std::net` with a thread per connection rather than on `tiny_http`: the fault
 //! injection needs the socket itself (write N body bytes, then shut the connection down), and
@@ -23,16 +25,40 @@ use anyhow::{Context, Result};
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a connection may stay silent (and a write may block) before it is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-const EXPOSED: &str = "Content-Length, Content-Range, Accept-Ranges";
+const EXPOSED: &str = "Content-Length, Content-Range, Accept-Ranges, ETag";
+/// How far before the asked offset a `--after-cut wrong-offset` server starts its answer.
+pub const WRONG_OFFSET_BY: u64 = 65536;
 
 pub struct Config {
     /// Served at `/`.
     pub dist: PathBuf,
     /// Served at `/models/`.
     pub models: PathBuf,
-    /// Cut the first GET response under `/models/` after this many body bytes.
-    pub cut_after: Option<u64>,
+    pub faults: Faults,
     pub quiet: bool,
+}
+
+/// Faults injected into model responses (`/models/`), for tests.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// File offsets: the first model response that reaches each one is cut there (its body
+    /// ends early and the socket is shut), once per offset.
+    pub cut_at: Vec<u64>,
+    /// How model requests are answered once a cut has happened.
+    pub after_cut: Option<AfterCut>,
+    /// Model bodies are sent at most this fast (bytes per second), so a test can act in the
+    /// middle of a download.
+    pub rate: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterCut {
+    /// Ranges are ignored: 200 and the whole file.
+    IgnoreRange,
+    /// A range from `a` is answered with the bytes from `a - WRONG_OFFSET_BY`, labelled so.
+    WrongOffset,
+    /// The file is replaced by this one (another ETag): it changed on the server.
+    Change(PathBuf),
 }
 
 /// A bound server: `addr` is the real address (port 0 resolved).
@@ -44,15 +70,30 @@ pub struct Server {
 
 struct State {
     config: Config,
-    /// Set once the `--cut-after` fault has been injected (once per process).
-    cut_done: AtomicBool,
+    /// One flag per `faults.cut_at` offset: that cut has been made.
+    cut_done: Vec<AtomicBool>,
+}
+
+impl State {
+    fn any_cut(&self) -> bool {
+        self.cut_done.iter().any(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// The first pending cut inside `start..end` (file offsets), claimed.
+    fn claim_cut(&self, start: u64, end: u64) -> Option<u64> {
+        let cuts = &self.config.faults.cut_at;
+        let mut pending: Vec<usize> = (0..cuts.len()).filter(|&i| cuts[i] > start && cuts[i] < end).collect();
+        pending.sort_by_key(|&i| cuts[i]);
+        pending.into_iter().find(|&i| !self.cut_done[i].swap(true, Ordering::SeqCst)).map(|i| cuts[i])
+    }
 }
 
 impl Server {
     pub fn bind(host: &str, port: u16, config: Config) -> Result<Server> {
         let listener = TcpListener::bind((host, port)).with_context(|| format!("listening on {host}:{port}"))?;
         let addr = listener.local_addr()?;
-        Ok(Server { listener, addr, state: Arc::new(State { config, cut_done: AtomicBool::new(false) }) })
+        let cut_done = config.faults.cut_at.iter().map(|_| AtomicBool::new(false)).collect();
+        Ok(Server { listener, addr, state: Arc::new(State { config, cut_done }) })
     }
 
     /// Accepts connections forever, one thread each.
@@ -100,7 +141,9 @@ fn handle_connection(mut stream: TcpStream, state: &State) {
     let (status, sent, note) = respond(&mut stream, &request, state);
     if !state.config.quiet {
         let range = request.range.as_deref().unwrap_or("-");
-        eprintln!("{} {} {range} → {status} {sent}{note}", request.method, request.target);
+        let if_range = if request.if_range.is_some() { " [If-Range]" } else { "" };
+        let (method, target, range) = (printable(&request.method), printable(&request.target), printable(range));
+        eprintln!("{method} {target} {range} → {status} {sent}{note}{if_range}");
     }
     close(stream);
 }
@@ -112,6 +155,12 @@ fn close(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = io::copy(&mut (&mut stream).take(64 * 1024), &mut io::sink());
+}
+
+/// `text` with control characters escaped, for the log: a request cannot rewrite the
+/// terminal that shows it.
+fn printable(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 enum HeadError {
@@ -167,6 +216,7 @@ struct Request {
     method: String,
     target: String,
     range: Option<String>,
+    if_range: Option<String>,
 }
 
 /// The request line and the one header we use. `None` if malformed.
@@ -178,14 +228,16 @@ fn parse_head(head: &[u8]) -> Option<Request> {
     if parts.next().is_some() || method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
         return None;
     }
-    let mut range = None;
+    let (mut range, mut if_range) = (None, None);
     for line in lines.take_while(|l| !l.is_empty()) {
         let (name, value) = line.split_once(':')?;
         if name.eq_ignore_ascii_case("range") {
             range = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("if-range") {
+            if_range = Some(value.trim().to_string());
         }
     }
-    Some(Request { method: method.to_string(), target: target.to_string(), range })
+    Some(Request { method: method.to_string(), target: target.to_string(), range, if_range })
 }
 
 /// Answers one request; returns (status, body bytes sent, note for the log).
@@ -197,7 +249,7 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
             // CORS preflight (a cross-origin fetch with a non-simple Range header sends one).
             let extra = [
                 ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS".to_string()),
-                ("Access-Control-Allow-Headers", "Range".to_string()),
+                ("Access-Control-Allow-Headers", "Range, If-Range".to_string()),
                 ("Access-Control-Max-Age", "600".to_string()),
                 ("Content-Length", "0".to_string()),
             ];
@@ -210,16 +262,20 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
         }
     };
     let config = &state.config;
-    let Some((path, is_model)) = resolve(&request.target, &config.dist, &config.models) else {
+    let Some((mut path, is_model)) = resolve(&request.target, &config.dist, &config.models) else {
         let _ = send_error(stream, 400, "bad path", &[]);
         return (400, 0, String::new());
     };
+    let after_cut = config.faults.after_cut.as_ref().filter(|_| is_model && state.any_cut());
+    if let Some(AfterCut::Change(other)) = after_cut {
+        path = other.clone();
+    }
     let opened = File::open(&path).and_then(|f| {
         let meta = f.metadata()?;
         Ok((f, meta))
     });
-    let (mut file, total) = match opened {
-        Ok((f, meta)) if meta.is_file() => (f, meta.len()),
+    let (mut file, meta) = match opened {
+        Ok((f, meta)) if meta.is_file() => (f, meta),
         Ok(_) => {
             let _ = send_error(stream, 404, "not found", &[]);
             return (404, 0, String::new());
@@ -233,11 +289,18 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
             return (500, 0, format!(" ({e})"));
         }
     };
+    let total = meta.len();
+    let etag = etag(&meta);
 
-    let mut extra = vec![("Content-Type", content_type(&path).to_string())];
-    let (status, start, len) = match request.range.as_deref().map(|r| parse_range(r, total)) {
+    let mut extra = vec![("Content-Type", content_type(&path).to_string()), ("ETag", etag.clone())];
+    // `If-Range` with another validator: the file changed, so the whole new file (RFC 9110 §13.1.5).
+    let range = request.range.as_deref().filter(|_| request.if_range.as_ref().is_none_or(|v| *v == etag));
+    let range = range.filter(|_| after_cut != Some(&AfterCut::IgnoreRange));
+    let (status, start, len) = match range.map(|r| parse_range(r, total)) {
         None | Some(RangeSpec::Full) => (200, 0, total),
         Some(RangeSpec::Partial { start, end }) => {
+            let start =
+                if after_cut == Some(&AfterCut::WrongOffset) { start.saturating_sub(WRONG_OFFSET_BY) } else { start };
             extra.push(("Content-Range", format!("bytes {start}-{end}/{total}")));
             (206, start, end - start + 1)
         }
@@ -251,23 +314,60 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
         return (status, 0, String::new());
     }
 
-    // Fault injection: the first GET of a model gets a truncated body, then the socket is shut.
-    let cut = match config.cut_after {
-        Some(n) if is_model && !state.cut_done.swap(true, Ordering::SeqCst) => Some(n.min(len)),
-        _ => None,
-    };
-    let limit = cut.unwrap_or(len);
-    let result = file.seek(SeekFrom::Start(start)).and_then(|_| io::copy(&mut (&mut file).take(limit), stream));
-    match (result, cut) {
-        (Ok(sent), Some(_)) => {
+    // Fault injection: the body ends early at a pending cut offset, then the socket is shut.
+    let cut = if is_model { state.claim_cut(start, start + len) } else { None };
+    let limit = cut.map_or(len, |at| at - start);
+    let rate = config.faults.rate.filter(|_| is_model);
+    if let Err(e) = file.seek(SeekFrom::Start(start)) {
+        return (status, 0, format!(" (body not sent: {e})"));
+    }
+    match (copy_at(&mut (&mut file).take(limit), stream, rate), cut) {
+        ((sent, None), Some(at)) => {
             let _ = stream.flush();
             let _ = stream.shutdown(Shutdown::Both);
-            eprintln!("xtask serve: cut {} after {sent} bytes", request.target);
+            eprintln!("xtask serve: cut {} at byte {at} after {sent} bytes", printable(&request.target));
             (status, sent, " (cut)".into())
         }
-        (Ok(sent), None) => (status, sent, String::new()),
-        (Err(e), _) => (status, 0, format!(" (body not sent: {e})")),
+        ((sent, None), None) => (status, sent, String::new()),
+        ((sent, Some(e)), _) => (status, sent, format!(" (body ended early: {e})")),
     }
+}
+
+/// Copies `from` to `to`, at most `rate` bytes per second when given; returns the bytes sent
+/// and the error that ended it early, if one did.
+fn copy_at(from: &mut impl Read, to: &mut TcpStream, rate: Option<u64>) -> (u64, Option<io::Error>) {
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return (sent, None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (sent, Some(e)),
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            return (sent, Some(e));
+        }
+        sent += n as u64;
+        if let Some(rate) = rate.filter(|&r| r > 0) {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// A strong validator from the file's identity, size and modification time, as Apache makes
+/// it (the inode tells apart two files written within one tick of the file system's clock).
+fn etag(meta: &std::fs::Metadata) -> String {
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    format!("\"{inode:x}-{:x}-{:x}\"", modified.as_nanos(), meta.len())
 }
 
 /// Maps a request target to a file: `/models/<file>` into `models`, anything else into `dist`,
@@ -521,21 +621,23 @@ mod tests {
         std::fs::write(dist.join("index.html"), "<p>hi</p>").unwrap();
         std::fs::write(dir.join("secret"), "no").unwrap();
 
-        let config = Config { dist, models, cut_after: Some(7), quiet: true };
-        let server = Server::bind("127.0.0.1", 0, config).unwrap();
-        let addr = server.addr;
-        std::thread::spawn(move || server.run());
+        let faults = Faults { cut_at: vec![7, 50], ..Faults::default() };
+        let addr = start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true });
 
         let get = |path: &str, range: Option<&str>| {
             let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
             fetch(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{range}\r\n"))
         };
 
-        // First model GET is cut after 7 bytes, with the full Content-Length announced.
+        // First model GET is cut after 7 bytes, with the full Content-Length announced; the
+        // next one that reaches byte 50 is cut there.
         let (head, body) = get("/models/m.gguf", None);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("Content-Length: 100\r\n"), "{head}");
         assert_eq!(body, &data[..7]);
+        let (head, body) = get("/models/m.gguf", Some("bytes=10-"));
+        assert!(head.contains("Content-Range: bytes 10-99/100\r\n"), "{head}");
+        assert_eq!(body, &data[10..50]);
 
         // Then served normally: a resumed range request.
         let (head, body) = get("/models/m.gguf", Some("bytes=10-19"));
@@ -568,6 +670,81 @@ mod tests {
         assert!(fetch(addr, "garbage\r\n\r\n").0.starts_with("HTTP/1.1 400 "));
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD + 10));
         assert!(fetch(addr, &huge).0.starts_with("HTTP/1.1 431 "));
+
+        // If-Range: the range only while the validator is the file's current ETag.
+        let etag = header(&get("/models/m.gguf", None).0, "ETag");
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        let ranged = |if_range: &str| {
+            fetch(addr, &format!("GET /models/m.gguf HTTP/1.1\r\nRange: bytes=90-\r\nIf-Range: {if_range}\r\n\r\n"))
+        };
+        let (head, body) = ranged(&etag);
+        assert!(head.starts_with("HTTP/1.1 206 "), "{head}");
+        assert_eq!(body, &data[90..]);
+        let (head, body) = ranged("\"another\"");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert_eq!(body, data);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn start(config: Config) -> SocketAddr {
+        let server = Server::bind("127.0.0.1", 0, config).unwrap();
+        let addr = server.addr;
+        std::thread::spawn(move || server.run());
+        addr
+    }
+
+    fn header(head: &str, name: &str) -> String {
+        let line =
+            head.lines().find(|l| l.starts_with(&format!("{name}: "))).unwrap_or_else(|| panic!("no {name}: {head}"));
+        line[name.len() + 2..].to_string()
+    }
+
+    /// After a cut, each `--after-cut` fault answers a resume as it says.
+    #[test]
+    fn faults_after_a_cut() {
+        let dir = std::env::temp_dir().join(format!("xtask-serve-faults-{}", std::process::id()));
+        let (dist, models) = (dir.join("dist"), dir.join("models"));
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::create_dir_all(&models).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(models.join("m.gguf"), &data).unwrap();
+        let changed: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
+        std::fs::write(dir.join("changed.gguf"), &changed).unwrap();
+        let resume = |addr, if_range: &str| {
+            let if_range = if if_range.is_empty() { String::new() } else { format!("If-Range: {if_range}\r\n") };
+            fetch(addr, &format!("GET /models/m.gguf HTTP/1.1\r\nRange: bytes=100000-\r\n{if_range}\r\n"))
+        };
+        let server = |after_cut| {
+            let faults = Faults { cut_at: vec![1000], after_cut: Some(after_cut), rate: Some(1 << 30) };
+            let addr = start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true });
+            // Served normally until the first cut.
+            let (head, body) = resume(addr, "");
+            assert!(head.starts_with("HTTP/1.1 206 ") && body == data[100_000..], "{head}");
+            let (head, body) = fetch(addr, "GET /models/m.gguf HTTP/1.1\r\n\r\n");
+            assert_eq!(body, &data[..1000]);
+            (addr, header(&head, "ETag"))
+        };
+
+        let (addr, _) = server(AfterCut::IgnoreRange);
+        let (head, body) = resume(addr, "");
+        assert!(head.starts_with("HTTP/1.1 200 ") && body == data, "{head}");
+
+        let (addr, _) = server(AfterCut::WrongOffset);
+        let (head, body) = resume(addr, "");
+        let from = 100_000 - WRONG_OFFSET_BY;
+        assert!(head.contains(&format!("Content-Range: bytes {from}-199999/200000\r\n")), "{head}");
+        assert_eq!(body, &data[from as usize..]);
+
+        let (addr, etag) = server(AfterCut::Change(dir.join("changed.gguf")));
+        let (head, body) = resume(addr, &etag);
+        assert!(head.starts_with("HTTP/1.1 200 ") && body == changed, "{head}");
+        assert_ne!(header(&head, "ETag"), etag);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn log_lines_escape_control_characters() {
+        assert_eq!(printable("/a\x1b[2Jb\r\n\u{9b}"), "/a\\u{1b}[2Jb\\r\\n\\u{9b}");
+        assert_eq!(printable("/plain/ü"), "/plain/ü");
     }
 }

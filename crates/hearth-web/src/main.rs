@@ -12,6 +12,7 @@ mod bridge;
 mod markdown;
 mod panic;
 mod protocol;
+mod resume;
 mod store;
 mod worker;
 

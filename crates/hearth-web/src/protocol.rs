@@ -39,6 +39,49 @@ pub struct Catalog {
     pub models: Vec<CatalogEntry>,
 }
 
+/// Where a model comes from, as its id says. Models the catalog does not list have ids with
+/// a prefix no catalog id has ([`check_id`]), so a custom URL or a local file can never
+/// overwrite or shadow a catalog model in storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Catalog,
+    Url,
+    File,
+}
+
+impl Origin {
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Origin::Catalog => "",
+            Origin::Url => "url-",
+            Origin::File => "file-",
+        }
+    }
+
+    pub fn of(id: &str) -> Origin {
+        [Origin::Url, Origin::File].into_iter().find(|o| id.starts_with(o.prefix())).unwrap_or(Origin::Catalog)
+    }
+}
+
+/// Longest model id accepted.
+pub const MAX_ID: usize = 128;
+
+/// Checks a model id a request names: 1 to [`MAX_ID`] characters of `a-z 0-9 . _ -` (no `/`:
+/// chunk keys are `"<id>/<index>"`, and one id must not be a key prefix of another's chunks),
+/// in `origin`'s namespace.
+pub fn check_id(id: &str, origin: Origin) -> Result<(), String> {
+    let well_formed = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if !well_formed {
+        return Err(format!("{id:?} is not a model id (1 to {MAX_ID} of a-z, 0-9, '.', '_', '-')"));
+    }
+    if Origin::of(id) != origin {
+        return Err(format!("{id:?} is not in the {origin:?} models' namespace (ids starting {:?})", origin.prefix()));
+    }
+    Ok(())
+}
+
 /// What the adapter can do, for "does this model fit".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdapterSummary {
@@ -281,4 +324,32 @@ pub enum FromWorker {
     Notice {
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_ids_are_outside_the_custom_namespaces() {
+        let catalog: Catalog = serde_json::from_str(include_str!("../../../web/catalog.json")).unwrap();
+        assert!(!catalog.models.is_empty());
+        for m in &catalog.models {
+            check_id(&m.id, Origin::Catalog).unwrap();
+        }
+    }
+
+    #[test]
+    fn ids_name_their_namespace() {
+        assert_eq!(Origin::of("url-a.gguf-1234"), Origin::Url);
+        assert_eq!(Origin::of("file-a"), Origin::File);
+        assert_eq!(Origin::of("smollm2-135m-instruct-q4_1"), Origin::Catalog);
+        assert!(check_id("url-a", Origin::Catalog).is_err());
+        assert!(check_id("file-a", Origin::Url).is_err());
+        assert!(check_id("a", Origin::File).is_err());
+        for bad in ["", "a/b", "A", "a b", "ü", &"a".repeat(MAX_ID + 1)] {
+            assert!(check_id(bad, Origin::Catalog).is_err(), "{bad:?}");
+        }
+        check_id(&"a".repeat(MAX_ID), Origin::Catalog).unwrap();
+    }
 }

@@ -31,6 +31,13 @@ pub struct ModelMeta {
     pub url: String,
     /// Total bytes, once the server (or the file) said.
     pub size: Option<u64>,
+    /// `size` is the catalog's: a server file of another size is refused.
+    #[serde(default)]
+    pub size_pinned: bool,
+    /// The file's identity on the server as first seen (strong ETag or Last-Modified): sent
+    /// as `If-Range` on resume and compared with every later reply (`crate::resume`).
+    #[serde(default)]
+    pub validator: Option<String>,
     /// The published sha256 to match, if any.
     pub expected_sha256: Option<String>,
     /// sha256 of each stored chunk, in order: `chunk_sha.len()` chunks are stored.
@@ -48,6 +55,11 @@ impl ModelMeta {
     pub fn stored_bytes(&self) -> u64 {
         let full = self.chunk_sha.len() as u64 * CHUNK;
         self.size.map_or(full, |s| full.min(s))
+    }
+
+    /// What a resumed download knows before it asks.
+    pub fn known(&self) -> crate::resume::Known {
+        crate::resume::Known { size: self.size, pinned: self.size_pinned, validator: self.validator.clone() }
     }
 
     pub fn summary(&self) -> StoredModel {

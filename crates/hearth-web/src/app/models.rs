@@ -152,6 +152,13 @@ fn model_card(props: &CardProps) -> Html {
         _ => None,
     };
     let show_progress = matches!(props.status, ModelStatus::Downloading | ModelStatus::Loading | ModelStatus::Paused);
+    let unverified_note = match &props.stored {
+        Some(s) if s.complete && e.sha256.is_some() => {
+            "The stored file's sha256 is not the one the catalog publishes.".to_string()
+        }
+        _ if e.notes.is_empty() => "Size and checksum were not checked against a published source.".to_string(),
+        _ => e.notes.clone(),
+    };
     let license = if e.license_url.is_empty() {
         html! { <span>{ &e.license }</span> }
     } else {
@@ -162,9 +169,8 @@ fn model_card(props: &CardProps) -> Html {
             data-testid={tid("model-card")} data-state={props.status.name()} aria-label={e.name.clone()}>
             <div class="card-head">
                 <h2 class="card-title">{ &e.name }</h2>
-                if !e.verified {
-                    <span class="badge warn" title={if e.notes.is_empty() { "Size and checksum were not checked against a published source.".to_string() } else { e.notes.clone() }}
-                        tabindex="0">{ "unverified" }</span>
+                if !util::verified(e, props.stored.as_ref()) {
+                    <span class="badge warn" data-testid={tid("unverified")} title={unverified_note} tabindex="0">{ "unverified" }</span>
                 }
             </div>
             <dl class="facts">

@@ -865,12 +865,13 @@ mod tests {
     fn model_status_follows_events() {
         let mut s = loaded_state();
         let entry = util::custom_entry("https://x/y/a.gguf", "a.gguf", "");
+        let id = entry.id.clone();
         s.apply(Action::AddCustom { entry: entry.clone(), download: true });
-        assert_eq!(s.status("a"), ModelStatus::Downloading);
+        assert_eq!(s.status(&id), ModelStatus::Downloading);
         assert!(matches!(s.take_effects().as_slice(), [Effect::Send(ToWorker::Download { .. })]));
-        s.apply(Action::Worker(FromWorker::Paused { id: "a".into(), stored: 10, total: 100 }));
+        s.apply(Action::Worker(FromWorker::Paused { id: id.clone(), stored: 10, total: 100 }));
         let partial = StoredModel {
-            id: "a".into(),
+            id: id.clone(),
             name: "a.gguf".into(),
             url: entry.url.clone(),
             size: 100,
@@ -885,22 +886,22 @@ mod tests {
             usage: None,
             persisted: false,
         }));
-        assert_eq!(s.status("a"), ModelStatus::Paused);
-        s.apply(Action::Worker(FromWorker::Downloaded { id: "a".into() }));
+        assert_eq!(s.status(&id), ModelStatus::Paused);
+        s.apply(Action::Worker(FromWorker::Downloaded { id: id.clone() }));
         s.apply(Action::Worker(FromWorker::Stored {
             models: vec![StoredModel { stored: 100, complete: true, ..partial }],
             quota: None,
             usage: None,
             persisted: false,
         }));
-        assert_eq!(s.status("a"), ModelStatus::Stored);
+        assert_eq!(s.status(&id), ModelStatus::Stored);
         s.apply(Action::SetContext(Some(4096)));
-        s.apply(Action::Load("a".into()));
-        assert_eq!(s.status("a"), ModelStatus::Loading);
+        s.apply(Action::Load(id.clone()));
+        assert_eq!(s.status(&id), ModelStatus::Loading);
         assert_eq!(s.app_state(), "loading");
         assert!(s.take_effects().iter().any(|e| matches!(e, Effect::Send(ToWorker::Load { context: 4096, .. }))));
         s.apply(Action::Worker(FromWorker::Error { kind: ErrorKind::OutOfMemory, message: "oom".into(), id: None }));
-        assert_eq!(s.status("a"), ModelStatus::Stored);
+        assert_eq!(s.status(&id), ModelStatus::Stored);
         assert_eq!(s.banners.len(), 1);
     }
 

@@ -55,6 +55,7 @@ pub fn storage_page(StorageProps { state }: &StorageProps) -> Html {
             html! { <span class="badge">{ format!("partial · {pct:.0}%") }</span> }
         };
         let sha = m.sha256.as_deref().map(|s| s.chars().take(12).collect::<String>());
+        let verified = state.entry(&m.id).is_some_and(|e| util::verified(&e, Some(m)));
         html! {
             <tr data-testid={format!("storage-row-{}", m.id)} key={m.id.clone()}>
                 <th scope="row">
@@ -64,8 +65,8 @@ pub fn storage_page(StorageProps { state }: &StorageProps) -> Html {
                 <td>{ if m.complete { util::bytes(m.size) } else { format!("{} / {}", util::bytes(m.stored), util::bytes(m.size)) } }</td>
                 <td>{ status }</td>
                 <td>
-                    if m.verified { <span class="badge ok">{ "verified" }</span> }
-                    else { <span class="badge warn" title="No published checksum to compare with">{ "unverified" }</span> }
+                    if verified { <span class="badge ok">{ "verified" }</span> }
+                    else { <span class="badge warn" title="Its sha256 does not equal a checksum the catalog publishes">{ "unverified" }</span> }
                 </td>
                 <td class="mono" title={m.sha256.clone().unwrap_or_default()}>{ sha.map(|s| format!("{s}…")).unwrap_or_else(|| "—".into()) }</td>
                 <td class="actions">

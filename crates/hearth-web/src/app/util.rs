@@ -1,7 +1,9 @@
 //! Pure helpers for the UI: sizes, times, "does it fit", custom entries. No web calls, so
 //! they are tested natively.
 
-use crate::protocol::{AdapterSummary, CatalogEntry};
+use sha2::Digest;
+
+use crate::protocol::{AdapterSummary, CatalogEntry, Origin, StoredModel, MAX_ID};
 
 /// Decimal units, as download sizes are usually quoted: "98 MB", "1.06 GB".
 pub fn bytes(n: u64) -> String {
@@ -167,11 +169,22 @@ fn quant_in(name: &str) -> Option<String> {
     None
 }
 
-/// An entry for a model the catalog does not list (a URL or a local file): nothing verified.
+/// An entry for a model the catalog does not list (a URL, or a local file when `url` is
+/// empty): nothing verified. Its id is in the URL or file namespace ([`Origin`]); a URL's id
+/// also carries a hash of the whole URL, so two files of one name at two addresses stay apart.
 pub fn custom_entry(url: &str, file_name: &str, notes: &str) -> CatalogEntry {
     let name = file_name.strip_suffix(".gguf").unwrap_or(file_name).to_string();
+    let mut slug = id_from_name(file_name);
+    slug.truncate(MAX_ID - 20); // ASCII; room for the prefix and the hash
+    let id = if url.is_empty() {
+        format!("{}{slug}", Origin::File.prefix())
+    } else {
+        let hash = sha2::Sha256::digest(url.as_bytes());
+        let tag: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}{slug}-{tag}", Origin::Url.prefix())
+    };
     CatalogEntry {
-        id: id_from_name(file_name),
+        id,
         name: if name.is_empty() { "Custom model".into() } else { name },
         url: url.to_string(),
         size: None,
@@ -186,6 +199,19 @@ pub fn custom_entry(url: &str, file_name: &str, notes: &str) -> CatalogEntry {
         default_context: 2048,
         verified: false,
         notes: notes.to_string(),
+    }
+}
+
+/// Whether a card or a storage row may say "verified". Once stored, only when the stored
+/// bytes' sha256 is exactly the one the catalog publishes now (a catalog that changed its
+/// file, or a custom model, is not); before, the catalog's word on its published file.
+pub fn verified(entry: &CatalogEntry, stored: Option<&StoredModel>) -> bool {
+    match stored {
+        Some(s) if s.complete => {
+            s.sha256.is_some()
+                && s.sha256.as_deref().map(str::to_lowercase) == entry.sha256.as_deref().map(str::to_lowercase)
+        }
+        _ => entry.verified && entry.sha256.is_some(),
     }
 }
 
@@ -241,10 +267,57 @@ mod tests {
         assert_eq!(id_from_name("my model (1).gguf"), "my-model-1");
         assert_eq!(id_from_name(""), "custom-model");
         let e = custom_entry(url, "SmolLM2-360M-Instruct.Q8_0.gguf", "");
+        assert!(e.id.starts_with("url-smollm2-360m-instruct.q8_0-"), "{}", e.id);
         assert_eq!(e.quant, "Q8_0");
         assert_eq!(e.gpu_memory, 0);
         assert!(!e.verified && e.sha256.is_none() && e.size.is_none());
         assert_eq!(e.default_context, 2048);
+    }
+
+    #[test]
+    fn custom_ids_never_meet_catalog_ids() {
+        // A URL or a file named exactly like a catalog model gets an id of its own namespace.
+        let catalog = "smollm2-135m-instruct-q4_1";
+        let url =
+            custom_entry("https://example.com/smollm2-135m-instruct-q4_1.gguf", "smollm2-135m-instruct-q4_1.gguf", "");
+        let file = custom_entry("", "smollm2-135m-instruct-q4_1.gguf", "");
+        assert_eq!(file.id, format!("file-{catalog}"));
+        crate::protocol::check_id(&url.id, Origin::Url).unwrap();
+        crate::protocol::check_id(&file.id, Origin::File).unwrap();
+        // One file name at two addresses: two models.
+        let other = custom_entry(
+            "https://mirror.example/smollm2-135m-instruct-q4_1.gguf",
+            "smollm2-135m-instruct-q4_1.gguf",
+            "",
+        );
+        assert_ne!(url.id, other.id);
+        // Long names still make valid ids.
+        let long = custom_entry("https://x/y", &format!("{}.gguf", "a".repeat(300)), "");
+        crate::protocol::check_id(&long.id, Origin::Url).unwrap();
+    }
+
+    #[test]
+    fn verified_means_the_stored_bytes_are_the_catalogs() {
+        let mut e = custom_entry("u", "m.gguf", "");
+        e.sha256 = Some("ab".repeat(32));
+        e.verified = true;
+        let stored = |sha: Option<String>, complete| StoredModel {
+            id: e.id.clone(),
+            name: "m".into(),
+            url: "u".into(),
+            size: 1,
+            stored: 1,
+            complete,
+            sha256: sha,
+            verified: true,
+        };
+        assert!(verified(&e, None));
+        assert!(verified(&e, Some(&stored(Some("AB".repeat(32)), true))));
+        assert!(!verified(&e, Some(&stored(Some("cd".repeat(32)), true))), "the catalog's file changed");
+        assert!(!verified(&e, Some(&stored(None, true))));
+        e.sha256 = None;
+        assert!(!verified(&e, Some(&stored(Some("ab".repeat(32)), true))), "nothing published to match");
+        assert!(!verified(&e, None));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use super::source::hex;
 use super::{now_ms, post, scope};
 use crate::protocol::{CatalogEntry, ErrorKind, FromWorker, Phase};
+use crate::resume;
 use crate::store::{ModelMeta, Store, StoreError, CHUNK};
 
 /// Why a download stopped.
@@ -103,23 +104,32 @@ async fn check_room(remaining: u64) -> Result<(), DownloadError> {
     Ok(())
 }
 
-/// Where a download resumes: the record as stored, or a new one.
+/// Where a download resumes: the record as stored, or a new one, stored (so the Storage page
+/// lists it, with its Delete button, while it downloads). A stored partial download of
+/// another file (the catalog's address or checksum changed since) is dropped, not resumed.
 pub async fn start_meta(store: &Store, entry: &CatalogEntry) -> Result<ModelMeta, DownloadError> {
-    Ok(match store.meta(&entry.id).await? {
-        Some(m) => m,
-        None => ModelMeta {
-            id: entry.id.clone(),
-            name: entry.name.clone(),
-            url: entry.url.clone(),
-            size: entry.size,
-            expected_sha256: entry.sha256.clone().map(|s| s.to_lowercase()),
-            chunk_sha: Vec::new(),
-            complete: false,
-            sha256: None,
-            verified: false,
-            default_context: entry.default_context,
-        },
-    })
+    let expected_sha256 = entry.sha256.as_ref().map(|s| s.to_lowercase());
+    match store.meta(&entry.id).await? {
+        Some(m) if m.complete || (m.url == entry.url && m.expected_sha256 == expected_sha256) => return Ok(m),
+        Some(_) => store.delete_chunks(&entry.id, 0).await?,
+        None => {}
+    }
+    let meta = ModelMeta {
+        id: entry.id.clone(),
+        name: entry.name.clone(),
+        url: entry.url.clone(),
+        size: entry.size,
+        size_pinned: entry.size.is_some(),
+        validator: None,
+        expected_sha256,
+        chunk_sha: Vec::new(),
+        complete: false,
+        sha256: None,
+        verified: false,
+        default_context: entry.default_context,
+    };
+    store.put_meta(&meta).await?;
+    Ok(meta)
 }
 
 /// Appends bytes to the model chunk by chunk.
@@ -130,8 +140,21 @@ struct ChunkWriter<'a> {
 }
 
 impl ChunkWriter<'_> {
-    fn stored(&self) -> u64 {
+    /// Bytes stored plus those held for the next chunk.
+    fn received(&self) -> u64 {
         self.meta.chunk_sha.len() as u64 * CHUNK + self.buf.len() as u64
+    }
+
+    /// Drops every byte stored or held, to start the file again from byte 0.
+    async fn restart(&mut self) -> Result<(), DownloadError> {
+        self.buf.clear();
+        if !self.meta.chunk_sha.is_empty() {
+            // The record first: it never counts a chunk that is gone.
+            self.meta.chunk_sha.clear();
+            self.store.put_meta(&self.meta).await?;
+            self.store.delete_chunks(&self.meta.id, 0).await?;
+        }
+        Ok(())
     }
 
     async fn push(&mut self, mut bytes: &[u8]) -> Result<(), DownloadError> {
@@ -182,115 +205,191 @@ async fn read_stream(
         }
         let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|e| DownloadError::Network(js_err(e)))?;
         let bytes = js_sys::Uint8Array::new(&value).to_vec();
-        if writer.stored() + bytes.len() as u64 > total {
+        if writer.received() + bytes.len() as u64 > total {
             return Err(DownloadError::Corrupt(format!(
                 "the server sent more than the {total} bytes it announced; not keeping it"
             )));
         }
         writer.push(&bytes).await?;
-        progress.report(writer.stored(), total, false);
+        progress.report(writer.received(), total, false);
     }
 }
 
-/// GET `url`, with a `Range` header if given.
-async fn fetch(url: &str, range: Option<String>) -> Result<web_sys::Response, DownloadError> {
+/// A response, and the switch that stops its transfer.
+struct Fetched {
+    response: web_sys::Response,
+    abort: web_sys::AbortController,
+}
+
+impl Fetched {
+    /// Stops the transfer (the connection is dropped), e.g. for a body not to be stored.
+    fn discard(&self) {
+        self.abort.abort();
+    }
+}
+
+/// GET `url`, with a `Range` header if given, and `If-Range` if given.
+async fn fetch(url: &str, range: Option<String>, if_range: Option<&str>) -> Result<Fetched, DownloadError> {
     let net = |e: JsValue| DownloadError::Network(js_err(e));
     let init = web_sys::RequestInit::new();
     let headers = web_sys::Headers::new().map_err(net)?;
     if let Some(range) = range {
         headers.set("Range", &range).map_err(net)?;
+        if let Some(v) = if_range {
+            headers.set("If-Range", v).map_err(net)?;
+        }
     }
     init.set_headers(&headers);
     // The bytes are checked by sha256 and stored by us: the HTTP cache would only double them.
     init.set_cache(web_sys::RequestCache::NoStore);
+    // Cancelling the body's reader alone does not stop Chromium fetching the rest.
+    let abort = web_sys::AbortController::new().map_err(net)?;
+    init.set_signal(Some(&abort.signal()));
     let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
     let response = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await.map_err(net)?;
-    Ok(response.unchecked_into())
+    Ok(Fetched { response: response.unchecked_into(), abort })
 }
 
-/// One attempt: fetch from the first missing chunk to the end.
-async fn fetch_rest(store: &Store, meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
-    let offset = meta.chunk_sha.len() as u64 * CHUNK;
-    let response = fetch(&meta.url, (offset > 0).then(|| format!("bytes={offset}-"))).await?;
-    let status = response.status();
+/// How one attempt ended, short of an error.
+enum Attempt {
+    /// The response ended (early or not); what came is in the writer.
+    Received,
+    /// The file on the server is not the one partly stored: what was stored is deleted.
+    Changed,
+}
+
+/// One attempt: ask for the bytes after those received so far (the stored chunks and the
+/// partial chunk the writer holds), and keep the answer only where [`resume::next`] says it
+/// continues them.
+async fn fetch_rest(
+    writer: &mut ChunkWriter<'_>,
+    cancel: &Cell<bool>,
+    send_if_range: bool,
+) -> Result<Attempt, DownloadError> {
+    let known = writer.meta.known();
+    let Some(offset) = resume::request_from(writer.received(), &known) else {
+        return Ok(Attempt::Received); // every byte is here: verify, ask nothing
+    };
+    let if_range = known.validator.as_deref().filter(|_| send_if_range);
+    let fetched = fetch(&writer.meta.url, (offset > 0).then(|| format!("bytes={offset}-")), if_range).await?;
+    let response = &fetched.response;
     let header = |name: &str| response.headers().get(name).ok().flatten();
-    let (start, total) = match status {
-        206 => {
-            // "bytes a-b/total"
-            let range = header("Content-Range").unwrap_or_default();
-            let parsed = range.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(|(span, total)| {
-                Some((span.split_once('-')?.0.parse::<u64>().ok()?, total.parse::<u64>().ok()?))
-            });
-            parsed.ok_or_else(|| DownloadError::Http(format!("the server sent a bad Content-Range {range:?}")))?
-        }
-        200 => {
-            let len = header("Content-Length").and_then(|v| v.parse::<u64>().ok());
-            (
-                0,
-                len.or(meta.size)
-                    .ok_or_else(|| DownloadError::Http("the server did not say how large the model is".into()))?,
-            )
-        }
-        416 if offset > 0 && meta.size == Some(offset) => (offset, offset),
-        _ => {
-            return Err(DownloadError::Http(format!(
+    let (content_range, etag, last_modified) = (header("Content-Range"), header("ETag"), header("Last-Modified"));
+    let reply = resume::Reply {
+        status: response.status(),
+        content_range: content_range.as_deref(),
+        content_length: header("Content-Length").and_then(|v| v.parse().ok()),
+        etag: etag.as_deref(),
+        last_modified: last_modified.as_deref(),
+    };
+    let next = resume::next(offset, &known, &reply).map_err(|refusal| {
+        fetched.discard();
+        match refusal {
+            resume::Refusal::Status(status) => DownloadError::Http(format!(
                 "the server answered {status} {} for {}: check the address",
                 response.status_text(),
-                meta.url
-            )))
+                writer.meta.url
+            )),
+            resume::Refusal::SizeMismatch { .. } => DownloadError::Corrupt(refusal.to_string()),
+            other => DownloadError::Http(other.to_string()),
+        }
+    })?;
+    let meta = &mut writer.meta;
+    let total = match next {
+        resume::Next::Complete => {
+            fetched.discard();
+            return Ok(Attempt::Received);
+        }
+        resume::Next::Changed => {
+            fetched.discard();
+            writer.restart().await?;
+            writer.meta.validator = None;
+            if !writer.meta.size_pinned {
+                writer.meta.size = None;
+            }
+            writer.store.put_meta(&writer.meta).await?;
+            return Ok(Attempt::Changed);
+        }
+        resume::Next::Restart { total } => {
+            meta.validator = resume::validator(reply.etag, reply.last_modified);
+            writer.restart().await?;
+            total
+        }
+        resume::Next::Append { total } => {
+            if meta.validator.is_none() {
+                meta.validator = resume::validator(reply.etag, reply.last_modified);
+            }
+            total
         }
     };
-    let mut meta = meta;
-    if start != offset {
-        // The server ignored the Range (a plain 200): start over rather than mix files.
-        store.delete_chunks(&meta.id, 0).await?;
-        meta.chunk_sha.clear();
+    writer.meta.size = Some(total);
+    writer.store.put_meta(&writer.meta).await?;
+    if let Err(e) = check_room(total - writer.received()).await {
+        fetched.discard();
+        return Err(e);
     }
-    if let Some(expected) = meta.size.filter(|&s| s != total) {
-        return Err(DownloadError::Corrupt(format!(
-            "the server's file is {total} bytes but the catalog says {expected}: not downloading a different file"
-        )));
-    }
-    meta.size = Some(total);
-    check_room(total - meta.chunk_sha.len() as u64 * CHUNK).await?;
     let Some(body) = response.body() else {
-        return Ok(meta);
+        return Ok(Attempt::Received);
     };
-    let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
-    let mut progress = Progress::new(&writer.meta.id, Phase::Downloading, writer.stored());
-    let read = read_stream(body, &mut writer, total, cancel, &mut progress).await;
-    // A whole chunk is kept even when the stream broke; a partial one only at the very end.
-    if read.is_ok() && writer.stored() == total {
+    let mut progress = Progress::new(&writer.meta.id, Phase::Downloading, writer.received());
+    let read = read_stream(body, writer, total, cancel, &mut progress).await;
+    if read.is_err() {
+        fetched.discard();
+    }
+    // The last, partial chunk is stored once the file is whole; a partial chunk of a broken
+    // stream stays in the writer for the next attempt to complete.
+    if read.is_ok() && writer.received() == total {
         writer.flush().await?;
     }
-    progress.report(writer.stored(), total, true);
-    read.map(|_| writer.meta)
+    progress.report(writer.received(), total, true);
+    read.map(|_| Attempt::Received)
 }
 
-/// Downloads (or resumes) `entry`, retrying a broken connection a few times with backoff,
-/// then verifies it. Returns the complete record.
-pub async fn download(store: &Store, entry: &CatalogEntry, cancel: Rc<Cell<bool>>) -> Result<ModelMeta, DownloadError> {
-    let mut meta = start_meta(store, entry).await?;
+/// Downloads (or resumes) the model of `meta` (from [`start_meta`]), retrying a broken connection with backoff (reset whenever
+/// an attempt got something), then verifies it. Returns the complete record.
+pub async fn download(store: &Store, meta: ModelMeta, cancel: Rc<Cell<bool>>) -> Result<ModelMeta, DownloadError> {
     if meta.complete {
         return Ok(meta);
     }
-    store.put_meta(&meta).await?;
+    let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
     let mut delay_ms = 500;
     let mut attempts = 0;
+    let mut restarts = 0;
+    // `If-Range` is not a CORS-safelisted header: a CDN that refuses it in the preflight fails
+    // the fetch itself. Then resume without it; the validator is still compared by hand.
+    let mut send_if_range = true;
     loop {
-        let before = meta.chunk_sha.len();
-        let msg = match fetch_rest(store, meta.clone(), &cancel).await {
-            Ok(m) if m.size.is_some_and(|s| m.stored_bytes() >= s) => {
-                meta = m;
-                break;
+        let before = writer.received();
+        let msg = match fetch_rest(&mut writer, &cancel, send_if_range).await {
+            Ok(Attempt::Received) if writer.meta.size.is_some_and(|s| writer.meta.stored_bytes() >= s) => break,
+            Ok(Attempt::Received) => "the server closed the connection early".to_string(),
+            Ok(Attempt::Changed) => {
+                restarts += 1;
+                if restarts > 2 {
+                    return Err(DownloadError::Http(
+                        "the file on the server keeps changing while it downloads; try again later".into(),
+                    ));
+                }
+                post(&FromWorker::Notice {
+                    message: format!(
+                        "{} changed on the server; downloading it again from the start.",
+                        writer.meta.name
+                    ),
+                });
+                continue;
             }
-            Ok(_) => "the server closed the connection early".to_string(),
             Err(DownloadError::Network(msg)) => msg,
             Err(e) => return Err(e),
         };
-        // Take what was stored this attempt (it is in `store`, not in `meta`).
-        meta = store.meta(&entry.id).await?.unwrap_or(meta);
-        attempts = if meta.chunk_sha.len() > before { 0 } else { attempts + 1 };
+        if writer.received() > before {
+            attempts = 0;
+            delay_ms = 500;
+        } else {
+            attempts += 1;
+            if writer.meta.validator.is_some() && writer.received() > 0 {
+                send_if_range = false;
+            }
+        }
         if cancel.get() {
             return Err(DownloadError::Cancelled);
         }
@@ -298,12 +397,12 @@ pub async fn download(store: &Store, entry: &CatalogEntry, cancel: Rc<Cell<bool>
             return Err(DownloadError::Network(msg));
         }
         post(&FromWorker::Notice {
-            message: format!("The connection broke ({msg}); resuming from {} MB.", meta.stored_bytes() >> 20),
+            message: format!("The connection broke ({msg}); resuming from {} MB.", writer.received() >> 20),
         });
         gloo_timers::future::TimeoutFuture::new(delay_ms).await;
         delay_ms = (delay_ms * 2).min(8000);
     }
-    verify(store, meta).await
+    verify(store, writer.meta, &cancel).await
 }
 
 /// Imports a local file through the same chunk writer; no Range needed, and no published
@@ -315,14 +414,17 @@ pub async fn import_file(
     file: web_sys::File,
     cancel: Rc<Cell<bool>>,
 ) -> Result<ModelMeta, DownloadError> {
-    store.delete_chunks(id, 0).await?;
     let total = file.size() as u64;
-    check_room(total).await?;
+    // Room first: a file that cannot fit must not cost the copy already stored under this id.
+    let replaced = store.meta(id).await?.map_or(0, |m| m.stored_bytes());
+    check_room(total.saturating_sub(replaced)).await?;
     let meta = ModelMeta {
         id: id.to_string(),
         name: name.to_string(),
         url: format!("file:{name}"),
         size: Some(total),
+        size_pinned: true,
+        validator: None,
         expected_sha256: None,
         chunk_sha: Vec::new(),
         complete: false,
@@ -330,23 +432,29 @@ pub async fn import_file(
         verified: false,
         default_context: 2048,
     };
+    // The new record first: a copy already stored under this id is never marked complete
+    // while its chunks go.
     store.put_meta(&meta).await?;
+    store.delete_chunks(id, 0).await?;
     let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
     let mut progress = Progress::new(id, Phase::Downloading, 0);
     read_stream(file.stream(), &mut writer, total, &cancel, &mut progress).await?;
     writer.flush().await?;
-    progress.report(writer.stored(), total, true);
-    verify(store, writer.meta).await
+    progress.report(writer.received(), total, true);
+    verify(store, writer.meta, &cancel).await
 }
 
 /// Reads every stored chunk back, checks it against its own hash and the whole file against
 /// the published sha256, and marks the model complete. A mismatch deletes the bytes.
-async fn verify(store: &Store, mut meta: ModelMeta) -> Result<ModelMeta, DownloadError> {
+async fn verify(store: &Store, mut meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
     let total = meta.size.unwrap_or(0);
     let mut progress = Progress::new(&meta.id, Phase::Verifying, 0);
     let mut file = Sha256::new();
     let mut done = 0u64;
     for (index, expected) in meta.chunk_sha.iter().enumerate() {
+        if cancel.get() {
+            return Err(DownloadError::Cancelled);
+        }
         let bytes = store.chunk(&meta.id, index).await?.unwrap_or_default();
         if hex(&Sha256::digest(&bytes)) != *expected {
             store.delete_chunks(&meta.id, index).await?;
@@ -389,8 +497,11 @@ pub async fn refetch_chunk(store: &Store, meta: &ModelMeta, index: usize) -> Res
     if start >= end {
         return Err(DownloadError::Corrupt(format!("piece {index} lies past the end of a {total}-byte model")));
     }
-    let response = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1))).await?;
+    // No If-Range: the piece's recorded sha256 decides, and a cross-origin preflight is saved.
+    let fetched = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1)), None).await?;
+    let response = &fetched.response;
     if response.status() != 206 {
+        fetched.discard();
         return Err(DownloadError::Http(format!(
             "re-fetching a damaged piece: the server answered {}",
             response.status()

@@ -17,7 +17,7 @@ use hearth_gpu::{Gpu, GpuOptions};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::protocol::{AdapterSummary, ErrorKind, FromWorker, ToWorker};
+use crate::protocol::{check_id, AdapterSummary, ErrorKind, FromWorker, Origin, ToWorker};
 use crate::store::Store;
 use download::DownloadError;
 use session::{LoadError, Session};
@@ -105,18 +105,35 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         ToWorker::ListStored => list_stored(&st).await,
         ToWorker::Download { entry } => {
             let Some(store) = st.store() else { return no_store() };
-            let cancel = track(&st, &entry.id);
-            let result = download::download(&store, &entry, cancel).await;
+            // A catalog id, or a custom URL's (never verified, so never published-checksummed).
+            let origin = if entry.sha256.is_some() { Origin::Catalog } else { Origin::of(&entry.id) };
+            if let Err(e) = check_id(&entry.id, origin).and_then(|()| match origin {
+                Origin::File => Err("a local file is imported, not downloaded".into()),
+                _ => Ok(()),
+            }) {
+                return error(ErrorKind::Other, format!("refused download: {e}"), Some(&entry.id));
+            }
+            let Some(cancel) = track(&st, &entry.id) else { return };
+            let result = match download::start_meta(&store, &entry).await {
+                Ok(meta) => {
+                    list_stored(&st).await;
+                    download::download(&store, meta, cancel).await
+                }
+                Err(e) => Err(e),
+            };
             st.downloads.borrow_mut().remove(&entry.id);
             finish_download(&store, &entry.id, result).await;
             list_stored(&st).await;
         }
         ToWorker::ImportFile { id, name } => {
             let Some(store) = st.store() else { return no_store() };
+            if let Err(e) = check_id(&id, Origin::File) {
+                return error(ErrorKind::Other, format!("refused import: {e}"), Some(&id));
+            }
             let Some(file) = file else {
                 return error(ErrorKind::Other, "no file came with the import request", Some(&id));
             };
-            let cancel = track(&st, &id);
+            let Some(cancel) = track(&st, &id) else { return };
             let result = download::import_file(&store, &id, &name, file, cancel).await;
             st.downloads.borrow_mut().remove(&id);
             finish_download(&store, &id, result).await;
@@ -124,6 +141,15 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         }
         ToWorker::Delete { id } => {
             let Some(store) = st.store() else { return no_store() };
+            // Stop its download first and wait for it to let go: a chunk written after the
+            // delete would bring back a partial record.
+            let cancel = st.downloads.borrow().get(&id).cloned();
+            if let Some(flag) = cancel {
+                flag.set(true);
+                while st.downloads.borrow().contains_key(&id) {
+                    gloo_timers::future::TimeoutFuture::new(20).await;
+                }
+            }
             if st.session.borrow().as_ref().is_some_and(|s| s.info.id == id) {
                 *st.session.borrow_mut() = None;
             }
@@ -170,10 +196,16 @@ fn no_store() {
     error(ErrorKind::Other, "storage is not open yet", None);
 }
 
-fn track(st: &State, id: &str) -> Rc<Cell<bool>> {
+/// Registers a download's cancel flag; `None` (and nothing done) if `id` is downloading
+/// already: two writers of one model's chunks would interleave.
+fn track(st: &State, id: &str) -> Option<Rc<Cell<bool>>> {
+    let mut downloads = st.downloads.borrow_mut();
+    if downloads.contains_key(id) {
+        return None;
+    }
     let flag = Rc::new(Cell::new(false));
-    st.downloads.borrow_mut().insert(id.to_string(), flag.clone());
-    flag
+    downloads.insert(id.to_string(), flag.clone());
+    Some(flag)
 }
 
 async fn finish_download(store: &Store, id: &str, result: Result<crate::store::ModelMeta, DownloadError>) {
