@@ -7,7 +7,7 @@
 //   HEARTH_E2E_OUT    where screenshots and logs go
 // Each test drives the UI only through its data-testid hooks, like a person would.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -434,6 +434,95 @@ const metrics = {};
       timeout: 60000,
     });
     await page.evaluate(() => document.querySelectorAll('[data-testid="error-banner"] button').forEach((b) => b.click()));
+    await loadModel(page, 512);
+    const { failures } = await askFirstOracle(page);
+    if (failures.length) throw new Error(failures.join("\n"));
+  });
+  /// Starts a long reply, waits for its first words, then runs `kill` in the page; the page
+  /// must notice within `within` ms, keep the words marked as interrupted, start a fresh
+  /// engine worker, and load and chat again without a reload.
+  async function killDuringReply(kill, within, name) {
+    if ((await page.locator("div[data-app-state]").getAttribute("data-app-state")) !== "chat") await loadModel(page, 512);
+    await greedySettings(page, 200);
+    await byId(page, "new-chat").click();
+    await byId(page, "composer").fill("Write a long story about a lighthouse keeper and a storm.");
+    await byId(page, "composer").press("Enter");
+    const streaming = '[data-testid="message"][data-role="assistant"][data-state="streaming"]';
+    await page.waitForFunction((sel) => document.querySelector(sel)?.innerText.trim().length > 0, streaming, {
+      timeout: 120000,
+      polling: 100,
+    });
+    const t0 = Date.now();
+    await page.evaluate(kill);
+    await page.waitForFunction(() => document.querySelector('[data-testid="error-banner"][data-kind="engine_restarted"]'), null, {
+      timeout: within,
+      polling: 100,
+    });
+    log(`${name}: noticed and restarted after ${Date.now() - t0} ms`);
+    await shot(page, `12-${name}`);
+    await dismissBanners(page);
+    await appState(page, ["ready"], 120000);
+    // Loading opens the chat on the conversation that was interrupted.
+    await loadModel(page, 512);
+    const kept = page.locator('[data-testid="message"][data-role="assistant"][data-state="interrupted"]');
+    await kept.waitFor({ timeout: 10000 });
+    if (!(await kept.innerText()).includes("Interrupted")) throw new Error("the interrupted reply is not marked");
+    const { failures } = await askFirstOracle(page);
+    if (failures.length) throw new Error(failures.join("\n"));
+  }
+
+  await test("a worker panic during a reply: noticed, the reply kept as interrupted, a fresh worker chats", async () => {
+    await killDuringReply(() => window.__hearthWorker.postMessage({ msg: { type: "Panic" } }), 15000, "panic");
+  });
+
+  await test("worker.terminate() during a reply: the heartbeat notices (30 s without an answer), a fresh worker chats", async () => {
+    await killDuringReply(() => window.__hearthWorker.terminate(), 45000, "terminate");
+  });
+
+  await test("hostile model files: a message within 30 s each, then SmolLM2 loads and chats without a reload", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hearth-e2e-hostile-"));
+    try {
+      // [kind, the worker's message names it, it shows at load (else at the first reply)]
+      for (const [kind, says, atLoad] of [
+        ["long-token", /tokenizer\.ggml\.tokens\[1000\]/, true],
+        ["nested-loops", /instructions/, false],
+      ]) {
+        const file = join(dir, `${kind}.gguf`);
+        execFileSync(XTASK, ["hostile-gguf", kind, file], { stdio: "inherit" });
+        await openModels(page);
+        await byId(page, "local-file").setInputFiles(file);
+        const id = `file-${kind}`;
+        await page.waitForFunction(
+          (id) => document.querySelector(`[data-testid="model-card-${id}"]`)?.getAttribute("data-state") === "stored",
+          id,
+          { timeout: 300000, polling: 250 },
+        );
+        let t0 = Date.now();
+        await byId(page, `load-${id}`).click();
+        if (!atLoad) {
+          await appState(page, ["chat"], 300000);
+          await byId(page, "new-chat").click();
+          await byId(page, "composer").fill("hi");
+          t0 = Date.now();
+          await byId(page, "composer").press("Enter");
+        }
+        const banner = await page.waitForFunction(
+          () => {
+            const b = document.querySelector('[data-testid="error-banner"]');
+            return b && b.getAttribute("data-kind") !== "network" ? b.textContent : null;
+          },
+          null,
+          { timeout: 30000, polling: 100 },
+        );
+        const text = await banner.jsonValue();
+        log(`${kind}: "${text.slice(0, 160)}" after ${Date.now() - t0} ms`);
+        if (!says.test(text)) throw new Error(`${kind}: the message does not say what is wrong: ${text}`);
+        await shot(page, `13-hostile-${kind}`);
+        await dismissBanners(page);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     await loadModel(page, 512);
     const { failures } = await askFirstOracle(page);
     if (failures.length) throw new Error(failures.join("\n"));

@@ -58,7 +58,13 @@ fn run() -> Result<()> {
             )
         }
         Some("serve") => serve_task(&args[1..]),
-        _ => bail!("usage: cargo xtask (fetch-model | test [-- extra cargo test args] | e2e | chat | serve [options, see serve --help])"),
+        Some("hostile-gguf") => match &args[1..] {
+            [kind, out] => hostile_gguf(kind, Path::new(out)),
+            _ => bail!("usage: cargo xtask hostile-gguf (nested-loops | long-token) OUT.gguf"),
+        },
+        _ => bail!(
+            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | e2e | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
+        ),
     }
 }
 
@@ -195,7 +201,7 @@ fn test(extra: &[String]) -> Result<()> {
 /// The browser tests: see the module comment.
 fn e2e() -> Result<()> {
     system_packages()?;
-    build_web()?;
+    let dist = build_web(Build::Tests)?;
     let root = workspace_root();
     let dir = root.join("tests").join("e2e");
     // `npm ci` installs exactly the locked playwright-core (no browser download: the tests
@@ -210,7 +216,7 @@ fn e2e() -> Result<()> {
         .arg(dir.join("run.mjs"))
         .current_dir(&dir)
         .env("HEARTH_XTASK", std::env::current_exe()?)
-        .env("HEARTH_DIST", root.join("dist"))
+        .env("HEARTH_DIST", dist)
         .env("HEARTH_MODELS", cache_dir()?.join("models"))
         .env("HEARTH_TESTDATA", testdata)
         .env("HEARTH_E2E_OUT", &out)
@@ -222,9 +228,19 @@ fn e2e() -> Result<()> {
     Ok(())
 }
 
+/// Which build of the web app.
+#[derive(Clone, Copy, PartialEq)]
+enum Build {
+    /// What people get: `<workspace>/dist`.
+    Release,
+    /// With the `test-hooks` feature (`window.__hearthWorker`, the worker's test requests),
+    /// for the browser tests: `target/dist-test`, never served by `cargo xtask serve`.
+    Tests,
+}
+
 /// Makes sure the web tool chain is installed (idempotently, as `.ci/run` does), fetches the
-/// model, and builds the web app into `<workspace>/dist` with `trunk build --release`.
-fn build_web() -> Result<()> {
+/// model, and builds the web app with `trunk build --release`; returns where it went.
+fn build_web(build: Build) -> Result<PathBuf> {
     if !output_has("rustup", &["target", "list", "--installed"], |out| {
         out.lines().any(|l| l.trim() == "wasm32-unknown-unknown")
     }) {
@@ -247,7 +263,17 @@ fn build_web() -> Result<()> {
             root.join("Trunk.toml").display()
         );
     }
-    run_tool_in("trunk", &["build", "--release"], &root)
+    let dist = match build {
+        Build::Release => root.join("dist"),
+        Build::Tests => root.join("target").join("dist-test"),
+    };
+    let dist_arg = dist.to_str().context("the workspace path is not UTF-8")?;
+    let mut args = vec!["build", "--release", "--dist", dist_arg];
+    if build == Build::Tests {
+        args.extend(["--features", "test-hooks"]);
+    }
+    run_tool_in("trunk", &args, &root)?;
+    Ok(dist)
 }
 
 /// Whether `program args` runs, succeeds, and its stdout passes `check`.
@@ -272,6 +298,33 @@ fn run_tool_in(program: &str, args: &[&str], dir: &Path) -> Result<()> {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Writes a hostile variant of the test model (the issue-10 crafted files) for the browser
+/// tests: `nested-loops`, a chat template of 10^10 iterations; `long-token`, a vocabulary
+/// token of 100,000 spaces. Everything else is the real model's.
+fn hostile_gguf(kind: &str, out: &Path) -> Result<()> {
+    use hearth_gguf::Value;
+    let model = fetch_model()?;
+    let src = hearth_gguf::FileSource::open(&model).with_context(|| format!("opening {}", model.display()))?;
+    let set = match kind {
+        "nested-loops" => {
+            let template = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+            ("tokenizer.chat_template", Value::String(template.into()))
+        }
+        "long-token" => {
+            let index = hearth_gguf::read_index(&src)?;
+            let Some(Value::Array(ty, tokens)) = index.get("tokenizer.ggml.tokens") else {
+                bail!("{} has no tokenizer.ggml.tokens", model.display())
+            };
+            let mut tokens = tokens.clone();
+            tokens[1000] = Value::String(" ".repeat(100_000));
+            ("tokenizer.ggml.tokens", Value::Array(*ty, tokens))
+        }
+        _ => bail!("hostile-gguf: unknown kind {kind:?} (nested-loops, long-token)"),
+    };
+    let bytes = hearth_gguf::with_metadata(&src, &[set])?;
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))
 }
 
 fn serve_task(args: &[String]) -> Result<()> {
@@ -332,7 +385,7 @@ fn serve_task(args: &[String]) -> Result<()> {
         None => cache_dir()?.join("models"),
     };
     if build {
-        build_web()?;
+        build_web(Build::Release)?;
     }
     if !dist.is_dir() {
         bail!("{} is not a folder: build the web app first (drop --no-build) or pass --dist", dist.display());

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use hearth_gguf::{read_index, write_header, FileSource, ReadAt, TensorSpec, Value as GgufValue};
+use hearth_gguf::{read_index, FileSource, Value as GgufValue};
 use hearth_testdata::{model_path, testdata};
 use serde_json::Value;
 
@@ -283,20 +283,7 @@ fn bad_input_gives_one_clear_line() {
 /// A copy of `src` with metadata `key` set to `value`: the header rewritten, every tensor's
 /// bytes copied to its new place.
 fn with_metadata(src: &std::path::Path, dst: &std::path::Path, key: &str, value: GgufValue) {
-    let file = FileSource::open(src).unwrap();
-    let index = read_index(&file).unwrap();
-    let mut metadata: Vec<(&str, GgufValue)> =
-        index.metadata.iter().filter(|(k, _)| *k != key).map(|(k, v)| (k.as_str(), v.clone())).collect();
-    metadata.push((key, value));
-    let specs: Vec<TensorSpec> =
-        index.tensors.iter().map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty }).collect();
-    let header = write_header(&metadata, &specs);
-    let mut bytes = header.bytes.clone();
-    bytes.resize(header.file_len as usize, 0);
-    for (t, &(offset, len)) in index.tensors.iter().zip(&header.tensors) {
-        let at = offset as usize;
-        file.read_exact_at(t.offset, &mut bytes[at..at + len as usize]).unwrap();
-    }
+    let bytes = hearth_gguf::with_metadata(&FileSource::open(src).unwrap(), &[(key, value)]).unwrap();
     std::fs::write(dst, bytes).unwrap();
 }
 

@@ -24,4 +24,4 @@ pub use source::{
 };
 pub use tensor_type::TensorType;
 pub use value::{Value, ValueType};
-pub use writer::{write_header, Header, TensorSpec};
+pub use writer::{with_metadata, write_header, Header, TensorSpec};

@@ -1,8 +1,9 @@
 //! Writing the GGUF header: metadata and tensor index, with tensor data offsets laid out
 //! back to back at the alignment. Used to describe models that exist only procedurally
-//! (`hearth bench --synthetic`) and by tests; tensor bytes are the caller's business.
+//! (`hearth bench --synthetic`) and by tests; tensor bytes are the caller's business, except
+//! in [`with_metadata`], which copies a real model with some metadata changed.
 
-use crate::{TensorType, Value, DEFAULT_ALIGNMENT};
+use crate::{read_index, ReadAt, ReadError, TensorType, Value, DEFAULT_ALIGNMENT};
 
 /// A tensor to lay out: name, ggml dims (innermost first), type.
 pub struct TensorSpec {
@@ -84,10 +85,52 @@ fn put_value(b: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// The GGUF read from `src` with each `(key, value)` of `set` replacing that key (or added),
+/// its tensors copied unchanged: how tests make hostile variants of a real model.
+pub fn with_metadata<R: ReadAt + ?Sized>(src: &R, set: &[(&str, Value)]) -> Result<Vec<u8>, ReadError> {
+    let index = read_index(src)?;
+    let mut metadata: Vec<(&str, Value)> = index
+        .metadata
+        .iter()
+        .filter(|(k, _)| set.iter().all(|(key, _)| key != k))
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    metadata.extend(set.iter().map(|(k, v)| (*k, v.clone())));
+    let specs: Vec<TensorSpec> =
+        index.tensors.iter().map(|t| TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty }).collect();
+    let header = write_header(&metadata, &specs);
+    let mut bytes = header.bytes;
+    bytes.resize(header.file_len as usize, 0);
+    for (t, &(offset, len)) in index.tensors.iter().zip(&header.tensors) {
+        src.read_exact_at(t.offset, &mut bytes[offset as usize..(offset + len) as usize])?;
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{parse_index, Parse, ValueType};
+
+    #[test]
+    fn metadata_is_replaced_and_tensors_copied() {
+        let specs = [TensorSpec { name: "w".into(), dims: vec![32, 2], ty: TensorType::Q8_0 }];
+        let h = write_header(&[("a", Value::U64(1)), ("b", Value::U64(2))], &specs);
+        let mut file = h.bytes.clone();
+        file.resize(h.file_len as usize, 0);
+        let (at, len) = h.tensors[0];
+        for (i, b) in file[at as usize..(at + len) as usize].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let long = Value::String("x".repeat(5000));
+        let out = with_metadata(&file[..], &[("b", long.clone()), ("c", Value::Bool(true))]).unwrap();
+        let Parse::Complete(index) = parse_index(&out, Some(out.len() as u64)).unwrap() else { panic!("incomplete") };
+        assert_eq!(index.get_u64("a").unwrap(), 1);
+        assert_eq!(index.get("b"), Some(&long));
+        assert!(index.get_bool("c").unwrap());
+        let w = index.tensor("w").unwrap();
+        assert_eq!(out[w.offset as usize..(w.offset + w.n_bytes) as usize], file[at as usize..(at + len) as usize]);
+    }
 
     #[test]
     fn written_headers_parse_back() {

@@ -1,15 +1,15 @@
 //! No panic reaches the user as a frozen page: the hook reports it where it can be seen. In
-//! the worker it becomes an `Error` message (the UI restarts the worker); on the page it
-//! becomes a banner asking for a reload, since a panicked wasm instance cannot go on.
+//! the worker it becomes a `Panicked` message (the page starts a fresh worker); on the page
+//! it becomes a banner asking for a reload, since a panicked wasm instance cannot go on.
 
-use crate::protocol::{ErrorKind, FromWorker};
+use crate::protocol::FromWorker;
 
 pub fn install(in_worker: bool) {
     std::panic::set_hook(Box::new(move |info| {
         let message = format!("Hearth hit an internal error: {info}");
         web_sys::console::error_1(&message.clone().into());
         if in_worker {
-            crate::worker::post(&FromWorker::Error { kind: ErrorKind::Other, message, id: None });
+            crate::worker::post(&FromWorker::Panicked { message });
         } else {
             show_banner(&message);
         }

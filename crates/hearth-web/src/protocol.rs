@@ -141,6 +141,27 @@ impl Default for Sampling {
     }
 }
 
+impl Sampling {
+    /// The engine's parameters, or why these settings are refused. The worker checks them
+    /// itself: the page's form checks can be skipped (stored settings, other pages).
+    pub fn params(&self, seed: u64) -> Result<hearth_model::SamplingParams, String> {
+        if self.max_tokens == 0 {
+            return Err("max tokens must be at least 1".into());
+        }
+        let params = hearth_model::SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k as usize,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed,
+            ..hearth_model::SamplingParams::default()
+        };
+        params.validate()?;
+        Ok(params)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -191,9 +212,17 @@ pub enum ToWorker {
     },
     /// Stop generating; the reply so far stands.
     Stop,
+    /// Are you alive? Answered with `Pong` straight from the message handler, busy or not.
+    Ping {
+        seq: u32,
+    },
     /// Destroys the GPU device, as a driver reset would: the end-to-end tests use it to
-    /// check that a lost device is reported and the worker re-initializes.
+    /// check that a lost device is reported and the worker re-initializes. Test builds only.
+    #[cfg(feature = "test-hooks")]
     SimulateDeviceLoss,
+    /// Panics in the worker, for the tests of the page's recovery. Test builds only.
+    #[cfg(feature = "test-hooks")]
+    Panic,
 }
 
 /// What the worker is doing, for progress bars.
@@ -225,6 +254,8 @@ pub enum ErrorKind {
     BadModel,
     /// The conversation does not fit the context.
     ContextFull,
+    /// The engine worker died and the page started a fresh one.
+    EngineRestarted,
     Other,
 }
 
@@ -324,6 +355,15 @@ pub enum FromWorker {
     Notice {
         message: String,
     },
+    /// The answer to `Ping`.
+    Pong {
+        seq: u32,
+    },
+    /// The worker's wasm panicked (its panic hook's message): it cannot go on, and the page
+    /// starts a fresh one.
+    Panicked {
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -337,6 +377,39 @@ mod tests {
         for m in &catalog.models {
             check_id(&m.id, Origin::Catalog).unwrap();
         }
+    }
+
+    #[test]
+    fn the_worker_refuses_sampling_settings_with_no_meaning() {
+        let ok = Sampling::default();
+        assert_eq!(ok.params(7).unwrap().seed, 7);
+        let bad = [
+            Sampling { temperature: -0.5, ..ok },
+            Sampling { temperature: f32::NAN, ..ok },
+            Sampling { temperature: f32::INFINITY, ..ok },
+            Sampling { top_p: 1.5, ..ok },
+            Sampling { top_p: f32::NAN, ..ok },
+            Sampling { min_p: -0.1, ..ok },
+            Sampling { repeat_penalty: 0.0, ..ok },
+            Sampling { repeat_penalty: f32::NAN, ..ok },
+            Sampling { max_tokens: 0, ..ok },
+        ];
+        for s in bad {
+            assert!(s.params(0).is_err(), "{s:?}");
+        }
+        assert!(Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..ok }.params(0).is_ok());
+    }
+
+    /// The hooks the browser tests use are refused by the builds people get.
+    #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn release_builds_refuse_test_hooks() {
+        for hook in ["SimulateDeviceLoss", "Panic"] {
+            let msg = serde_json::json!({ "type": hook });
+            assert!(serde_json::from_value::<ToWorker>(msg).is_err(), "{hook}");
+        }
+        let ping = serde_json::json!({ "type": "Ping", "seq": 3 });
+        assert_eq!(serde_json::from_value::<ToWorker>(ping).unwrap(), ToWorker::Ping { seq: 3 });
     }
 
     #[test]

@@ -238,7 +238,8 @@ fn message_list(props: &ListProps) -> Html {
                     .map(|t| AttrValue::from(t.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
                 html! {
                     <MessageView key={i} index={i} role={m.role} content={AttrValue::from(m.content.clone())}
-                        tokens={tokens} streaming={false} editable={m.role == Role::User && !props.busy} />
+                        tokens={tokens} streaming={false} editable={m.role == Role::User && !props.busy}
+                        interrupted={c.is_interrupted(i)} />
                 }
             })
             .collect::<Html>()
@@ -268,7 +269,7 @@ fn message_list(props: &ListProps) -> Html {
                 { messages.unwrap_or_default() }
                 if let Some(text) = &props.streaming {
                     <MessageView key="streaming" index={count} role={Role::Assistant} content={text.clone()}
-                        tokens={None::<AttrValue>} streaming={true} editable={false} />
+                        tokens={None::<AttrValue>} streaming={true} editable={false} interrupted={false} />
                 }
             </div>
         </div>
@@ -284,6 +285,8 @@ struct MessageProps {
     tokens: Option<AttrValue>,
     streaming: bool,
     editable: bool,
+    /// Cut short because the engine worker died.
+    interrupted: bool,
 }
 
 #[function_component(MessageView)]
@@ -330,7 +333,11 @@ fn message_view(props: &MessageProps) -> Html {
         })
     };
     let role = if is_user { "user" } else { "assistant" };
-    let state = if props.streaming { "streaming" } else { "done" };
+    let state = match (props.streaming, props.interrupted) {
+        (true, _) => "streaming",
+        (false, true) => "interrupted",
+        (false, false) => "done",
+    };
 
     if let Some(draft) = (*editing).clone() {
         let on_input = {
@@ -389,6 +396,11 @@ fn message_view(props: &MessageProps) -> Html {
                         </div>
                     }
                 </div>
+                if props.interrupted {
+                    <p class="muted small interrupted-note" data-testid="interrupted">
+                        { "Interrupted: the engine stopped while writing this reply." }
+                    </p>
+                }
                 if !props.streaming {
                     <div class="message-tools">
                         <button type="button" class="tool" data-testid="copy-message" aria-label="Copy message" onclick={copy_message}>

@@ -37,6 +37,20 @@ impl PartialEq for Ctx {
     }
 }
 
+/// Starts the engine worker (replacing and terminating any old one).
+fn start_worker(ctx: &Ctx) {
+    // The old worker goes first: two workers would both write the model store.
+    ctx.bridge.borrow_mut().take();
+    let (on_event, on_death) = (ctx.dispatch.clone(), ctx.dispatch.clone());
+    match WorkerBridge::spawn(
+        move |ev| on_event.dispatch(Action::Worker(ev)),
+        move |why| on_death.dispatch(Action::WorkerDied(why)),
+    ) {
+        Ok(b) => *ctx.bridge.borrow_mut() = Some(b),
+        Err(e) => ctx.dispatch.dispatch(Action::WorkerFailed(e)),
+    }
+}
+
 fn run_effect(effect: Effect, ctx: &Ctx) {
     match effect {
         Effect::Send(msg) => {
@@ -63,6 +77,7 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
                 }
             });
         }
+        Effect::RestartWorker => start_worker(ctx),
         Effect::ExpireNotice(seq) => {
             let d = ctx.dispatch.clone();
             gloo_timers::callback::Timeout::new(4_000, move || d.dispatch(Action::DismissNotice(seq))).forget();
@@ -80,11 +95,7 @@ pub fn app() -> Html {
     {
         let ctx = ctx.clone();
         use_effect_with((), move |_| {
-            let d = ctx.dispatch.clone();
-            match WorkerBridge::spawn(move |ev| d.dispatch(Action::Worker(ev))) {
-                Ok(b) => *ctx.bridge.borrow_mut() = Some(b),
-                Err(e) => ctx.dispatch.dispatch(Action::WorkerFailed(e)),
-            }
+            start_worker(&ctx);
             let d = ctx.dispatch.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 d.dispatch(Action::Catalog(web::fetch_catalog().await));

@@ -30,17 +30,24 @@ pub struct Conversation {
     /// for replies from before the ids were kept).
     #[serde(default)]
     pub tokens: Vec<Option<Vec<u32>>>,
+    /// Indices of replies cut short because the engine worker died.
+    #[serde(default)]
+    pub interrupted: Vec<usize>,
 }
 
 impl Conversation {
     fn truncate(&mut self, len: usize) {
         self.messages.truncate(len);
         self.tokens.truncate(len);
+        self.interrupted.retain(|&i| i < len);
     }
     fn push(&mut self, message: ChatMessage, tokens: Option<Vec<u32>>) {
         self.tokens.resize(self.messages.len(), None);
         self.messages.push(message);
         self.tokens.push(tokens);
+    }
+    pub fn is_interrupted(&self, index: usize) -> bool {
+        self.interrupted.contains(&index)
     }
 }
 
@@ -149,6 +156,8 @@ pub enum Effect {
     DeleteConversation(String),
     /// Dismiss the notice with this seq after a few seconds.
     ExpireNotice(u64),
+    /// Replace the engine worker (it died): terminate it, start a fresh one.
+    RestartWorker,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +226,8 @@ pub enum Action {
     Worker(FromWorker),
     /// The worker could not even be started.
     WorkerFailed(String),
+    /// The engine worker died (why): see `bridge::WorkerBridge::spawn`.
+    WorkerDied(String),
     Catalog(Result<Vec<CatalogEntry>, String>),
     History(Vec<Conversation>),
     SetTheme(Theme),
@@ -386,6 +397,18 @@ impl State {
                 self.boot = Boot::Ready;
                 self.banner(ErrorKind::Other, msg);
             }
+            Action::WorkerDied(why) => {
+                // What the old worker held is gone: its model, its downloads (they resume from
+                // storage), the reply it was writing (kept as far as it got, marked).
+                self.interrupt_generation();
+                self.loaded = None;
+                self.loading = None;
+                self.downloading.clear();
+                self.progress.clear();
+                self.boot = Boot::Booting;
+                self.effect(Effect::RestartWorker);
+                self.banner(ErrorKind::EngineRestarted, format!("The engine stopped ({why})."));
+            }
             Action::Catalog(Ok(models)) => self.catalog = CatalogState::Ready(Rc::new(models)),
             Action::Catalog(Err(e)) => self.catalog = CatalogState::Failed(e),
             Action::History(mut convs) => {
@@ -463,6 +486,7 @@ impl State {
                             messages: Vec::new(),
                             model: String::new(),
                             tokens: Vec::new(),
+                            interrupted: Vec::new(),
                         };
                         self.conversations.insert(0, Rc::new(conv));
                         self.current = Some(id.clone());
@@ -560,6 +584,23 @@ impl State {
     }
 
     /// Ends the reply in progress: its text joins the conversation (if there is any text).
+    /// Ends the reply in progress as far as it got, marked as interrupted.
+    fn interrupt_generation(&mut self) {
+        let Some(g) = &self.generation else { return };
+        let (conversation, kept) = (g.conversation.clone(), !g.text.is_empty());
+        let now = self.conversation().map(|c| c.updated).unwrap_or(0.0);
+        self.finish_generation(None, now);
+        if !kept {
+            return;
+        }
+        if let Some(pos) = self.conversations.iter().position(|c| c.id == conversation) {
+            let conv = Rc::make_mut(&mut self.conversations[pos]);
+            conv.interrupted.push(conv.messages.len() - 1);
+            let saved = conv.clone();
+            self.effect(Effect::SaveConversation(saved));
+        }
+    }
+
     fn finish_generation(&mut self, tokens: Option<Vec<u32>>, now: f64) {
         let Some(g) = self.generation.take() else { return };
         if g.text.is_empty() && tokens.as_ref().is_none_or(|t| t.is_empty()) {
@@ -645,6 +686,9 @@ impl State {
             }
             FromWorker::Error { kind, message, id } => self.on_error(kind, message, id),
             FromWorker::Notice { message } => self.notify(message),
+            // The bridge answers these itself (heartbeat, restart); never forwarded.
+            FromWorker::Pong { .. } => {}
+            FromWorker::Panicked { message } => self.apply(Action::WorkerDied(message)),
         }
     }
 
@@ -678,7 +722,7 @@ impl State {
                 }
                 self.send(ToWorker::ListStored);
             }
-            ErrorKind::ContextFull | ErrorKind::Other => self.finish_generation(None, 0.0),
+            ErrorKind::ContextFull | ErrorKind::EngineRestarted | ErrorKind::Other => self.finish_generation(None, 0.0),
         }
         self.banner(kind, message);
     }
@@ -700,6 +744,9 @@ pub fn error_advice(kind: ErrorKind) -> &'static str {
         ErrorKind::ContextFull => {
             "The conversation no longer fits the context: start a new chat or load a longer context."
         }
+        ErrorKind::EngineRestarted => {
+            "Hearth restarted its engine: load the model again. A reply it was writing is kept as far as it got."
+        }
         ErrorKind::Other => "Something went wrong.",
     }
 }
@@ -714,6 +761,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Corrupt => "corrupt",
         ErrorKind::BadModel => "bad_model",
         ErrorKind::ContextFull => "context_full",
+        ErrorKind::EngineRestarted => "engine_restarted",
         ErrorKind::Other => "other",
     }
 }
@@ -845,6 +893,36 @@ mod tests {
         s.apply(Action::Worker(FromWorker::Done { stats: stats(vec![4]) }));
         s.apply(Action::EditResend { index: 1, text: "x".into(), now: 5.0 });
         assert!(s.generation.is_none());
+    }
+
+    #[test]
+    fn a_dead_worker_is_replaced_and_its_partial_reply_kept_marked() {
+        let mut s = loaded_state();
+        s.apply(Action::Send { text: "q".into(), now: 1.0 });
+        s.apply(Action::Worker(FromWorker::Token { text: "half a".into() }));
+        s.apply(Action::Download(util::custom_entry("https://x/a.gguf", "a.gguf", "")));
+        s.take_effects();
+        s.apply(Action::WorkerDied("it stopped answering for 30 s".into()));
+        let conv = s.conversation().unwrap();
+        assert_eq!(conv.messages[1].content, "half a");
+        assert!(conv.is_interrupted(1) && !conv.is_interrupted(0));
+        assert!(s.generation.is_none(), "the composer is free again");
+        assert!(s.loaded.is_none() && s.loading.is_none() && s.downloading.is_empty());
+        assert_eq!(s.app_state(), "booting");
+        let effects = s.take_effects();
+        assert!(effects.contains(&Effect::RestartWorker));
+        assert!(effects.iter().any(|e| matches!(e, Effect::SaveConversation(c) if c.is_interrupted(1))));
+        assert_eq!(s.banners.last().map(|b| b.kind), Some(ErrorKind::EngineRestarted));
+        // The fresh worker boots, and the page asks it to open the GPU and storage again.
+        s.apply(Action::Worker(FromWorker::Booted));
+        assert_eq!(s.take_effects(), vec![Effect::Send(ToWorker::Init)]);
+        // A panic report is the same death.
+        let mut s = loaded_state();
+        s.apply(Action::Send { text: "q".into(), now: 1.0 });
+        s.take_effects();
+        s.apply(Action::Worker(FromWorker::Panicked { message: "boom".into() }));
+        assert_eq!(s.conversation().unwrap().messages.len(), 1, "an empty reply is not kept");
+        assert!(s.take_effects().contains(&Effect::RestartWorker));
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub fn start() {
         let file = js_sys::Reflect::get(&data, &"file".into()).ok().and_then(|f| f.dyn_into::<web_sys::File>().ok());
         match serde_wasm_bindgen::from_value::<ToWorker>(msg) {
             Ok(ToWorker::Stop) => state().stop.set(true),
+            // Straight from the handler: the page's heartbeat sees a worker that is alive even
+            // while it generates or downloads (those yield at every readback and chunk).
+            Ok(ToWorker::Ping { seq }) => post(&FromWorker::Pong { seq }),
+            #[cfg(feature = "test-hooks")]
+            Ok(ToWorker::Panic) => panic!("a panic asked for by a test"),
             Ok(ToWorker::Cancel { id }) => {
                 if let Some(flag) = state().downloads.borrow().get(&id) {
                     flag.set(true);
@@ -160,12 +165,11 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         }
         ToWorker::Load { id, context } => load(&st, &id, context).await,
         ToWorker::Generate { messages, sampling } => {
-            if st.busy.replace(true) {
+            let Some(busy) = Busy::take(&st) else {
                 return error(ErrorKind::Other, "still busy with the previous request; press Stop first", None);
-            }
+            };
             let taken = st.session.borrow_mut().take();
             let Some(mut session) = taken else {
-                st.busy.set(false);
                 return error(ErrorKind::Other, "no model is loaded: load one from the Models page", None);
             };
             st.stop.set(false);
@@ -175,20 +179,38 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
                     error(kind, message, None);
                     if kind == ErrorKind::DeviceLost {
                         // The model's buffers died with the device: open a new one.
-                        st.busy.set(false);
+                        drop(busy);
                         return reinit(&st).await;
                     }
                 }
             }
             *st.session.borrow_mut() = Some(session);
-            st.busy.set(false);
         }
+        #[cfg(feature = "test-hooks")]
         ToWorker::SimulateDeviceLoss => {
             if let Some(gpu) = st.gpu() {
                 gpu.device.destroy();
             }
         }
-        ToWorker::Stop | ToWorker::Cancel { .. } => {}
+        #[cfg(feature = "test-hooks")]
+        ToWorker::Panic => {}
+        ToWorker::Stop | ToWorker::Cancel { .. } | ToWorker::Ping { .. } => {}
+    }
+}
+
+/// The worker's busy flag, held for one load or one reply and cleared however that ends.
+struct Busy(Rc<State>);
+
+impl Busy {
+    /// `None` if the worker is busy already.
+    fn take(st: &Rc<State>) -> Option<Busy> {
+        (!st.busy.replace(true)).then(|| Busy(st.clone()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.set(false);
     }
 }
 
@@ -339,11 +361,11 @@ async fn reinit(st: &Rc<State>) {
 }
 
 async fn load(st: &Rc<State>, id: &str, context: u32) {
-    if st.busy.replace(true) {
+    let Some(busy) = Busy::take(st) else {
         return error(ErrorKind::Other, "busy: wait for the current reply or press Stop", Some(id));
-    }
+    };
     let result = load_inner(st, id, context).await;
-    st.busy.set(false);
+    drop(busy);
     match result {
         Ok(session) => {
             post(&FromWorker::Loaded { info: session.info.clone() });

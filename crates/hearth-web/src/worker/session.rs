@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hearth_gpu::{Gpu, GpuEngine, GpuError};
 use hearth_model::chat::{reusable_prefix, ChatFormat, Fitted};
-use hearth_model::{generate_async, Config, GenerateParams, ModelError, SamplingParams, StopReason};
+use hearth_model::{generate_async, Config, GenerateParams, ModelError, StopReason};
 use hearth_tokenizer::template::{DateTime, Message};
 use hearth_tokenizer::Tokenizer;
 
@@ -126,6 +126,9 @@ impl Session {
         sampling: &Sampling,
         stop: &Cell<bool>,
     ) -> Result<GenStats, (ErrorKind, String)> {
+        let seed = sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64);
+        let params =
+            sampling.params(seed).map_err(|e| (ErrorKind::Other, format!("sampling settings refused: {e}")))?;
         let msgs: Vec<Message> = messages
             .iter()
             .map(|m| {
@@ -157,15 +160,6 @@ impl Session {
         self.engine.truncate_cache(common);
         self.cached.truncate(common);
 
-        let params = SamplingParams {
-            temperature: sampling.temperature.max(0.0),
-            top_k: sampling.top_k as usize,
-            top_p: sampling.top_p,
-            min_p: sampling.min_p,
-            repeat_penalty: sampling.repeat_penalty,
-            seed: sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64),
-            ..SamplingParams::default()
-        };
         let kind = |e: &ModelError| match e {
             ModelError::Backend(m) if m.contains("lost") => ErrorKind::DeviceLost,
             _ => ErrorKind::Other,
