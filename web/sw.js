@@ -4,13 +4,14 @@
 // copy refreshed), so a new build is never hidden behind an old one; offline, the last copy
 // is served. Model files are not touched: they live in IndexedDB, written by the engine
 // worker, and a service-worker copy would only double them.
-const CACHE = "hearth-shell-v1";
+const CACHE = "hearth-shell-v2";
 const SHELL = [
   "./",
   "index.html",
   "hearth-web.js",
   "hearth-web_bg.wasm",
   "worker.js",
+  "register-sw.js",
   "style.css",
   "catalog.json",
   "icon.svg",

@@ -10,6 +10,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -97,6 +98,13 @@ async function openBrowser(name) {
     executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium",
     args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 800 },
+  });
+  // Content-Security-Policy violations, for the policy test.
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`),
+    );
   });
   // Main-thread long tasks, for the responsiveness test.
   await context.addInitScript(() => {
@@ -791,6 +799,53 @@ const metrics = {};
     }
   });
   await b.close();
+}
+
+// 14: the Content-Security-Policy holds while a model comes from a second origin (a model
+// server on this machine: http://localhost, where the app is http://127.0.0.1) and chats.
+{
+  const app = await startServer();
+  const models = await startServer();
+  const b = await openBrowser("csp");
+  const { page } = b;
+  await test("Content-Security-Policy: no violation while downloading from a second origin and chatting", async () => {
+    const response = await page.goto(app.url);
+    const header = response.headers()["content-security-policy"] || "";
+    if (!/script-src 'self' 'wasm-unsafe-eval' 'sha256-/.test(header)) throw new Error(`no policy header: ${header}`);
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    const url = `http://localhost:${new URL(models.url).port}/models/SmolLM2-135M-Instruct.Q4_1.gguf`;
+    const id = `url-smollm2-135m-instruct.q4_1-${createHash("sha256").update(url).digest("hex").slice(0, 8)}`;
+    await byId(page, "custom-url").fill(url);
+    await byId(page, "custom-url-add").click();
+    await page.waitForFunction(
+      (id) => document.querySelector(`[data-testid="model-card-${id}"]`)?.getAttribute("data-state") === "stored",
+      id,
+      { timeout: 300000, polling: 250 },
+    );
+    if (!models.requests.some((l) => l.startsWith("GET /models/"))) throw new Error("the model did not come from the second origin");
+    const select = byId(page, "context-select");
+    if (await select.count()) await select.first().selectOption("512").catch(() => {});
+    await byId(page, `load-${id}`).click();
+    await appState(page, ["chat"], 300000);
+    const { failures } = await askFirstOracle(page);
+    if (failures.length) throw new Error(failures.join("\n"));
+    const seen = await page.evaluate(() => window.__csp);
+    if (seen.length) throw new Error("policy violations:\n" + seen.join("\n"));
+    // The policy is enforced, not merely present: an injected inline script is refused.
+    const ran = await page.evaluate(async () => {
+      const s = document.createElement("script");
+      s.textContent = "window.__injected = true";
+      document.head.append(s);
+      await new Promise((r) => setTimeout(r, 100));
+      return { ran: window.__injected === true, reported: window.__csp.length };
+    });
+    // (One report per copy of the policy: the header and the <meta>.)
+    if (ran.ran || ran.reported < 1) throw new Error(`an injected inline script was not refused: ${JSON.stringify(ran)}`);
+  });
+  await b.close();
+  await app.stop();
+  await models.stop();
 }
 
 // 13: a browser with no WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter

@@ -16,6 +16,7 @@
 //!   `/models/` over HTTP with byte ranges and CORS. Flags: `cargo xtask serve --help`; the
 //!   server and its fault injection (`--cut-at`, `--after-cut`) are in `serve.rs`.
 
+mod csp;
 mod serve;
 
 use std::io::Write as _;
@@ -273,6 +274,9 @@ fn build_web(build: Build) -> Result<PathBuf> {
         args.extend(["--features", "test-hooks"]);
     }
     run_tool_in("trunk", &args, &root)?;
+    let index = dist.join("index.html");
+    let html = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+    std::fs::write(&index, csp::apply(&html)?).with_context(|| format!("writing {}", index.display()))?;
     Ok(dist)
 }
 
@@ -393,7 +397,7 @@ fn serve_task(args: &[String]) -> Result<()> {
     if !models.is_dir() && !quiet {
         eprintln!("xtask serve: {} does not exist yet; /models/ will answer 404", models.display());
     }
-    let config = serve::Config { dist, models, faults, quiet };
+    let config = serve::Config { dist, models, faults, quiet, max_connections: serve::MAX_CONNECTIONS };
     let server = serve::Server::bind(&host, port, config)?;
     let shown_host = if host.contains(':') { format!("[{host}]") } else { host };
     let mut stdout = std::io::stdout().lock();

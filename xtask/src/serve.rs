@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// How long a connection may stay silent (and a write may block) before it is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const EXPOSED: &str = "Content-Length, Content-Range, Accept-Ranges, ETag";
+/// Connections served at once; more are answered 503 at once (each holds a thread).
+pub const MAX_CONNECTIONS: usize = 64;
 /// How far before the asked offset a `--after-cut wrong-offset` server starts its answer.
 pub const WRONG_OFFSET_BY: u64 = 65536;
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub models: PathBuf,
     pub faults: Faults,
     pub quiet: bool,
+    /// At most this many connections at once ([`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
 }
 
 /// Faults injected into model responses (`/models/`), for tests.
@@ -70,6 +74,8 @@ pub struct Server {
 
 struct State {
     config: Config,
+    /// Connections being served now.
+    open: AtomicUsize,
     /// One flag per `faults.cut_at` offset: that cut has been made.
     cut_done: Vec<AtomicBool>,
 }
@@ -93,7 +99,7 @@ impl Server {
         let listener = TcpListener::bind((host, port)).with_context(|| format!("listening on {host}:{port}"))?;
         let addr = listener.local_addr()?;
         let cut_done = config.faults.cut_at.iter().map(|_| AtomicBool::new(false)).collect();
-        Ok(Server { listener, addr, state: Arc::new(State { config, cut_done }) })
+        Ok(Server { listener, addr, state: Arc::new(State { config, open: AtomicUsize::new(0), cut_done }) })
     }
 
     /// Accepts connections forever, one thread each.
@@ -106,10 +112,21 @@ impl Server {
                     continue;
                 }
             };
+            if self.state.open.fetch_add(1, Ordering::SeqCst) >= self.state.config.max_connections {
+                self.state.open.fetch_sub(1, Ordering::SeqCst);
+                let mut stream = stream;
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = send_error(&mut stream, 503, "too many connections", &[("Retry-After", "1".into())]);
+                let _ = stream.shutdown(Shutdown::Both);
+                continue;
+            }
             let state = Arc::clone(&self.state);
             std::thread::Builder::new()
                 .name("xtask-serve-conn".into())
-                .spawn(move || handle_connection(stream, &state))
+                .spawn(move || {
+                    handle_connection(stream, &state);
+                    state.open.fetch_sub(1, Ordering::SeqCst);
+                })
                 .context("spawning a connection thread")?;
         }
         Ok(())
@@ -293,6 +310,13 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
     let etag = etag(&meta);
 
     let mut extra = vec![("Content-Type", content_type(&path).to_string()), ("ETag", etag.clone())];
+    // A page's policy (its `<meta>`, written after the build) also as the header.
+    if content_type(&path).starts_with("text/html") {
+        let html = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(policy) = crate::csp::from_html(&html) {
+            extra.push(("Content-Security-Policy", policy.to_string()));
+        }
+    }
     // `If-Range` with another validator: the file changed, so the whole new file (RFC 9110 §13.1.5).
     let range = request.range.as_deref().filter(|_| request.if_range.as_ref().is_none_or(|v| *v == etag));
     let range = range.filter(|_| after_cut != Some(&AfterCut::IgnoreRange));
@@ -389,7 +413,8 @@ fn resolve(target: &str, dist: &Path, models: &Path) -> Option<(PathBuf, bool)> 
         segments.push("index.html");
     }
     for segment in segments {
-        if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['\\', '\0', ':']) {
+        // No dotfiles (`.git`, `.env`, `..`): nothing a page needs starts with a dot.
+        if segment.is_empty() || segment.starts_with('.') || segment.contains(['\\', '\0', ':']) {
             return None;
         }
         out.push(segment);
@@ -473,6 +498,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
     }
@@ -582,6 +608,10 @@ mod tests {
             "/C:/x",
             "/a%00b",
             "/%ff",
+            "/.env",
+            "/.git/config",
+            "/models/.hidden.gguf",
+            "/sub/.htaccess",
             "etc/passwd",
             "http://example.com/x",
         ] {
@@ -618,11 +648,14 @@ mod tests {
         std::fs::create_dir_all(&models).unwrap();
         let data: Vec<u8> = (0..100u8).collect();
         std::fs::write(models.join("m.gguf"), &data).unwrap();
-        std::fs::write(dist.join("index.html"), "<p>hi</p>").unwrap();
+        let page = crate::csp::apply("<html><head><script>go()</script></head><body><p>hi</p></body></html>").unwrap();
+        std::fs::write(dist.join("index.html"), &page).unwrap();
+        std::fs::write(dist.join(".env"), "SECRET=1").unwrap();
         std::fs::write(dir.join("secret"), "no").unwrap();
 
         let faults = Faults { cut_at: vec![7, 50], ..Faults::default() };
-        let addr = start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true });
+        let addr =
+            start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true, max_connections: 8 });
 
         let get = |path: &str, range: Option<&str>| {
             let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
@@ -662,7 +695,11 @@ mod tests {
 
         let (head, body) = get("/", None);
         assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"), "{head}");
-        assert_eq!(body, b"<p>hi</p>");
+        assert_eq!(body, page.as_bytes());
+        // The page's policy, as its header too.
+        let policy = header(&head, "Content-Security-Policy");
+        assert_eq!(Some(policy.as_str()), crate::csp::from_html(&page));
+        assert!(get("/.env", None).0.starts_with("HTTP/1.1 400 "));
 
         assert!(get("/nope.js", None).0.starts_with("HTTP/1.1 404 "));
         assert!(get("/../secret", None).0.starts_with("HTTP/1.1 400 "));
@@ -716,7 +753,8 @@ mod tests {
         };
         let server = |after_cut| {
             let faults = Faults { cut_at: vec![1000], after_cut: Some(after_cut), rate: Some(1 << 30) };
-            let addr = start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true });
+            let addr =
+                start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true, max_connections: 8 });
             // Served normally until the first cut.
             let (head, body) = resume(addr, "");
             assert!(head.starts_with("HTTP/1.1 206 ") && body == data[100_000..], "{head}");
@@ -739,6 +777,34 @@ mod tests {
         let (head, body) = resume(addr, &etag);
         assert!(head.starts_with("HTTP/1.1 200 ") && body == changed, "{head}");
         assert_ne!(header(&head, "ETag"), etag);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn connections_over_the_cap_get_503() {
+        let dir = std::env::temp_dir().join(format!("xtask-serve-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "hi").unwrap();
+        let config = Config {
+            dist: dir.clone(),
+            models: dir.clone(),
+            faults: Faults::default(),
+            quiet: true,
+            max_connections: 3,
+        };
+        let addr = start(config);
+        // Three silent connections hold every slot...
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let (head, _) = fetch(addr, "GET / HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        // ...and once they go, requests are served again.
+        drop(held);
+        let served = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            fetch(addr, "GET / HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 200 ")
+        });
+        assert!(served);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
