@@ -189,9 +189,10 @@ async function greedySettings(page, maxTokens) {
   await byId(page, "temperature").press("Tab");
 }
 
-/// Sends `text` in a new chat and waits for the reply; returns its token ids and timing.
-async function ask(page, text) {
-  await byId(page, "new-chat").click();
+/// Sends `text` in a new chat (or, with `fresh` false, the current one) and waits for the
+/// reply; returns its token ids and timing.
+async function ask(page, text, fresh = true) {
+  if (fresh) await byId(page, "new-chat").click();
   const before = await page.locator('[data-testid="message"][data-role="assistant"]').count();
   const t0 = await page.evaluate(() => performance.now());
   await byId(page, "composer").fill(text);
@@ -485,6 +486,34 @@ const metrics = {};
 
   await test("worker.terminate() during a reply: the heartbeat notices (30 s without an answer), a fresh worker chats", async () => {
     await killDuringReply(() => window.__hearthWorker.terminate(), 45000, "terminate");
+  });
+
+  await test("a context that fills during a conversation: older messages dropped with a notice, the chat goes on", async () => {
+    if ((await page.locator("div[data-app-state]").getAttribute("data-app-state")) !== "chat") await loadModel(page, 512);
+    await page.evaluate(() => {
+      window.__notices = [];
+      new MutationObserver(() => {
+        for (const n of document.querySelectorAll('[data-testid="notice"]'))
+          if (!window.__notices.includes(n.textContent)) window.__notices.push(n.textContent);
+      }).observe(document.body, { childList: true, subtree: true, characterData: true });
+    });
+    await greedySettings(page, 8);
+    await byId(page, "new-chat").click();
+    // About 270 tokens each: the second one no longer fits beside the first.
+    const long = (i) => `Question ${i}: ` + "Tell me about the sea, the sky, the wind and the rain. ".repeat(20);
+    let dropped = false;
+    for (let i = 0; i < 4 && !dropped; i++) {
+      const r = await ask(page, long(i), false);
+      if (r.tokens.length === 0) throw new Error(`turn ${i}: an empty reply`);
+      const used = Number(await byId(page, "stats").getAttribute("data-context-used"));
+      if (!(used > 0 && used <= 512)) throw new Error(`turn ${i}: context used ${used} of 512`);
+      dropped = (await page.evaluate(() => window.__notices)).some((n) => /Older messages were dropped/.test(n));
+      log(`turn ${i}: ${r.tokens.length} tokens, context ${used}/512, dropped: ${dropped}`);
+    }
+    if (!dropped) throw new Error("four long turns in a 512 context and no notice of dropped messages");
+    // And the conversation goes on after the drop.
+    const after = await ask(page, "Thanks. In one word, what colour is the sea?", false);
+    if (after.tokens.length === 0) throw new Error("no reply after the drop");
   });
 
   await test("hostile model files: a message within 30 s each, then SmolLM2 loads and chats without a reload", async () => {
@@ -846,6 +875,76 @@ const metrics = {};
   await b.close();
   await app.stop();
   await models.stop();
+}
+
+// 15: a full storage quota. Chromium applies `Storage.overrideQuotaForOrigin` to writes only
+// in a non-persistent context (and never to `navigator.storage.estimate()`, so the worker's
+// up-front room check passes and the writes themselves fail, the harder case).
+{
+  const server = await startServer();
+  const browser = await chromium.launch({ executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  await test("storage quota exceeded: a clear message, conversations kept, nothing half-stored usable", async () => {
+    const origin = new URL(server.url).origin;
+    await page.goto(server.url);
+    await appState(page, ["ready"], 120000);
+    const cdp = await context.newCDPSession(page);
+    // Room for the app and one model, not two.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 150e6 });
+    const conversation = { id: "kept", title: "Kept", created: 1, updated: 1, messages: [{ role: "user", content: "keep me" }], model: "", tokens: [] };
+    const count = (conv) =>
+      page.evaluate(
+        (conv) =>
+          new Promise((resolve, reject) => {
+            const open = indexedDB.open("hearth-chats");
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const tx = open.result.transaction("conversations", "readwrite");
+              const store = tx.objectStore("conversations");
+              if (conv) store.put(conv);
+              const n = store.count();
+              tx.oncomplete = () => resolve(n.result);
+            };
+          }),
+        conv,
+      );
+    if ((await count(conversation)) !== 1) throw new Error("could not store a conversation");
+    await openModels(page);
+    await byId(page, `download-${MODEL_ID}`).click();
+    await cardState(page, ["stored"], 300000);
+    const dir = mkdtempSync(join(tmpdir(), "hearth-e2e-quota-"));
+    try {
+      const file = join(dir, "quota-test.gguf");
+      writeFileSync(file, readFileSync(join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")));
+      await byId(page, "local-file").setInputFiles(file);
+      await page
+        .waitForFunction(() => document.querySelector('[data-testid="error-banner"][data-kind="quota"]'), null, {
+          timeout: 60000,
+          polling: 100,
+        })
+        .catch(async (e) => {
+          await shot(page, "14-quota-failed");
+          const seen = await page.evaluate(() => [...document.querySelectorAll('[data-testid="error-banner"]')].map((b) => b.textContent));
+          throw new Error(`${e.message}; banners: ${JSON.stringify(seen)}; ${JSON.stringify(await storedRecord(page, "file-quota-test").then((r) => ({ chunks: r.chunks, complete: r.meta?.complete })))}`);
+        });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const text = await byId(page, "error-banner").first().innerText();
+    log(`quota: "${text.replace(/\s+/g, " ").slice(0, 200)}"`);
+    if (!/storage is full/i.test(text)) throw new Error(`not a clear message: ${text}`);
+    await shot(page, "14-quota");
+    // The import that did not fit is gone (an import cannot resume); the model stored before
+    // is still complete; the conversation is still there.
+    const partial = await storedRecord(page, "file-quota-test");
+    if (partial.meta || partial.chunks) throw new Error(`the import left ${partial.chunks} chunks and ${partial.meta ? "a" : "no"} record`);
+    const kept = await storedRecord(page, MODEL_ID);
+    if (!kept.meta?.complete || kept.chunks !== Math.ceil(MODEL_SIZE / CHUNK)) throw new Error("the stored model was harmed");
+    if ((await count(null)) !== 1) throw new Error("the conversation was lost");
+  });
+  await browser.close();
+  await server.stop();
 }
 
 // 13: a browser with no WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter

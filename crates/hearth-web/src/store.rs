@@ -11,7 +11,9 @@ use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
 use indexed_db_futures::KeyRange;
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 
 use crate::protocol::StoredModel;
 
@@ -96,13 +98,44 @@ fn classify(e: impl std::fmt::Debug) -> StoreError {
     }
 }
 
+/// A record as `indexed_db_futures`' `.serde()` writes it (its serializer settings), so that
+/// records written here read back through it.
+fn meta_value(meta: &ModelMeta) -> Result<JsValue, StoreError> {
+    meta.serialize(&serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true))
+        .map_err(|e| StoreError::Other(format!("encoding a model record: {e}")))
+}
+
+fn js_text(e: &JsValue) -> String {
+    match e.dyn_ref::<web_sys::DomException>() {
+        Some(d) => format!("{}: {}", d.name(), d.message()),
+        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+/// A plain connection to the database `indexed_db_futures` created (and upgraded).
+async fn open_raw() -> Result<web_sys::IdbDatabase, JsValue> {
+    let global = js_sys::global();
+    let factory = js_sys::Reflect::get(&global, &"indexedDB".into())?.dyn_into::<web_sys::IdbFactory>()?;
+    let request = factory.open(DB_NAME)?;
+    let opened = js_sys::Promise::new(&mut |resolve, reject| {
+        request.set_onsuccess(Some(&resolve));
+        request.set_onerror(Some(&reject));
+    });
+    JsFuture::from(opened).await?;
+    request.result()?.dyn_into::<web_sys::IdbDatabase>()
+}
+
 fn chunk_key(id: &str, index: usize) -> String {
     format!("{id}/{index:08}")
 }
 
-/// The open database.
+/// The open database: through `indexed_db_futures`, and a second, plain connection for the
+/// writes, whose failed transactions say why (`IDBTransaction.error`: `QuotaExceededError`
+/// on a full disk or quota). The crate reports an aborted commit only as "aborted", which
+/// would make a full disk look like an internal error.
 pub struct Store {
     db: Database,
+    raw: web_sys::IdbDatabase,
 }
 
 impl Store {
@@ -118,7 +151,39 @@ impl Store {
             })
             .await
             .map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
-        Ok(Store { db })
+        let raw = open_raw().await.map_err(|e| StoreError::Unavailable(js_text(&e)))?;
+        Ok(Store { db, raw })
+    }
+
+    /// Runs `fill` in a read-write transaction over `stores` on the plain connection and waits
+    /// for it to commit; an abort is classified by the transaction's own error.
+    async fn write(
+        &self,
+        stores: &[&str],
+        fill: impl FnOnce(&web_sys::IdbTransaction) -> Result<(), JsValue>,
+    ) -> Result<(), StoreError> {
+        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let tx = self
+            .raw
+            .transaction_with_str_sequence_and_mode(&names, web_sys::IdbTransactionMode::Readwrite)
+            .map_err(|e| classify(js_text(&e)))?;
+        if let Err(e) = fill(&tx) {
+            let _ = tx.abort();
+            return Err(classify(js_text(&e)));
+        }
+        let done = js_sys::Promise::new(&mut |resolve, reject| {
+            tx.set_oncomplete(Some(&resolve));
+            tx.set_onabort(Some(&reject));
+        });
+        // No explicit commit: the transaction commits when its requests are done.
+        match JsFuture::from(done).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(match tx.error() {
+                Some(e) if e.name() == "QuotaExceededError" => StoreError::Quota(e.message()),
+                Some(e) => StoreError::Other(format!("{}: {}", e.name(), e.message())),
+                None => StoreError::Other("the write was aborted".into()),
+            }),
+        }
     }
 
     pub async fn models(&self) -> Result<Vec<ModelMeta>, StoreError> {
@@ -142,23 +207,20 @@ impl Store {
     }
 
     pub async fn put_meta(&self, meta: &ModelMeta) -> Result<(), StoreError> {
-        let tx = self.db.transaction(MODELS).with_mode(TransactionMode::Readwrite).build().map_err(classify)?;
-        let store = tx.object_store(MODELS).map_err(classify)?;
-        store.put(meta).with_key(meta.id.clone()).serde().map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        let value = meta_value(meta)?;
+        self.write(&[MODELS], |tx| tx.object_store(MODELS)?.put_with_key(&value, &meta.id.as_str().into()).map(drop)).await
     }
 
     /// Stores chunk `index` (`meta.chunk_sha[index]` already set by the caller) and `meta`
     /// in one transaction.
     pub async fn put_chunk(&self, meta: &ModelMeta, index: usize, bytes: &[u8]) -> Result<(), StoreError> {
-        let tx =
-            self.db.transaction([MODELS, CHUNKS]).with_mode(TransactionMode::Readwrite).build().map_err(classify)?;
-        let chunks = tx.object_store(CHUNKS).map_err(classify)?;
+        let value = meta_value(meta)?;
         let data: JsValue = js_sys::Uint8Array::from(bytes).into();
-        chunks.put(data).with_key(chunk_key(&meta.id, index)).primitive().map_err(classify)?;
-        let models = tx.object_store(MODELS).map_err(classify)?;
-        models.put(meta).with_key(meta.id.clone()).serde().map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        self.write(&[MODELS, CHUNKS], |tx| {
+            tx.object_store(CHUNKS)?.put_with_key(&data, &chunk_key(&meta.id, index).into())?;
+            tx.object_store(MODELS)?.put_with_key(&value, &meta.id.as_str().into()).map(drop)
+        })
+        .await
     }
 
     /// Chunk `index` as stored (not checked: see `worker::source`).

@@ -438,9 +438,18 @@ pub async fn import_file(
     store.delete_chunks(id, 0).await?;
     let mut writer = ChunkWriter { store, meta, buf: Vec::with_capacity(CHUNK as usize) };
     let mut progress = Progress::new(id, Phase::Downloading, 0);
-    read_stream(file.stream(), &mut writer, total, &cancel, &mut progress).await?;
-    writer.flush().await?;
-    progress.report(writer.received(), total, true);
+    let imported = async {
+        read_stream(file.stream(), &mut writer, total, &cancel, &mut progress).await?;
+        writer.flush().await?;
+        progress.report(writer.received(), total, true);
+        Ok(())
+    }
+    .await;
+    if let Err(e) = imported {
+        // An import cannot resume (the file is gone with the page's request): free its space.
+        let _ = store.delete(id).await;
+        return Err(e);
+    }
     verify(store, writer.meta, &cancel).await
 }
 
