@@ -7,6 +7,10 @@ pub enum GpuError {
     RequestDevice(String),
     #[error("kernel {kernel:?} failed to compile: {message}")]
     Shader { kernel: String, message: String },
+    /// A model whose shapes or weight formats no GPU kernel takes: said as such, not as a
+    /// kernel that failed to compile.
+    #[error("this model cannot run on the GPU: {what} ({why})")]
+    Unsupported { what: String, why: String },
     #[error(
         "{what} needs {needed} bytes of GPU memory, but this adapter allows {allowed}: pick a smaller model or context"
     )]

@@ -78,9 +78,9 @@ impl GpuModel {
         MemoryPlan::new(&config, index, context, batch).check(&gpu.limits)?;
         // The cache layout packs two f16 per word; the attention kernel says so if not.
         if config.kv_dim() % 2 != 0 {
-            return Err(GpuError::Shader {
-                kernel: "kv cache write".into(),
-                message: format!("n_kv_heads · head_dim = {} must be even", config.kv_dim()),
+            return Err(GpuError::Unsupported {
+                what: format!("key/value width n_kv_heads · head_dim = {}", config.kv_dim()),
+                why: "the f16 KV cache packs two values per word, so it must be even".into(),
             });
         }
 

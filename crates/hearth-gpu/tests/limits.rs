@@ -120,3 +120,28 @@ fn uncaptured_gpu_errors_are_reported_not_panics() {
     assert!(err.contains("GPU reported an error"), "{err}");
     assert!(matches!(gpu.uncaptured_error(), Err(GpuError::Uncaptured(_))));
 }
+
+/// Shapes no GPU kernel takes are refused as a model the GPU cannot run, saying which shape,
+/// not as a kernel that "failed to compile" (issue 10). (Weight formats the GPU cannot read
+/// are refused earlier, by the model's own check, naming the tensor and its format.)
+#[test]
+fn unsupported_shapes_and_formats_are_refused_as_such() {
+    use hearth_gguf::TensorType;
+    use hearth_gpu::ops::attention::Attention;
+    use hearth_model::{QuantMix, SyntheticModel, SyntheticShape};
+    let gpu = gpu(GpuOptions::default());
+    for (head_dim, heads) in [(5, 1), (0, 1), (64, 0)] {
+        match Attention::with_heads_per_workgroup(&gpu, head_dim, heads) {
+            Err(e @ GpuError::Unsupported { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("cannot run on the GPU") && !msg.contains("compile"), "{msg}");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("an attention kernel for head size {head_dim}"),
+        }
+    }
+    let model = SyntheticModel::new(SyntheticShape::Tiny, QuantMix::Uniform(TensorType::Q2_K), 1).unwrap();
+    let err = GpuEngine::load(gpu, model.index(), &model, 64).err().expect("loaded Q2_K weights on the GPU");
+    let msg = err.to_string();
+    assert!(msg.contains("Q2_K") && msg.contains("cannot run") && !msg.contains("compile"), "{msg}");
+}

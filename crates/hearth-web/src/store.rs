@@ -208,7 +208,8 @@ impl Store {
 
     pub async fn put_meta(&self, meta: &ModelMeta) -> Result<(), StoreError> {
         let value = meta_value(meta)?;
-        self.write(&[MODELS], |tx| tx.object_store(MODELS)?.put_with_key(&value, &meta.id.as_str().into()).map(drop)).await
+        self.write(&[MODELS], |tx| tx.object_store(MODELS)?.put_with_key(&value, &meta.id.as_str().into()).map(drop))
+            .await
     }
 
     /// Stores chunk `index` (`meta.chunk_sha[index]` already set by the caller) and `meta`

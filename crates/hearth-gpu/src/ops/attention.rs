@@ -189,11 +189,9 @@ impl Attention {
     /// split a group across workgroups).
     pub fn with_heads_per_workgroup(gpu: &Gpu, head_dim: u32, heads: u32) -> Result<Self, GpuError> {
         if head_dim == 0 || !head_dim.is_multiple_of(2) || heads == 0 {
-            return Err(GpuError::Shader {
-                kernel: "attention".into(),
-                message: format!(
-                    "head_dim ({head_dim}) must be even and positive, heads per workgroup ({heads}) at least 1"
-                ),
+            return Err(GpuError::Unsupported {
+                what: format!("head size {head_dim} ({heads} heads per workgroup)"),
+                why: "attention needs an even, positive head size and at least one head per workgroup".into(),
             });
         }
         // q_sh, o_sh: G·HD each; s_sh: G·CHUNK; m, l, a: G each (f32).

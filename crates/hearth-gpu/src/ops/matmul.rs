@@ -173,10 +173,10 @@ pub(crate) fn fused_source(kernel: &str, ty: TensorType, fuse: Option<Fuse>) -> 
 
 /// `kernel` (a source using `w`, `p.cols`, `PIECE`, `dequant_piece`) for weights of type `ty`.
 pub(crate) fn source_for(op: &str, kernel: &str, ty: TensorType) -> Result<String, GpuError> {
-    let snippet = quant_snippet(ty).ok_or_else(|| GpuError::Shader {
-        kernel: format!("{op} {ty}"),
-        message: format!(
-            "no GPU kernel reads {ty} weights; supported: {}",
+    let snippet = quant_snippet(ty).ok_or_else(|| GpuError::Unsupported {
+        what: format!("{ty} weights ({op})"),
+        why: format!(
+            "no GPU kernel reads them; supported: {}; `--backend cpu` runs more formats",
             FORMATS.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
         ),
     })?;

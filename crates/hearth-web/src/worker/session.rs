@@ -36,7 +36,7 @@ fn gpu_error_kind(e: &GpuError) -> ErrorKind {
     match e {
         GpuError::TooLarge { .. } | GpuError::OutOfMemory(_) => ErrorKind::OutOfMemory,
         GpuError::DeviceLost(_) => ErrorKind::DeviceLost,
-        GpuError::Model(_) => ErrorKind::BadModel,
+        GpuError::Model(_) | GpuError::Unsupported { .. } | GpuError::TooManyWorkgroups { .. } => ErrorKind::BadModel,
         _ => ErrorKind::Other,
     }
 }
