@@ -17,9 +17,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(Parse::Complete(index)) = parse_index(data, None) else { return };
     if let Ok(config) = Config::from_gguf(&index) {
+        let limits = hearth_gpu::wgpu::Limits::default();
         for context in [1, 512, config.max_context.clamp(1, 1 << 20)] {
-            let plan = MemoryPlan::new(&config, &index, context, 64);
-            let _ = plan.total();
+            let plan = MemoryPlan::new(&config, &index, context, &limits);
+            let _ = (plan.total(), plan.check(&limits));
         }
     }
     let Ok(tokenizer) = Tokenizer::from_gguf(&index) else { return };

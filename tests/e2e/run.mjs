@@ -390,6 +390,12 @@ const metrics = {};
     const t0 = Date.now();
     await cardState(page, ["stored"], 300000);
     metrics.download_secs = (Date.now() - t0) / 1000;
+    // Once stored, "fits" is the engine's own memory plan for this adapter.
+    await page.waitForFunction(
+      (id) => /GPU memory at context \d+/.test(document.querySelector(`[data-testid="fit-${id}"]`)?.getAttribute("title") + document.querySelector(`[data-testid="fit-${id}"]`)?.textContent),
+      MODEL_ID,
+      { timeout: 30000, polling: 250 },
+    );
     await byId(page, "nav-storage").click();
     const row = byId(page, `storage-row-${MODEL_ID}`);
     await row.waitFor({ timeout: 30000 });

@@ -14,9 +14,6 @@ pub struct InfoArgs {
     /// Context size to plan for (default: the model's, at most 4096).
     #[arg(long)]
     ctx: Option<usize>,
-    /// Prefill batch size to plan for.
-    #[arg(long, default_value_t = 512)]
-    batch: usize,
     #[arg(long)]
     json: bool,
 }
@@ -44,11 +41,13 @@ pub fn run(a: InfoArgs) -> Result<()> {
         if ctx == 0 || ctx > config.max_context {
             anyhow::bail!("--ctx {ctx} is outside 1..={} (this model's trained context)", config.max_context);
         }
-        let plan = MemoryPlan::new(&config, &loaded.index, ctx, a.batch);
+        // What the engine would allocate here, at the prefill batch it picks for this adapter.
+        let plan = MemoryPlan::new(&config, &loaded.index, ctx, &gpu.limits);
         let fits = plan.check(&gpu.limits);
         out["model"] = json!({
-            "path": path.display().to_string(), "context": ctx, "batch": a.batch,
+            "path": path.display().to_string(), "context": ctx, "batch": plan.batch,
             "weights_bytes": plan.weights, "kv_cache_bytes": plan.kv_cache, "activation_bytes": plan.activations,
+            "step_bytes": plan.step,
             "total_bytes": plan.total(), "largest_tensor": plan.largest_tensor.0, "largest_tensor_bytes": plan.largest_tensor.1,
             "fits": fits.is_ok(), "problem": fits.as_ref().err().map(|e| e.to_string()),
         });

@@ -159,6 +159,16 @@ fn info_reports_the_adapter_and_whether_the_model_fits() {
     assert_eq!(out["model"]["fits"], true, "{out}");
     // 30 layers × K and V × 2048 positions × 192 × 2 bytes (f16)
     assert_eq!(out["model"]["kv_cache_bytes"].as_u64().unwrap(), 30 * 2 * 2048 * 192 * 2);
+    // The parts add up, and the weights are the file's tensors (norms padded to whole vec4).
+    let m = &out["model"];
+    let parts: u64 = ["weights_bytes", "kv_cache_bytes", "activation_bytes", "step_bytes"]
+        .iter()
+        .map(|k| m[k].as_u64().unwrap())
+        .sum();
+    assert!(parts <= m["total_bytes"].as_u64().unwrap() && parts + 4096 > m["total_bytes"].as_u64().unwrap(), "{m}");
+    let tensors: u64 = read_index(&FileSource::open(&model).unwrap()).unwrap().tensors.iter().map(|t| t.n_bytes).sum();
+    let weights = m["weights_bytes"].as_u64().unwrap();
+    assert!(weights >= tensors && weights < tensors + 61 * 4 * 2304, "{weights} vs {tensors}");
 }
 
 /// `--profile` times each kernel family of a decode step with GPU timestamps: the families

@@ -6,20 +6,30 @@ use hearth_model::Config;
 use crate::ops::attention::split_partials;
 use crate::Gpu;
 
-/// Sizes are u64 products on every target: usize is 32 bits on wasm32.
+/// Bytes of a storage buffer of `words` f32/u32 (at least one). Sizes are u64 products on
+/// every target: usize is 32 bits on wasm32.
+pub(crate) fn storage_bytes(words: u64) -> u64 {
+    4 * words.max(1)
+}
+
+/// Bytes of a mappable buffer for `bytes`: whole mapping granules.
+pub(crate) fn staging_bytes(bytes: u64) -> u64 {
+    bytes.div_ceil(8) * 8
+}
+
 fn storage(gpu: &Gpu, label: &str, words: u64) -> wgpu::Buffer {
-    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: 4 * words.max(1),
+        size: storage_bytes(words),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
 }
 
 fn staging(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
-    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.div_ceil(8) * 8, // whole mapping granules
+        size: staging_bytes(bytes),
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
@@ -51,25 +61,65 @@ pub struct Activations {
 /// alignment WebGPU allows), so each region can be bound at its start.
 const REGION_ALIGN: usize = 64;
 
-impl Activations {
-    pub fn new(gpu: &Gpu, c: &Config, batch: usize, context: usize) -> Self {
+/// Words of each storage buffer of [`Activations`] (field order), and bytes of its two
+/// readbacks: what [`Activations::new`] allocates and the memory plan counts.
+pub(crate) struct ActivationSizes {
+    pub storage: [(&'static str, u64); 10],
+    pub logits_readback: u64,
+    pub token_readback: u64,
+}
+
+impl ActivationSizes {
+    pub fn new(c: &Config, batch: usize, context: usize) -> Self {
         let b = batch as u64;
         let [dim, q_dim, kv_dim, ffn_dim, vocab] =
             [c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.vocab_size].map(|d| d as u64);
-        let qkv = Self::qkv_regions(c, batch).2 as u64 + b * kv_dim;
+        let qkv = Activations::qkv_regions(c, batch).2 as u64 + b * kv_dim;
+        ActivationSizes {
+            storage: [
+                ("x", b * dim),
+                ("qkv", qkv),
+                ("q", b * q_dim),
+                ("att", b * q_dim),
+                ("att partials", split_partials(c.n_heads, c.head_dim, context)),
+                ("gate", b * ffn_dim),
+                ("up", b * ffn_dim),
+                ("x_last", dim),
+                ("logits", b * vocab),
+                ("sampled", 2),
+            ],
+            logits_readback: 4 * b * vocab,
+            token_readback: 8,
+        }
+    }
+
+    /// Bytes of every buffer.
+    pub fn bytes(&self) -> impl Iterator<Item = u64> + '_ {
+        let storage = self.storage.iter().map(|&(_, words)| storage_bytes(words));
+        let readback = [self.logits_readback, self.token_readback, self.token_readback].map(staging_bytes);
+        storage.chain(readback)
+    }
+}
+
+impl Activations {
+    pub fn new(gpu: &Gpu, c: &Config, batch: usize, context: usize) -> Self {
+        let sizes = ActivationSizes::new(c, batch, context);
+        let [x, qkv, q, att, att_part, gate, up, x_last, logits, sampled] =
+            sizes.storage.map(|(label, words)| storage(gpu, label, words));
+        let token = sizes.token_readback;
         Activations {
-            x: storage(gpu, "x", b * dim),
-            qkv: storage(gpu, "qkv", qkv),
-            q: storage(gpu, "q", b * q_dim),
-            att: storage(gpu, "att", b * q_dim),
-            att_part: storage(gpu, "att partials", split_partials(c.n_heads, c.head_dim, context)),
-            gate: storage(gpu, "gate", b * ffn_dim),
-            up: storage(gpu, "up", b * ffn_dim),
-            x_last: storage(gpu, "x_last", dim),
-            logits: storage(gpu, "logits", b * vocab),
-            sampled: storage(gpu, "sampled", 2),
-            logits_readback: staging(gpu, "logits readback", 4 * b * vocab),
-            token_readback: [staging(gpu, "token readback 0", 8), staging(gpu, "token readback 1", 8)],
+            x,
+            qkv,
+            q,
+            att,
+            att_part,
+            gate,
+            up,
+            x_last,
+            logits,
+            sampled,
+            logits_readback: staging(gpu, "logits readback", sizes.logits_readback),
+            token_readback: [staging(gpu, "token readback 0", token), staging(gpu, "token readback 1", token)],
         }
     }
 
@@ -90,8 +140,13 @@ pub struct KvLayer {
     pub v: wgpu::Buffer,
 }
 
+/// Words of one layer's keys (or values).
+pub(crate) fn kv_words(c: &Config, context: usize) -> u64 {
+    context as u64 * c.kv_dim() as u64 / 2
+}
+
 pub fn kv_cache(gpu: &Gpu, c: &Config, context: usize) -> Vec<KvLayer> {
-    let words = context as u64 * c.kv_dim() as u64 / 2;
+    let words = kv_words(c, context);
     (0..c.n_layers).map(|_| KvLayer { k: storage(gpu, "k cache", words), v: storage(gpu, "v cache", words) }).collect()
 }
 

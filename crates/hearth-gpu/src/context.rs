@@ -40,6 +40,9 @@ pub struct Gpu {
     strategy: Option<Strategy>,
     /// Pipelines built so far (compiling them is most of a model load on CPU adapters).
     pipelines: std::sync::atomic::AtomicUsize,
+    /// Bytes of the buffers made through [`Gpu::create_buffer`] (every buffer a model
+    /// keeps), less those released: what the memory plan must equal.
+    allocated: std::sync::atomic::AtomicU64,
     /// The first error no error scope caught (wgpu's default handler panics natively): kept
     /// here by the device's handler and reported by [`Gpu::uncaptured_error`].
     uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
@@ -112,6 +115,7 @@ impl Gpu {
             limits,
             strategy: options.strategy,
             pipelines: Default::default(),
+            allocated: Default::default(),
             device,
             queue,
             #[cfg(target_arch = "wasm32")]
@@ -204,24 +208,42 @@ impl Gpu {
         Ok(())
     }
 
+    /// A buffer, counted in [`Gpu::allocated`]. Every buffer a model keeps is made here
+    /// (scratch that lives for one call, like a test's readback, need not be).
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.allocated.fetch_add(desc.size, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Takes `bytes` off [`Gpu::allocated`]: a counted buffer was dropped (the per-matrix
+    /// copies of weights stacked into one buffer).
+    pub(crate) fn release(&self, bytes: u64) {
+        self.allocated.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes of GPU buffers made through [`Gpu::create_buffer`] and not released: after a
+    /// model loads, exactly its [`crate::MemoryPlan::total`] (tested).
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A buffer holding `contents`, counted at the size wgpu gives it (whole words).
+    fn buffer_with(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let size = if contents.is_empty() { 0 } else { (contents.len() as u64).div_ceil(4) * 4 };
+        self.allocated.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+    }
+
     /// A storage buffer holding `data`.
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        self.buffer_with(label, bytemuck::cast_slice(data), usage)
     }
 
     /// A uniform buffer holding one parameter struct.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.buffer_with(label, bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST)
     }
 
     /// Copies `buffer` back to the CPU and waits (tests, and the sampled token id). Native

@@ -22,7 +22,7 @@ mod weights;
 pub use context::{Gpu, GpuOptions};
 pub use engine::{GpuEngine, StepStats};
 pub use error::GpuError;
-pub use model::{GpuModel, MAX_BATCH};
-pub use plan::{human, MemoryPlan, KV_BYTES};
+pub use model::GpuModel;
+pub use plan::{human, MemoryPlan, KV_BYTES, MAX_BATCH};
 /// The wgpu this crate was built against, for callers that inspect the adapter.
 pub use wgpu;

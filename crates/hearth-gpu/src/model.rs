@@ -21,9 +21,6 @@ use crate::step::{SlotParams, Step, StepBuffer};
 use crate::weights::GpuWeights;
 use crate::{Gpu, GpuError, MemoryPlan};
 
-/// Most tokens per prefill batch (and rows of logits per readback).
-pub const MAX_BATCH: usize = 64;
-
 pub struct GpuModel {
     pub config: Config,
     pub(crate) rope: RopeSpec,
@@ -74,8 +71,9 @@ impl GpuModel {
     ) -> Result<Self, GpuError> {
         let config = Config::from_gguf(index)?;
         let context = context.max(1);
-        let batch = batch_size(gpu, &config);
-        MemoryPlan::new(&config, index, context, batch).check(&gpu.limits)?;
+        let plan = MemoryPlan::new(&config, index, context, &gpu.limits);
+        plan.check(&gpu.limits)?;
+        let batch = plan.batch;
         // The cache layout packs two f16 per word; the attention kernel says so if not.
         if config.kv_dim() % 2 != 0 {
             return Err(GpuError::Unsupported {
@@ -223,12 +221,4 @@ fn matmul(pass: &mut Pass, ops: &Ops, parts: &[MatPart], step: &Step) {
         pass.reads_weights(u64::from(p.rows) * u64::from(p.row_bytes));
         ops.matmul(part.slot.ty).dispatch(pass, bind, &p);
     }
-}
-
-/// Tokens per prefill batch: [`MAX_BATCH`], fewer when a batch's widest activation (the
-/// logits, usually) would pass one binding.
-fn batch_size(gpu: &Gpu, c: &Config) -> usize {
-    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-    let widest = 4 * c.vocab_size.max(c.ffn_dim).max(c.q_dim()).max(c.dim) as u64;
-    ((limit / widest) as usize).clamp(1, MAX_BATCH)
 }

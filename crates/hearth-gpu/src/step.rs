@@ -107,13 +107,26 @@ impl StepBuffer {
     /// Room for the ids of up to `batch` tokens; slots are added while bind groups are built
     /// (a new chunk when one is full).
     pub fn new(gpu: &Gpu, batch: usize) -> Self {
-        let align = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
-            .max(u64::from(gpu.limits.min_storage_buffer_offset_alignment))
-            .max(64);
-        let slots_offset = (4 * batch as u64).div_ceil(align) * align;
+        let (align, slots_offset) = Self::layout(&gpu.limits, batch);
         let mut b = StepBuffer { chunks: Vec::new(), slots: Vec::new(), align, slots_offset, staging: Vec::new() };
         b.add_chunk(gpu);
         b
+    }
+
+    /// (slot size, offset of slot 0) for `limits` and a batch of `batch` ids.
+    fn layout(limits: &wgpu::Limits, batch: usize) -> (u64, u64) {
+        let align = u64::from(limits.min_uniform_buffer_offset_alignment)
+            .max(u64::from(limits.min_storage_buffer_offset_alignment))
+            .max(64);
+        (align, (4 * batch as u64).div_ceil(align) * align)
+    }
+
+    /// Bytes of the first chunk: the ids and [`CHUNK_SLOTS`] slots. A model with more distinct
+    /// parameter sets than that (none of the Llama shapes comes near: SmolLM2 has about 20)
+    /// adds a chunk of `CHUNK_SLOTS` slots at a time.
+    pub fn first_chunk_bytes(limits: &wgpu::Limits, batch: usize) -> u64 {
+        let (align, slots_offset) = Self::layout(limits, batch);
+        slots_offset + CHUNK_SLOTS as u64 * align
     }
 
     fn chunk_size(&self, chunk: usize) -> u64 {
@@ -123,7 +136,7 @@ impl StepBuffer {
 
     fn add_chunk(&mut self, gpu: &Gpu) {
         let size = self.chunk_size(self.chunks.len());
-        self.chunks.push(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        self.chunks.push(gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step params + ids"),
             size,
             usage: wgpu::BufferUsages::UNIFORM

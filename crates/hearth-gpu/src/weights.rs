@@ -61,6 +61,50 @@ pub struct GpuWeights {
     pub rope_freqs: Option<wgpu::Buffer>, // (n_rot / 2) f32
 }
 
+/// How many rows of a matrix go in one buffer (all of them when they fit the binding limit
+/// `max_part`, else a multiple of `row_align`), or why none can.
+pub(crate) fn rows_per_part(
+    name: &str,
+    rows: usize,
+    row_bytes: u64,
+    max_part: u64,
+    row_align: usize,
+) -> Result<usize, GpuError> {
+    if row_bytes > max_part {
+        return Err(GpuError::TooLarge {
+            what: format!("one row of tensor {name:?}"),
+            needed: row_bytes,
+            allowed: max_part,
+        });
+    }
+    let per_part = (max_part / row_bytes) as usize;
+    let per_part = if per_part >= rows { rows } else { per_part / row_align * row_align };
+    if per_part == 0 {
+        return Err(GpuError::TooLarge {
+            what: format!("{row_align} rows of tensor {name:?} (a binding must hold whole aligned rows)"),
+            needed: row_bytes * row_align as u64,
+            allowed: max_part,
+        });
+    }
+    Ok(per_part)
+}
+
+/// The largest part of a weight matrix, in bytes, and the row alignment of parts, for `limits`.
+pub(crate) fn part_limits(limits: &wgpu::Limits) -> (u64, usize) {
+    let max_part = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4 * 4;
+    let row_align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    (max_part, row_align)
+}
+
+/// Whether matrices of these (type, row bytes, rows, parts) are stacked into one buffer by
+/// [`stack`], and its bytes if so.
+pub(crate) fn stacked_bytes(mats: &[(TensorType, usize, u64, usize)], max_part: u64) -> Option<u64> {
+    let first = mats.first()?;
+    let total = mats.iter().map(|m| m.2).fold(0, u64::saturating_add);
+    let same = mats.iter().all(|m| m.0 == first.0 && m.1 == first.1 && m.3 == 1 && m.2.is_multiple_of(4));
+    (same && total <= max_part).then_some(total.max(4))
+}
+
 struct Uploader<'a> {
     gpu: &'a Gpu,
     /// Largest part in bytes: the binding limit (and the buffer limit), in whole words.
@@ -80,22 +124,7 @@ impl WeightLoader for Uploader<'_> {
             return Err(ModelError::UnsupportedTensorType { tensor: name.to_string(), ty: info.ty }.into());
         }
         let row_bytes = info.ty.bytes_for(cols as u64).unwrap_or(u64::MAX);
-        if row_bytes > self.max_part {
-            return Err(GpuError::TooLarge {
-                what: format!("one row of tensor {name:?}"),
-                needed: row_bytes,
-                allowed: self.max_part,
-            });
-        }
-        let per_part = (self.max_part / row_bytes) as usize;
-        let per_part = if per_part >= rows { rows } else { per_part / self.row_align * self.row_align };
-        if per_part == 0 {
-            return Err(GpuError::TooLarge {
-                what: format!("{} rows of tensor {name:?} (a binding must hold whole aligned rows)", self.row_align),
-                needed: row_bytes * self.row_align as u64,
-                allowed: self.max_part,
-            });
-        }
+        let per_part = rows_per_part(name, rows, row_bytes, self.max_part, self.row_align)?;
         let rb = row_bytes as usize;
         let parts = (0..rows)
             .step_by(per_part)
@@ -124,9 +153,7 @@ impl GpuWeights {
         src: &S,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, GpuError> {
-        let limits = &gpu.limits;
-        let max_part = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4 * 4;
-        let row_align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let (max_part, row_align) = part_limits(&gpu.limits);
         let up = Uploader { gpu, max_part, row_align };
         let llama = LlamaWeights::load_with(config, index, src, &up, progress).await?;
         let rope_freqs = llama.rope_freq_factors.as_ref().map(|f| gpu.upload("rope_freqs", f));
@@ -214,17 +241,13 @@ impl Proj {
 fn stack(gpu: &Gpu, max_part: u64, label: &str, mats: Vec<GpuMatrix>) -> Proj {
     let bytes = |m: &GpuMatrix| m.ty.bytes_for(m.cols as u64).unwrap_or(u64::MAX).saturating_mul(m.rows as u64);
     let first = &mats[0];
-    let total: u64 = mats.iter().map(bytes).fold(0, u64::saturating_add);
-    let stackable = mats
-        .iter()
-        .all(|m| m.ty == first.ty && m.cols == first.cols && m.parts.len() == 1 && bytes(m).is_multiple_of(4))
-        && total <= max_part;
-    if !stackable {
+    let shapes: Vec<_> = mats.iter().map(|m| (m.ty, m.cols, bytes(m), m.parts.len())).collect();
+    let Some(total) = stacked_bytes(&shapes, max_part) else {
         return Proj::Separate(mats);
-    }
-    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    };
+    let buffer = gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: total.max(4),
+        size: total,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
@@ -235,6 +258,8 @@ fn stack(gpu: &Gpu, max_part: u64, label: &str, mats: Vec<GpuMatrix>) -> Proj {
         at += bytes(m);
     }
     gpu.queue.submit([enc.finish()]);
+    // The per-matrix buffers go when `mats` does (wgpu frees them after the copies).
+    gpu.release(mats.iter().map(|m| m.parts[0].buffer.size()).sum());
     let rows = mats.iter().map(|m| m.rows).sum();
     Proj::Stacked(GpuMatrix { ty: first.ty, rows, cols: first.cols, parts: vec![Part { rows: 0..rows, buffer }] })
 }

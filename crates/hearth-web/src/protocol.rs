@@ -112,6 +112,19 @@ pub struct StoredModel {
     pub sha256: Option<String>,
     /// The sha256 matched a published one (catalog); false for custom URLs and files.
     pub verified: bool,
+    /// The engine's memory plan for this model on this adapter, once it is stored.
+    #[serde(default)]
+    pub plan: Option<PlanSummary>,
+}
+
+/// `hearth_gpu::MemoryPlan` for a stored model at its default context, on the open adapter:
+/// exactly the GPU buffers a load makes there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub context: u32,
+    pub total: u64,
+    /// Why a load would be refused on this adapter (a buffer past its limits), if it would.
+    pub problem: Option<String>,
 }
 
 /// Sampling settings the UI offers.

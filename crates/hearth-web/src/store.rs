@@ -74,6 +74,7 @@ impl ModelMeta {
             complete: self.complete,
             sha256: self.sha256.clone(),
             verified: self.verified,
+            plan: None,
         }
     }
 }

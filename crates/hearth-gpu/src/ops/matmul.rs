@@ -183,13 +183,18 @@ pub(crate) fn source_for(op: &str, kernel: &str, ty: TensorType) -> Result<Strin
     Ok(format!("{QUANT_COMMON}\n{snippet}\n{kernel}"))
 }
 
+/// Bytes of the buffer [`upload_weights`] makes for `len` bytes: whole u32 words, at least one.
+pub(crate) fn weight_buffer_bytes(len: u64) -> u64 {
+    len.div_ceil(4).max(1) * 4
+}
+
 /// A storage buffer holding raw GGUF bytes, zero-padded to whole u32 words.
 pub fn upload_weights(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     // Written in place rather than copied into a padded Vec<u32> and a mapped-at-creation
     // buffer first: in the browser (wasm memory never shrinks) the tensor then exists once,
     // not three times — SmolLM2's load peaked at 125 MB of wasm memory with the copies.
-    let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
-    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    let size = weight_buffer_bytes(bytes.len() as u64);
+    let buffer = gpu.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,

@@ -103,6 +103,10 @@ impl SlotParams for Slot {
     }
 }
 
+/// Bytes of the buffers this op owns (the unit factors bound when a model has none), for the
+/// memory plan.
+pub(crate) const OWN_BYTES: u64 = 4;
+
 pub struct RopeKv {
     pipeline: wgpu::ComputePipeline,
     /// Bound in place of the frequency factors when a model has none (the shader skips it).
@@ -112,7 +116,7 @@ pub struct RopeKv {
 impl RopeKv {
     pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
         let pipeline = gpu.compute_pipeline("rope + kv write", SOURCE, "main", &[("WG", f64::from(WORKGROUP))])?;
-        Ok(RopeKv { pipeline, no_factors: gpu.upload("rope no factors", &[1f32]) })
+        Ok(RopeKv { pipeline, no_factors: gpu.upload("rope no factors", &[1f32; (OWN_BYTES / 4) as usize]) })
     }
 
     /// `src`: the projection's output (q, k, v where the params say); `freq_factors`:

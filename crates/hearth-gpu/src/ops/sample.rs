@@ -20,6 +20,9 @@ pub const K_MAX: u32 = 256;
 pub const ARGMAX_CHUNK: u32 = 4096;
 pub const MAX_PARTIALS: u32 = 256;
 
+/// Bytes of the buffers this op owns (argmax's (value, index) partials), for the memory plan.
+pub(crate) const OWN_BYTES: u64 = 4 * 2 * MAX_PARTIALS as u64;
+
 /// The WGSL `Params` struct, field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -113,7 +116,7 @@ impl Argmax {
         let c = [("WG", f64::from(workgroup)), ("K_MAX", f64::from(K_MAX))];
         let partial = gpu.compute_pipeline("argmax_partial", SOURCE, "argmax_partial", &c)?;
         let last = gpu.compute_pipeline("argmax_final", SOURCE, "argmax_final", &c)?;
-        let partials = gpu.upload("argmax partials", &vec![0u32; 2 * MAX_PARTIALS as usize]);
+        let partials = gpu.upload("argmax partials", &vec![0u32; (OWN_BYTES / 4) as usize]);
         Ok(Argmax { partial, last, partials })
     }
 

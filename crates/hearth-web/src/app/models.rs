@@ -92,7 +92,7 @@ fn model_card(props: &CardProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let e = &props.entry;
     let id = e.id.clone();
-    let fit = util::fit(e, props.adapter.as_ref());
+    let fit = util::fit(e, props.adapter.as_ref(), props.stored.as_ref());
     let size = e.size.or(props.stored.as_ref().map(|s| s.size).filter(|&s| s > 0));
     let act = |action: Action| {
         let d = ctx.dispatch.clone();

@@ -957,6 +957,7 @@ mod tests {
             complete: false,
             sha256: None,
             verified: false,
+            plan: None,
         };
         s.apply(Action::Worker(FromWorker::Stored {
             models: vec![partial.clone()],

@@ -72,37 +72,49 @@ pub struct Fit {
     pub reason: String,
 }
 
-/// A rough verdict: WebGPU does not report device memory, so the budget is a heuristic.
+/// A verdict: WebGPU does not report device memory, so the budget is a heuristic.
 ///
-/// - The largest single tensor (usually the token embedding or the output matrix) must fit one
-///   storage binding. The catalog does not list tensor sizes; about 30% of the weight bytes is
-///   a generous bound for the small models offered (SmolLM2-135M: 30 MB of 98 MB).
-/// - The whole model (weights + KV cache + scratch, `gpu_memory`) against a device budget of
-///   four times the largest buffer the adapter allows: adapters that allow 1–4 GiB buffers
-///   tend to have 4–16 GiB behind them.
-pub fn fit(entry: &CatalogEntry, adapter: Option<&AdapterSummary>) -> Fit {
+/// - A stored model has the engine's own memory plan for this adapter (`stored.plan`): every
+///   buffer a load makes, exactly, and whether one passes the adapter's limits (then it is
+///   too large, for the reason the engine would give).
+/// - Otherwise the catalog's estimate (`gpu_memory`), and its largest tensor (usually the
+///   token embedding or the output matrix), which must fit one storage binding: the catalog
+///   does not list tensor sizes, so about 30% of the weight bytes stands in (SmolLM2-135M: 30
+///   MB of 98 MB).
+/// - The whole model against a device budget of four times the largest buffer the adapter
+///   allows: adapters that allow 1–4 GiB buffers tend to have 4–16 GiB behind them.
+pub fn fit(entry: &CatalogEntry, adapter: Option<&AdapterSummary>, stored: Option<&StoredModel>) -> Fit {
     let Some(a) = adapter else {
         return Fit { level: FitLevel::Unknown, reason: "the GPU is not open yet".into() };
     };
-    if entry.gpu_memory == 0 {
+    let plan = stored.and_then(|s| s.plan.as_ref());
+    if let Some(problem) = plan.and_then(|p| p.problem.as_ref()) {
+        return Fit { level: FitLevel::TooLarge, reason: problem.clone() };
+    }
+    let (needed, how) = match plan {
+        Some(p) => (p.total, format!("needs {} of GPU memory at context {}", bytes(p.total), p.context)),
+        None => {
+            (entry.gpu_memory, format!("needs about {} of GPU memory at its default context", bytes(entry.gpu_memory)))
+        }
+    };
+    if needed == 0 {
         return Fit { level: FitLevel::Unknown, reason: "the model's memory needs are unknown".into() };
     }
-    let weights = entry.size.unwrap_or(entry.gpu_memory);
-    let largest = weights * 3 / 10;
     let binding = a.max_storage_binding.min(a.max_buffer_size).max(1);
     let budget = a.max_buffer_size.max(a.max_storage_binding).saturating_mul(4);
-    if entry.gpu_memory > budget {
+    if needed > budget {
         return Fit {
             level: FitLevel::TooLarge,
             reason: format!(
-                "needs about {} of GPU memory; this adapter's buffers (up to {}) suggest roughly {} in all",
-                bytes(entry.gpu_memory),
+                "{how}; this adapter's buffers (up to {}) suggest roughly {} in all",
                 bytes(a.max_buffer_size),
                 bytes(budget)
             ),
         };
     }
-    if largest > binding {
+    // The plan has checked every buffer against the limits already.
+    let largest = entry.size.unwrap_or(entry.gpu_memory) * 3 / 10;
+    if plan.is_none() && largest > binding {
         return Fit {
             level: FitLevel::MayNotFit,
             reason: format!(
@@ -112,20 +124,13 @@ pub fn fit(entry: &CatalogEntry, adapter: Option<&AdapterSummary>) -> Fit {
             ),
         };
     }
-    if entry.gpu_memory > budget / 2 {
+    if needed > budget / 2 {
         return Fit {
             level: FitLevel::MayNotFit,
-            reason: format!(
-                "needs about {}, close to this GPU's estimated {} budget",
-                bytes(entry.gpu_memory),
-                bytes(budget)
-            ),
+            reason: format!("{how}, close to this GPU's estimated {} budget", bytes(budget)),
         };
     }
-    Fit {
-        level: FitLevel::Fits,
-        reason: format!("needs about {} of GPU memory at its default context", bytes(entry.gpu_memory)),
-    }
+    Fit { level: FitLevel::Fits, reason: how }
 }
 
 /// The file name of a URL's path, without query or fragment.
@@ -236,6 +241,7 @@ pub fn title_from(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::PlanSummary;
 
     fn adapter(binding: u64) -> AdapterSummary {
         AdapterSummary {
@@ -310,6 +316,7 @@ mod tests {
             complete,
             sha256: sha,
             verified: true,
+            plan: None,
         };
         assert!(verified(&e, None));
         assert!(verified(&e, Some(&stored(Some("AB".repeat(32)), true))));
@@ -324,16 +331,34 @@ mod tests {
     fn fit_verdicts() {
         let gib = 1u64 << 30;
         let mut e = custom_entry("u", "m.gguf", "");
-        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::Unknown);
+        assert_eq!(fit(&e, Some(&adapter(gib)), None).level, FitLevel::Unknown);
         e.gpu_memory = 166_519_872;
         e.size = Some(98_362_432);
-        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::Fits);
+        assert_eq!(fit(&e, Some(&adapter(gib)), None).level, FitLevel::Fits);
         e.gpu_memory = 4_634_455_744;
         e.size = Some(4_081_004_224);
-        assert_eq!(fit(&e, Some(&adapter(gib))).level, FitLevel::TooLarge);
-        assert_eq!(fit(&e, Some(&adapter(2 * gib))).level, FitLevel::MayNotFit);
-        assert_eq!(fit(&e, Some(&adapter(8 * gib))).level, FitLevel::Fits);
-        assert_eq!(fit(&e, None).level, FitLevel::Unknown);
+        assert_eq!(fit(&e, Some(&adapter(gib)), None).level, FitLevel::TooLarge);
+        assert_eq!(fit(&e, Some(&adapter(2 * gib)), None).level, FitLevel::MayNotFit);
+        assert_eq!(fit(&e, Some(&adapter(8 * gib)), None).level, FitLevel::Fits);
+        assert_eq!(fit(&e, None, None).level, FitLevel::Unknown);
+        // A stored model: the engine's plan decides, exactly.
+        let mut stored = StoredModel {
+            id: e.id.clone(),
+            name: "m".into(),
+            url: "u".into(),
+            size: 1,
+            stored: 1,
+            complete: true,
+            sha256: None,
+            verified: false,
+            plan: Some(PlanSummary { context: 2048, total: 3 * gib, problem: None }),
+        };
+        let verdict = fit(&e, Some(&adapter(2 * gib)), Some(&stored));
+        assert_eq!(verdict.level, FitLevel::Fits, "{verdict:?}");
+        assert!(verdict.reason.contains("3.22 GB") && verdict.reason.contains("2048"), "{verdict:?}");
+        let problem = "the KV cache for a context of 2048 tokens (per layer) needs 9 bytes".to_string();
+        stored.plan = Some(PlanSummary { context: 2048, total: gib, problem: Some(problem.clone()) });
+        assert_eq!(fit(&e, Some(&adapter(8 * gib)), Some(&stored)), Fit { level: FitLevel::TooLarge, reason: problem });
     }
 
     #[test]

@@ -55,6 +55,8 @@ struct State {
     device_generation: Cell<u32>,
     /// Cancel flags of the downloads in progress.
     downloads: RefCell<HashMap<String, Rc<Cell<bool>>>>,
+    /// Memory plans of stored models on the open adapter, by (id, sha256).
+    plans: RefCell<HashMap<(String, String), crate::protocol::PlanSummary>>,
 }
 
 impl State {
@@ -250,16 +252,43 @@ async fn finish_download(store: &Store, id: &str, result: Result<crate::store::M
 
 async fn list_stored(st: &State) {
     let Some(store) = st.store() else { return };
-    let models = match store.models().await {
-        Ok(m) => m.iter().map(|m| m.summary()).collect(),
+    let stored = match store.models().await {
+        Ok(m) => m,
         Err(e) => return error(ErrorKind::Other, e.to_string(), None),
     };
+    let mut models = Vec::with_capacity(stored.len());
+    for meta in &stored {
+        let mut summary = meta.summary();
+        summary.plan = plan(st, &store, meta).await;
+        models.push(summary);
+    }
     let (quota, usage) = match download::storage_estimate().await {
         Some((q, u)) => (Some(q), Some(u)),
         None => (None, None),
     };
     let persisted = download::storage_persisted().await;
     post(&FromWorker::Stored { models, quota, usage, persisted });
+}
+
+/// The memory plan of a complete model at its default context on the open adapter, from its
+/// stored index (read once per model and adapter, then kept).
+async fn plan(st: &State, store: &Store, meta: &crate::store::ModelMeta) -> Option<crate::protocol::PlanSummary> {
+    let (Some(sha), Some(gpu)) = (meta.sha256.clone().filter(|_| meta.complete), st.gpu()) else { return None };
+    let key = (meta.id.clone(), sha);
+    if let Some(p) = st.plans.borrow().get(&key) {
+        return Some(p.clone());
+    }
+    let index = source::StoredSource::new(store, meta).index().await.ok()?;
+    let config = hearth_model::Config::from_gguf(&index).ok()?;
+    let context = (meta.default_context as usize).clamp(1, config.max_context);
+    let plan = hearth_gpu::MemoryPlan::new(&config, &index, context, &gpu.limits);
+    let summary = crate::protocol::PlanSummary {
+        context: context as u32,
+        total: plan.total(),
+        problem: plan.check(&gpu.limits).err().map(|e| e.to_string()),
+    };
+    st.plans.borrow_mut().insert(key, summary.clone());
+    Some(summary)
 }
 
 /// "vendor architecture" from the browser's GPUAdapterInfo (wgpu passes on only the
@@ -325,7 +354,8 @@ async fn init(st: &Rc<State>) {
 /// Opens (or re-opens, after a lost device) the GPU and reports it.
 async fn reinit(st: &Rc<State>) {
     *st.session.borrow_mut() = None;
-    // Whatever happens to the old device from here on is not news.
+    st.plans.borrow_mut().clear(); // another device may have other limits
+                                   // Whatever happens to the old device from here on is not news.
     st.device_generation.set(st.device_generation.get() + 1);
     match open_gpu().await {
         Ok(gpu) => {
