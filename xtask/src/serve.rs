@@ -642,10 +642,7 @@ mod tests {
 
     #[test]
     fn serves_ranges_over_tcp() {
-        let dir = std::env::temp_dir().join(format!("xtask-serve-test-{}", std::process::id()));
-        let (dist, models) = (dir.join("dist"), dir.join("models"));
-        std::fs::create_dir_all(&dist).unwrap();
-        std::fs::create_dir_all(&models).unwrap();
+        let (dir, dist, models) = temp_tree("test");
         let data: Vec<u8> = (0..100u8).collect();
         std::fs::write(models.join("m.gguf"), &data).unwrap();
         let page = crate::csp::apply("<html><head><script>go()</script></head><body><p>hi</p></body></html>").unwrap();
@@ -723,6 +720,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A fresh temporary folder with `dist/` and `models/` in it.
+    fn temp_tree(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("xtask-serve-{name}-{}", std::process::id()));
+        let (dist, models) = (dir.join("dist"), dir.join("models"));
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::create_dir_all(&models).unwrap();
+        (dir, dist, models)
+    }
+
     fn start(config: Config) -> SocketAddr {
         let server = Server::bind("127.0.0.1", 0, config).unwrap();
         let addr = server.addr;
@@ -739,10 +745,7 @@ mod tests {
     /// After a cut, each `--after-cut` fault answers a resume as it says.
     #[test]
     fn faults_after_a_cut() {
-        let dir = std::env::temp_dir().join(format!("xtask-serve-faults-{}", std::process::id()));
-        let (dist, models) = (dir.join("dist"), dir.join("models"));
-        std::fs::create_dir_all(&dist).unwrap();
-        std::fs::create_dir_all(&models).unwrap();
+        let (dir, dist, models) = temp_tree("faults");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(models.join("m.gguf"), &data).unwrap();
         let changed: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
