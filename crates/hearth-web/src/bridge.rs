@@ -101,12 +101,20 @@ impl WorkerBridge {
         };
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let heartbeat = {
-            let (worker, booted, started) = (worker.clone(), booted.clone(), js_sys::Date::now());
-            let (mut seq, mut last_ping) = (0u32, 0.0);
+            let (worker, booted, started) = (worker.clone(), booted.clone(), now_ms());
+            let (mut seq, mut last_ping, mut last_tick) = (0u32, f64::NEG_INFINITY, started);
             gloo_timers::callback::Interval::new(TICK_MS, move || {
-                let now = js_sys::Date::now();
+                let now = now_ms();
+                // A tick long overdue: the machine slept or the browser froze the page. Pongs
+                // may be queued behind this tick: ask again rather than judge.
+                let slept = now - last_tick > 5.0 * f64::from(TICK_MS);
+                last_tick = now;
+                if slept {
+                    pending.set(None);
+                    last_ping = f64::NEG_INFINITY;
+                }
                 if !booted.get() {
-                    if now - started > BOOT_WITHIN_MS {
+                    if now - started > BOOT_WITHIN_MS && !slept {
                         death.report(format!("it did not start within {} s", BOOT_WITHIN_MS / 1000.0));
                     }
                     return;
@@ -152,8 +160,16 @@ impl WorkerBridge {
 
 impl Drop for WorkerBridge {
     fn drop(&mut self) {
+        // Unhooked first: an event already queued must not reach the closures dropped next.
+        self.worker.set_onmessage(None);
+        self.worker.set_onerror(None);
         self.worker.terminate();
     }
+}
+
+/// Milliseconds on the page's monotonic clock (the wall clock can be changed under us).
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or_else(js_sys::Date::now, |p| p.now())
 }
 
 /// `{ msg, file? }` on the wire.

@@ -27,8 +27,20 @@ pub struct Reply<'a> {
 /// The identity of the file a response came from, for `If-Range` and for comparing later
 /// replies: a strong ETag, else Last-Modified (`If-Range` takes no weak ETag, RFC 9110 §13.1.5).
 pub fn validator(etag: Option<&str>, last_modified: Option<&str>) -> Option<String> {
-    let strong = etag.map(str::trim).filter(|e| !e.is_empty() && !e.starts_with("W/"));
-    strong.or(last_modified.map(str::trim).filter(|l| !l.is_empty())).map(str::to_string)
+    strong_etag(etag).or(last_modified.map(str::trim).filter(|l| !l.is_empty())).map(str::to_string)
+}
+
+/// A strong ETag is a quoted string (a weak one starts `W/`).
+fn strong_etag(etag: Option<&str>) -> Option<&str> {
+    etag.map(str::trim).filter(|e| e.len() >= 2 && e.starts_with('"'))
+}
+
+/// Whether `reply` comes from another file than the one `stored` (from [`validator`])
+/// identified, comparing like with like: a strong ETag with the reply's strong ETag, a date
+/// with its Last-Modified. A reply without that validator says nothing (the sha256 decides).
+fn changed(stored: &str, reply: &Reply) -> bool {
+    let now = if stored.starts_with('"') { strong_etag(reply.etag) } else { reply.last_modified.map(str::trim) };
+    now.is_some_and(|now| now != stored)
 }
 
 /// What to do with a response.
@@ -51,7 +63,7 @@ pub enum Next {
 pub enum Refusal {
     #[error("the server answered a request for the bytes from {asked} with the bytes from {got}: not storing them (its range support looks broken)")]
     WrongOffset { asked: u64, got: u64 },
-    #[error("the server sent a bad Content-Range {0:?}")]
+    #[error("the server sent a bad Content-Range {0:?} (a server on another origin must also expose it to scripts: Access-Control-Expose-Headers)")]
     BadContentRange(String),
     #[error("the server's file is {server} bytes but the catalog says {expected}: not downloading a different file")]
     SizeMismatch { server: u64, expected: u64 },
@@ -89,8 +101,7 @@ pub fn next(asked: u64, known: &Known, reply: &Reply) -> Result<Next, Refusal> {
                 return Err(bad());
             }
             check_pinned(total)?;
-            let now = validator(reply.etag, reply.last_modified);
-            let changed_identity = matches!((&known.validator, &now), (Some(a), Some(b)) if a != b);
+            let changed_identity = known.validator.as_deref().is_some_and(|v| changed(v, reply));
             let changed_size = known.size.is_some_and(|s| s != total);
             Ok(if changed_identity || changed_size { Next::Changed } else { Next::Append { total } })
         }
@@ -213,12 +224,36 @@ mod tests {
     }
 
     #[test]
+    fn validators_are_compared_like_with_like() {
+        let lm = "Mon, 07 Dec 2026 04:00:00 GMT";
+        let range = format!("bytes {FROM}-{}/{SIZE}", SIZE - 1);
+        let reply = |etag, last_modified| Reply {
+            status: 206,
+            content_range: Some(&range),
+            content_length: None,
+            etag,
+            last_modified,
+        };
+        let by_etag = Known { size: Some(SIZE), pinned: true, validator: Some("\"v1\"".into()) };
+        let by_date = Known { validator: Some(lm.into()), ..by_etag.clone() };
+        let append = Ok(Next::Append { total: SIZE });
+        // A reply that shows only the other kind of validator says nothing.
+        assert_eq!(next(FROM, &by_etag, &reply(None, Some(lm))), append);
+        assert_eq!(next(FROM, &by_etag, &reply(Some("W/\"v2\""), Some(lm))), append);
+        assert_eq!(next(FROM, &by_date, &reply(Some("\"v9\""), Some(lm))), append);
+        // The same kind, another value: another file.
+        assert_eq!(next(FROM, &by_etag, &reply(Some("\"v2\""), None)), Ok(Next::Changed));
+        assert_eq!(next(FROM, &by_date, &reply(None, Some("Tue, 08 Dec 2026 04:00:00 GMT"))), Ok(Next::Changed));
+    }
+
+    #[test]
     fn validators_prefer_a_strong_etag() {
         let lm = Some("Mon, 07 Dec 2026 04:00:00 GMT");
         assert_eq!(validator(Some("\"abc\""), lm).as_deref(), Some("\"abc\""));
         assert_eq!(validator(Some("W/\"abc\""), lm), lm.map(String::from));
         assert_eq!(validator(None, lm), lm.map(String::from));
         assert_eq!(validator(Some(" "), None), None);
+        assert_eq!(validator(Some("unquoted"), lm), lm.map(String::from));
         assert_eq!(validator(None, None), None);
     }
 }

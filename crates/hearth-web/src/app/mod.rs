@@ -77,7 +77,27 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
                 }
             });
         }
-        Effect::RestartWorker => start_worker(ctx),
+        Effect::RestartWorker => {
+            // A worker that dies the same way each time (a script gone after a redeploy while
+            // offline, a panic at start) is not restarted forever.
+            thread_local!(static RESTARTS: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) });
+            let now = web::now_ms();
+            let recent = RESTARTS.with(|r| {
+                let mut r = r.borrow_mut();
+                r.retain(|t| now - t < 120_000.0);
+                r.push(now);
+                r.len()
+            });
+            if recent > 3 {
+                ctx.bridge.borrow_mut().take();
+                ctx.dispatch.dispatch(Action::WorkerFailed(
+                    "The engine stopped four times in two minutes, so Hearth stopped restarting it: reload the page."
+                        .into(),
+                ));
+            } else {
+                start_worker(ctx);
+            }
+        }
         Effect::ExpireNotice(seq) => {
             let d = ctx.dispatch.clone();
             gloo_timers::callback::Timeout::new(4_000, move || d.dispatch(Action::DismissNotice(seq))).forget();

@@ -4,7 +4,7 @@
 //! When the last byte is stored the whole file is read back and its sha256 checked against
 //! the published one; until then the model is not loadable.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
@@ -17,6 +17,38 @@ use super::{now_ms, post, scope};
 use crate::protocol::{CatalogEntry, ErrorKind, FromWorker, Phase};
 use crate::resume;
 use crate::store::{ModelMeta, Store, StoreError, CHUNK};
+
+/// A download's stop switch: a flag checked between reads, and the fetch in flight, aborted
+/// at once (a stalled connection would otherwise never reach the next check).
+#[derive(Default)]
+pub struct Cancel {
+    flag: Cell<bool>,
+    fetch: RefCell<Option<web_sys::AbortController>>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.set(true);
+        if let Some(abort) = self.fetch.borrow().as_ref() {
+            abort.abort();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.get()
+    }
+
+    /// The fetch to abort on [`Cancel::cancel`] from now on.
+    fn watch(&self, abort: &web_sys::AbortController) {
+        if self.flag.get() {
+            abort.abort();
+        }
+        *self.fetch.borrow_mut() = Some(abort.clone());
+    }
+}
+
+/// A body that sends nothing for this long is given up (and resumed): the connection stalled.
+const IDLE_MS: i32 = 60_000;
 
 /// Why a download stopped.
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +141,11 @@ async fn check_room(remaining: u64) -> Result<(), DownloadError> {
 /// another file (the catalog's address or checksum changed since) is dropped, not resumed.
 pub async fn start_meta(store: &Store, entry: &CatalogEntry) -> Result<ModelMeta, DownloadError> {
     let expected_sha256 = entry.sha256.as_ref().map(|s| s.to_lowercase());
-    match store.meta(&entry.id).await? {
+    let stale = match store.meta(&entry.id).await? {
         Some(m) if m.complete || (m.url == entry.url && m.expected_sha256 == expected_sha256) => return Ok(m),
-        Some(_) => store.delete_chunks(&entry.id, 0).await?,
-        None => {}
-    }
+        Some(_) => true,
+        None => false,
+    };
     let meta = ModelMeta {
         id: entry.id.clone(),
         name: entry.name.clone(),
@@ -128,7 +160,11 @@ pub async fn start_meta(store: &Store, entry: &CatalogEntry) -> Result<ModelMeta
         verified: false,
         default_context: entry.default_context,
     };
+    // The record first: it never counts a chunk that is gone.
     store.put_meta(&meta).await?;
+    if stale {
+        store.delete_chunks(&entry.id, 0).await?;
+    }
     Ok(meta)
 }
 
@@ -189,16 +225,16 @@ async fn read_stream(
     stream: web_sys::ReadableStream,
     writer: &mut ChunkWriter<'_>,
     total: u64,
-    cancel: &Cell<bool>,
+    cancel: &Cancel,
     progress: &mut Progress,
 ) -> Result<(), DownloadError> {
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     loop {
-        if cancel.get() {
+        if cancel.is_set() {
             let _ = reader.cancel();
             return Err(DownloadError::Cancelled);
         }
-        let result = JsFuture::from(reader.read()).await.map_err(|e| DownloadError::Network(js_err(e)))?;
+        let result = read_within(&reader, IDLE_MS).await?;
         let done = js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true);
         if done {
             return Ok(());
@@ -228,8 +264,37 @@ impl Fetched {
     }
 }
 
+/// The reader's next result, or a network error when nothing comes for `idle_ms` (the reader
+/// is cancelled then).
+async fn read_within(reader: &web_sys::ReadableStreamDefaultReader, idle_ms: i32) -> Result<JsValue, DownloadError> {
+    let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
+    let timer = Cell::new(None);
+    let idle = js_sys::Promise::new(&mut |resolve, _| {
+        timer.set(scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, idle_ms).ok());
+    });
+    let first = js_sys::Promise::race(&js_sys::Array::of2(&reader.read(), &idle));
+    let result = JsFuture::from(first).await;
+    if let Some(id) = timer.get() {
+        scope.clear_timeout_with_handle(id);
+    }
+    match result {
+        // The timer resolves with `undefined`; a read, with a `{ done, value }` object.
+        Ok(r) if r.is_undefined() => {
+            let _ = reader.cancel();
+            Err(DownloadError::Network(format!("no data came for {} s", idle_ms / 1000)))
+        }
+        Ok(r) => Ok(r),
+        Err(e) => Err(DownloadError::Network(js_err(e))),
+    }
+}
+
 /// GET `url`, with a `Range` header if given, and `If-Range` if given.
-async fn fetch(url: &str, range: Option<String>, if_range: Option<&str>) -> Result<Fetched, DownloadError> {
+async fn fetch(
+    url: &str,
+    range: Option<String>,
+    if_range: Option<&str>,
+    cancel: &Cancel,
+) -> Result<Fetched, DownloadError> {
     let net = |e: JsValue| DownloadError::Network(js_err(e));
     let init = web_sys::RequestInit::new();
     let headers = web_sys::Headers::new().map_err(net)?;
@@ -245,6 +310,7 @@ async fn fetch(url: &str, range: Option<String>, if_range: Option<&str>) -> Resu
     // Cancelling the body's reader alone does not stop Chromium fetching the rest.
     let abort = web_sys::AbortController::new().map_err(net)?;
     init.set_signal(Some(&abort.signal()));
+    cancel.watch(&abort);
     let scope = scope().ok_or_else(|| DownloadError::Network("no worker scope".into()))?;
     let response = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await.map_err(net)?;
     Ok(Fetched { response: response.unchecked_into(), abort })
@@ -263,15 +329,17 @@ enum Attempt {
 /// continues them.
 async fn fetch_rest(
     writer: &mut ChunkWriter<'_>,
-    cancel: &Cell<bool>,
+    cancel: &Cancel,
     send_if_range: bool,
 ) -> Result<Attempt, DownloadError> {
     let known = writer.meta.known();
     let Some(offset) = resume::request_from(writer.received(), &known) else {
-        return Ok(Attempt::Received); // every byte is here: verify, ask nothing
+        // Every byte is here (the last, partial chunk perhaps only in the writer): verify.
+        writer.flush().await?;
+        return Ok(Attempt::Received);
     };
     let if_range = known.validator.as_deref().filter(|_| send_if_range);
-    let fetched = fetch(&writer.meta.url, (offset > 0).then(|| format!("bytes={offset}-")), if_range).await?;
+    let fetched = fetch(&writer.meta.url, (offset > 0).then(|| format!("bytes={offset}-")), if_range, cancel).await?;
     let response = &fetched.response;
     let header = |name: &str| response.headers().get(name).ok().flatten();
     let (content_range, etag, last_modified) = (header("Content-Range"), header("ETag"), header("Last-Modified"));
@@ -298,6 +366,7 @@ async fn fetch_rest(
     let total = match next {
         resume::Next::Complete => {
             fetched.discard();
+            writer.flush().await?;
             return Ok(Attempt::Received);
         }
         resume::Next::Changed => {
@@ -336,18 +405,20 @@ async fn fetch_rest(
     if read.is_err() {
         fetched.discard();
     }
-    // The last, partial chunk is stored once the file is whole; a partial chunk of a broken
-    // stream stays in the writer for the next attempt to complete.
-    if read.is_ok() && writer.received() == total {
-        writer.flush().await?;
-    }
     progress.report(writer.received(), total, true);
+    // The last, partial chunk is stored once the file is whole, even if the stream then
+    // failed to end cleanly; a partial chunk of a broken stream stays in the writer for the
+    // next attempt to complete.
+    if writer.received() == total && !matches!(read, Err(DownloadError::Cancelled)) {
+        writer.flush().await?;
+        return Ok(Attempt::Received);
+    }
     read.map(|_| Attempt::Received)
 }
 
 /// Downloads (or resumes) the model of `meta` (from [`start_meta`]), retrying a broken connection with backoff (reset whenever
 /// an attempt got something), then verifies it. Returns the complete record.
-pub async fn download(store: &Store, meta: ModelMeta, cancel: Rc<Cell<bool>>) -> Result<ModelMeta, DownloadError> {
+pub async fn download(store: &Store, meta: ModelMeta, cancel: Rc<Cancel>) -> Result<ModelMeta, DownloadError> {
     if meta.complete {
         return Ok(meta);
     }
@@ -390,7 +461,7 @@ pub async fn download(store: &Store, meta: ModelMeta, cancel: Rc<Cell<bool>>) ->
                 send_if_range = false;
             }
         }
-        if cancel.get() {
+        if cancel.is_set() {
             return Err(DownloadError::Cancelled);
         }
         if attempts >= 4 {
@@ -412,7 +483,7 @@ pub async fn import_file(
     id: &str,
     name: &str,
     file: web_sys::File,
-    cancel: Rc<Cell<bool>>,
+    cancel: Rc<Cancel>,
 ) -> Result<ModelMeta, DownloadError> {
     let total = file.size() as u64;
     // Room first: a file that cannot fit must not cost the copy already stored under this id.
@@ -455,13 +526,13 @@ pub async fn import_file(
 
 /// Reads every stored chunk back, checks it against its own hash and the whole file against
 /// the published sha256, and marks the model complete. A mismatch deletes the bytes.
-async fn verify(store: &Store, mut meta: ModelMeta, cancel: &Cell<bool>) -> Result<ModelMeta, DownloadError> {
+async fn verify(store: &Store, mut meta: ModelMeta, cancel: &Cancel) -> Result<ModelMeta, DownloadError> {
     let total = meta.size.unwrap_or(0);
     let mut progress = Progress::new(&meta.id, Phase::Verifying, 0);
     let mut file = Sha256::new();
     let mut done = 0u64;
     for (index, expected) in meta.chunk_sha.iter().enumerate() {
-        if cancel.get() {
+        if cancel.is_set() {
             return Err(DownloadError::Cancelled);
         }
         let bytes = store.chunk(&meta.id, index).await?.unwrap_or_default();
@@ -507,7 +578,7 @@ pub async fn refetch_chunk(store: &Store, meta: &ModelMeta, index: usize) -> Res
         return Err(DownloadError::Corrupt(format!("piece {index} lies past the end of a {total}-byte model")));
     }
     // No If-Range: the piece's recorded sha256 decides, and a cross-origin preflight is saved.
-    let fetched = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1)), None).await?;
+    let fetched = fetch(&meta.url, Some(format!("bytes={start}-{}", end - 1)), None, &Cancel::default()).await?;
     let response = &fetched.response;
     if response.status() != 206 {
         fetched.discard();

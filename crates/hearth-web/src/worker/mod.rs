@@ -53,8 +53,10 @@ struct State {
     stop: Cell<bool>,
     /// Counts opened devices: a device-lost callback acts only for the current one.
     device_generation: Cell<u32>,
-    /// Cancel flags of the downloads in progress.
-    downloads: RefCell<HashMap<String, Rc<Cell<bool>>>>,
+    /// Stop switches of the downloads in progress.
+    downloads: RefCell<HashMap<String, Rc<download::Cancel>>>,
+    /// The model being loaded onto the GPU: it cannot be deleted meanwhile.
+    loading: RefCell<Option<String>>,
     /// Memory plans of stored models on the open adapter, by (id, sha256).
     plans: RefCell<HashMap<(String, String), crate::protocol::PlanSummary>>,
 }
@@ -91,8 +93,8 @@ pub fn start() {
             #[cfg(feature = "test-hooks")]
             Ok(ToWorker::Panic) => panic!("a panic asked for by a test"),
             Ok(ToWorker::Cancel { id }) => {
-                if let Some(flag) = state().downloads.borrow().get(&id) {
-                    flag.set(true);
+                if let Some(cancel) = state().downloads.borrow().get(&id) {
+                    cancel.cancel();
                 }
             }
             Ok(request) => wasm_bindgen_futures::spawn_local(handle(request, file)),
@@ -150,9 +152,12 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
             let Some(store) = st.store() else { return no_store() };
             // Stop its download first and wait for it to let go: a chunk written after the
             // delete would bring back a partial record.
+            if st.loading.borrow().as_deref() == Some(id.as_str()) {
+                return error(ErrorKind::Other, "that model is loading: delete it once the load ends", Some(&id));
+            }
             let cancel = st.downloads.borrow().get(&id).cloned();
-            if let Some(flag) = cancel {
-                flag.set(true);
+            if let Some(cancel) = cancel {
+                cancel.cancel(); // aborts its fetch too, so a stalled one lets go at once
                 while st.downloads.borrow().contains_key(&id) {
                     gloo_timers::future::TimeoutFuture::new(20).await;
                 }
@@ -222,14 +227,14 @@ fn no_store() {
 
 /// Registers a download's cancel flag; `None` (and nothing done) if `id` is downloading
 /// already: two writers of one model's chunks would interleave.
-fn track(st: &State, id: &str) -> Option<Rc<Cell<bool>>> {
+fn track(st: &State, id: &str) -> Option<Rc<download::Cancel>> {
     let mut downloads = st.downloads.borrow_mut();
     if downloads.contains_key(id) {
         return None;
     }
-    let flag = Rc::new(Cell::new(false));
-    downloads.insert(id.to_string(), flag.clone());
-    Some(flag)
+    let cancel = Rc::new(download::Cancel::default());
+    downloads.insert(id.to_string(), cancel.clone());
+    Some(cancel)
 }
 
 async fn finish_download(store: &Store, id: &str, result: Result<crate::store::ModelMeta, DownloadError>) {
@@ -394,7 +399,9 @@ async fn load(st: &Rc<State>, id: &str, context: u32) {
     let Some(busy) = Busy::take(st) else {
         return error(ErrorKind::Other, "busy: wait for the current reply or press Stop", Some(id));
     };
+    *st.loading.borrow_mut() = Some(id.to_string());
     let result = load_inner(st, id, context).await;
+    st.loading.borrow_mut().take();
     drop(busy);
     match result {
         Ok(session) => {
