@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod generate;
 mod model;
+pub mod openai;
 pub mod ops;
 mod perplexity;
 mod sampling;

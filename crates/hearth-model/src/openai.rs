@@ -1,0 +1,468 @@
+//! OpenAI's chat-completions request and response shapes, one module for every front end
+//! (the browser's `createEngine`, `hearth serve`). Requests are read field by field into three
+//! explicit lists, so that nothing is ignored silently:
+//!
+//! - [`HONOURED`]: what Hearth does as OpenAI documents it (plus llama.cpp's sampler names);
+//! - [`IGNORED`]: accepted and ignored, because they only mean something on OpenAI's servers;
+//! - everything else is refused with an [`ApiError`] that names the field (`n > 1`,
+//!   `logprobs`, `tools`, a `response_format` other than text, non-zero penalties, unknown
+//!   fields), as OpenAI itself answers an unrecognized argument.
+//!
+//! Responses are built with the same field names and units as OpenAI's (`created` in Unix
+//! seconds, `chatcmpl-` ids, `usage.prompt_tokens_details.cached_tokens`); the stream's first
+//! delta carries the role, its last an empty delta with the finish reason, and with
+//! `stream_options.include_usage` a final chunk has empty `choices` and the usage.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::SamplingParams;
+
+/// Request fields Hearth honours.
+pub const HONOURED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_completion_tokens",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    // llama.cpp's sampler names, as Hearth's CLI has them.
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repetition_penalty",
+];
+
+/// Request fields accepted and ignored: they configure OpenAI's servers, not a model.
+pub const IGNORED: &[&str] =
+    &["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"];
+
+/// Most stop strings a request may give (OpenAI's limit).
+pub const MAX_STOP: usize = 4;
+
+/// A chat message: `developer` arrives as `system`; content parts are joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// A request, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `max_completion_tokens`, or its deprecated alias `max_tokens`.
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+    pub top_k: Option<u32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+}
+
+impl ChatRequest {
+    /// The sampler for this request, from `base` (the front end's defaults) with the
+    /// request's values over it; `seed` where the request gives none.
+    pub fn sampling(&self, base: &SamplingParams, seed: u64) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_k: self.top_k.map_or(base.top_k, |k| k as usize),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            min_p: self.min_p.unwrap_or(base.min_p),
+            repeat_penalty: self.repeat_penalty.unwrap_or(base.repeat_penalty),
+            seed: self.seed.unwrap_or(seed),
+            ..base.clone()
+        }
+    }
+}
+
+/// What an API error is about, as OpenAI's `code` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UnsupportedParameter,
+    InvalidValue,
+    ContextLengthExceeded,
+    ModelNotFound,
+    ModelNotLoaded,
+    NoWebgpu,
+    DeviceLost,
+    OutOfMemory,
+}
+
+impl ErrorCode {
+    /// OpenAI's `type` for this code.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedParameter | ErrorCode::InvalidValue | ErrorCode::ContextLengthExceeded => {
+                "invalid_request_error"
+            }
+            ErrorCode::ModelNotFound | ErrorCode::ModelNotLoaded => "invalid_request_error",
+            ErrorCode::NoWebgpu | ErrorCode::DeviceLost | ErrorCode::OutOfMemory => "server_error",
+        }
+    }
+
+    /// The HTTP status `hearth serve` answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::UnsupportedParameter | ErrorCode::InvalidValue | ErrorCode::ContextLengthExceeded => 400,
+            ErrorCode::ModelNotFound => 404,
+            ErrorCode::ModelNotLoaded | ErrorCode::NoWebgpu | ErrorCode::DeviceLost => 503,
+            ErrorCode::OutOfMemory => 507,
+        }
+    }
+}
+
+/// An error shaped like OpenAI's: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub message: String,
+    pub code: ErrorCode,
+    /// The request field it is about, as a path (`messages[2].content`).
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, param: Option<&str>, message: impl Into<String>) -> Self {
+        ApiError { message: message.into(), code, param: param.map(str::to_string) }
+    }
+
+    fn unsupported(param: &str, why: &str) -> Self {
+        Self::new(ErrorCode::UnsupportedParameter, Some(param), format!("'{param}' is not supported: {why}"))
+    }
+
+    fn invalid(param: &str, why: &str) -> Self {
+        Self::new(ErrorCode::InvalidValue, Some(param), format!("invalid value for '{param}': {why}"))
+    }
+
+    /// The JSON body: `{"error": {...}}`.
+    pub fn body(&self) -> Value {
+        serde_json::json!({ "error": {
+            "message": self.message, "type": self.code.kind(), "param": self.param, "code": self.code,
+        }})
+    }
+}
+
+/// Reads a request body. Every field is in [`HONOURED`] or [`IGNORED`] or refused by name.
+pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::new(ErrorCode::InvalidValue, None, "the request body must be a JSON object"));
+    };
+    if let Some(key) = obj.keys().find(|k| !HONOURED.contains(&k.as_str()) && !IGNORED.contains(&k.as_str())) {
+        return Err(ApiError::unsupported(key, "Hearth does not implement it"));
+    }
+    let field = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let model = match field("model") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::invalid("model", "expected a string")),
+    };
+    let stream = bool_field(obj, "stream")?.unwrap_or(false);
+    let include_usage = match field("stream_options") {
+        None => false,
+        Some(_) if !stream => return Err(ApiError::invalid("stream_options", "only allowed when 'stream' is true")),
+        Some(Value::Object(o)) => {
+            if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "include_usage" | "include_obfuscation")) {
+                return Err(ApiError::unsupported(&format!("stream_options.{k}"), "Hearth does not implement it"));
+            }
+            bool_field(o, "include_usage")
+                .map_err(|_| ApiError::invalid("stream_options.include_usage", "expected a boolean"))?
+                .unwrap_or(false)
+        }
+        Some(_) => return Err(ApiError::invalid("stream_options", "expected an object")),
+    };
+    let max_completion = int_field(obj, "max_completion_tokens", 1)?;
+    let max_tokens = int_field(obj, "max_tokens", 1)?;
+    if let (Some(a), Some(b)) = (max_completion, max_tokens) {
+        if a != b {
+            return Err(ApiError::invalid("max_tokens", "differs from 'max_completion_tokens' (give one)"));
+        }
+    }
+    if let Some(n) = number_field(obj, "n")? {
+        if n != 1.0 {
+            return Err(ApiError::unsupported("n", "Hearth generates one choice per request"));
+        }
+    }
+    for penalty in ["frequency_penalty", "presence_penalty"] {
+        if number_field(obj, penalty)?.is_some_and(|p| p != 0.0) {
+            return Err(ApiError::unsupported(penalty, "only 0 for now (repeat_penalty is available)"));
+        }
+    }
+    match field("response_format") {
+        None => {}
+        Some(Value::Object(o)) if o.len() == 1 && o.get("type") == Some(&Value::from("text")) => {}
+        Some(_) => return Err(ApiError::unsupported("response_format", "only {\"type\": \"text\"}")),
+    }
+    let temperature = number_field(obj, "temperature")?;
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
+    }
+    let top_p = number_field(obj, "top_p")?;
+    if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err(ApiError::invalid("top_p", "must be greater than 0 and at most 1"));
+    }
+    let min_p = number_field(obj, "min_p")?;
+    if min_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(ApiError::invalid("min_p", "must be between 0 and 1"));
+    }
+    let repeat = match (number_field(obj, "repeat_penalty")?, number_field(obj, "repetition_penalty")?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid("repetition_penalty", "differs from 'repeat_penalty' (give one)"))
+        }
+        (a, b) => a.or(b),
+    };
+    if repeat.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(ApiError::invalid("repeat_penalty", "must be greater than 0"));
+    }
+    let seed = match field("seed") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_i64().map(|i| i as u64))
+                .filter(|s| *s <= 1 << 53)
+                .ok_or_else(|| ApiError::invalid("seed", "expected an integer of at most 2^53"))?,
+        ),
+    };
+    let stop = match field("stop") {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_STOP {
+                return Err(ApiError::invalid("stop", &format!("at most {MAX_STOP} sequences")));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::invalid(&format!("stop[{i}]"), "expected a string"))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(ApiError::invalid("stop", "expected a string or an array of strings")),
+    };
+    if let Some(i) = stop.iter().position(String::is_empty) {
+        return Err(ApiError::invalid(&format!("stop[{i}]"), "must not be empty"));
+    }
+    Ok(ChatRequest {
+        model,
+        messages: messages(field("messages"))?,
+        stream,
+        include_usage,
+        max_tokens: max_completion.or(max_tokens),
+        temperature: temperature.map(|t| t as f32),
+        top_p: top_p.map(|p| p as f32),
+        seed,
+        stop,
+        top_k: int_field(obj, "top_k", 0)?,
+        min_p: min_p.map(|p| p as f32),
+        repeat_penalty: repeat.map(|r| r as f32),
+    })
+}
+
+fn bool_field(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::invalid(key, "expected a boolean")),
+    }
+}
+
+fn number_field(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            v.as_f64().filter(|f| f.is_finite()).map(Some).ok_or_else(|| ApiError::invalid(key, "expected a number"))
+        }
+    }
+}
+
+/// An integer field of at least `min` (`max_tokens` from 1, `top_k` from 0 = off).
+fn int_field(obj: &Map<String, Value>, key: &str, min: u64) -> Result<Option<u32>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= min && n <= u64::from(u32::MAX) => Ok(Some(n as u32)),
+            _ => Err(ApiError::invalid(key, &format!("expected an integer of at least {min}"))),
+        },
+    }
+}
+
+fn messages(value: Option<&Value>) -> Result<Vec<Message>, ApiError> {
+    let Some(Value::Array(items)) = value else {
+        return Err(ApiError::invalid("messages", "expected a non-empty array of messages"));
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("messages", "expected a non-empty array of messages"));
+    }
+    items.iter().enumerate().map(|(i, m)| message(i, m)).collect()
+}
+
+fn message(i: usize, m: &Value) -> Result<Message, ApiError> {
+    let at = |k: &str| format!("messages[{i}].{k}");
+    let Some(obj) = m.as_object() else {
+        return Err(ApiError::invalid(&format!("messages[{i}]"), "expected an object"));
+    };
+    let role = match obj.get("role").and_then(Value::as_str) {
+        Some("system" | "developer") => Role::System,
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some(r @ ("tool" | "function")) => {
+            return Err(ApiError::unsupported(
+                &at("role"),
+                &format!("'{r}' messages need tools, which Hearth does not implement"),
+            ))
+        }
+        _ => return Err(ApiError::invalid(&at("role"), "expected system, developer, user or assistant")),
+    };
+    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "role" | "content" | "name")) {
+        return Err(ApiError::unsupported(&at(k), "Hearth does not implement it"));
+    }
+    let content = match obj.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let here = format!("messages[{i}].content[{j}]");
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => match part.get("text").and_then(Value::as_str) {
+                        Some(t) => text.push_str(t),
+                        None => return Err(ApiError::invalid(&format!("{here}.text"), "expected a string")),
+                    },
+                    Some(other) => {
+                        return Err(ApiError::unsupported(
+                            &format!("{here}.type"),
+                            &format!("'{other}' parts (only text)"),
+                        ))
+                    }
+                    None => return Err(ApiError::invalid(&format!("{here}.type"), "expected a part type")),
+                }
+            }
+            text
+        }
+        _ => return Err(ApiError::invalid(&at("content"), "expected a string or an array of text parts")),
+    };
+    Ok(Message { role, content })
+}
+
+/// Why generation ended, as OpenAI says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens`, or a full context.
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// The whole prompt, reused prefix included.
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptTokensDetails {
+    /// The prefix reused from the KV cache.
+    pub cached_tokens: u32,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u32, cached_tokens: u32, completion_tokens: u32) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens },
+        }
+    }
+}
+
+/// What every response and chunk of one request shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// `chatcmpl-…`, the same in every chunk.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub model: String,
+}
+
+impl Meta {
+    /// `entropy` makes the id (callers pass random or clock bits).
+    pub fn new(entropy: u64, created: u64, model: &str) -> Self {
+        Meta { id: format!("chatcmpl-{entropy:016x}"), created, model: model.to_string() }
+    }
+}
+
+/// A whole reply: `object: "chat.completion"`.
+pub fn completion(meta: &Meta, content: &str, finish: FinishReason, usage: &Usage) -> Value {
+    serde_json::json!({
+        "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content },
+                      "finish_reason": finish, "logprobs": null }],
+        "usage": usage,
+    })
+}
+
+/// One streamed piece: `object: "chat.completion.chunk"`.
+pub enum Chunk<'a> {
+    /// The first: the role, no text.
+    Role,
+    /// Text.
+    Content(&'a str),
+    /// The last of the choice: an empty delta with the finish reason.
+    Finish(FinishReason),
+    /// With `include_usage`, after the finish: no choices, the usage.
+    Usage(&'a Usage),
+}
+
+pub fn chunk(meta: &Meta, chunk: Chunk) -> Value {
+    let choice = |delta: Value, finish: Option<FinishReason>| serde_json::json!([{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }]);
+    let (choices, usage) = match chunk {
+        Chunk::Role => (choice(serde_json::json!({ "role": "assistant", "content": "" }), None), Value::Null),
+        Chunk::Content(text) => (choice(serde_json::json!({ "content": text }), None), Value::Null),
+        Chunk::Finish(reason) => (choice(serde_json::json!({}), Some(reason)), Value::Null),
+        Chunk::Usage(u) => (serde_json::json!([]), serde_json::to_value(u).unwrap_or(Value::Null)),
+    };
+    serde_json::json!({
+        "id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
+        "choices": choices, "usage": usage,
+    })
+}
