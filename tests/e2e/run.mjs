@@ -426,6 +426,33 @@ const metrics = {};
     if (long.length) throw new Error(`main-thread long tasks over ${LONG_TASK_MS} ms while generating: ${JSON.stringify(long)}`);
   });
 
+  await test("stop strings: the worker ends the reply just before one (llama.cpp's greedy text)", async () => {
+    const c = ORACLE.filter(sameSystem)[0];
+    const stop = c.greedy_text.split(" ")[3]; // "France" in "The capital of France is Paris."
+    const want = c.greedy_text.slice(0, c.greedy_text.indexOf(stop));
+    const got = await page.evaluate(
+      ([prompt, stop, max]) =>
+        new Promise((resolve, reject) => {
+          const w = window.__hearthWorker;
+          let text = "";
+          const on = (e) => {
+            const d = e.data || {};
+            if (d.type === "Token") text += d.text;
+            if (d.type === "Done" || d.type === "Error") w.removeEventListener("message", on);
+            if (d.type === "Done") resolve({ text, reason: d.stats.stop_reason, tokens: d.stats.tokens.length });
+            if (d.type === "Error") reject(new Error(d.message));
+          };
+          w.addEventListener("message", on);
+          const sampling = { temperature: 0, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1, max_tokens: max, seed: 1 };
+          w.postMessage({ msg: { type: "Generate", messages: [{ role: "user", content: prompt }], sampling, stop: [stop] } });
+        }),
+      [c.prompt, stop, c.greedy.length],
+    );
+    log(`stop ${JSON.stringify(stop)}: ${JSON.stringify(got)}`);
+    if (got.text !== want || got.reason !== "stop_string")
+      throw new Error(`wanted ${JSON.stringify(want)} ending at a stop string, got ${JSON.stringify(got)}`);
+  });
+
   await test("offline: reload with the server stopped, the app and the cached model load and chat", async () => {
     await server.stop();
     await page.reload();

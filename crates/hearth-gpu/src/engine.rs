@@ -440,8 +440,13 @@ impl GpuEngine {
     }
 }
 
+/// A GPU error as the model's error: a lost device stays typed (front ends re-open the device
+/// on it, without reading messages).
 fn backend(e: GpuError) -> ModelError {
-    ModelError::Backend(e.to_string())
+    match e {
+        GpuError::DeviceLost(why) => ModelError::DeviceLost(why),
+        other => ModelError::Backend(other.to_string()),
+    }
 }
 
 /// The synchronous trait, for the CLI and native tests: blocks on the async core.
@@ -557,5 +562,16 @@ impl Steps for GpuEngine {
 
     fn cancel(&mut self) {
         GpuEngine::cancel(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_device_stays_typed() {
+        assert!(matches!(backend(GpuError::DeviceLost("reset".into())), ModelError::DeviceLost(w) if w == "reset"));
+        assert!(matches!(backend(GpuError::Readback("lost in thought".into())), ModelError::Backend(_)));
     }
 }

@@ -26,6 +26,9 @@ pub enum ModelError {
     BadToken { id: u32, n_vocab: usize },
     #[error("{0}")]
     Backend(String),
+    /// The GPU device went away (a driver reset, a lost context): the engine is gone with it.
+    #[error("the GPU device was lost ({0}): load the model again")]
+    DeviceLost(String),
     #[error("nothing to evaluate: the token list is empty")]
     EmptyInput,
 }

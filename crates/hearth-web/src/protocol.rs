@@ -63,6 +63,21 @@ impl Origin {
     }
 }
 
+/// Most stop strings one request may give (OpenAI's limit), and the longest one.
+pub const MAX_STOP: usize = hearth_model::openai::MAX_STOP;
+pub const MAX_STOP_LEN: usize = 256;
+
+/// Checks the stop strings of a request (the worker does; the page's checks can be skipped).
+pub fn check_stop(stop: &[String]) -> Result<(), String> {
+    if stop.len() > MAX_STOP {
+        return Err(format!("at most {MAX_STOP} stop strings"));
+    }
+    match stop.iter().find(|s| s.is_empty() || s.len() > MAX_STOP_LEN) {
+        Some(s) => Err(format!("a stop string must be 1 to {MAX_STOP_LEN} bytes (got {})", s.len())),
+        None => Ok(()),
+    }
+}
+
 /// Longest model id accepted.
 pub const MAX_ID: usize = 128;
 
@@ -222,6 +237,9 @@ pub enum ToWorker {
     Generate {
         messages: Vec<ChatMessage>,
         sampling: Sampling,
+        /// Strings that end the reply (not included in it), at most [`MAX_STOP`].
+        #[serde(default)]
+        stop: Vec<String>,
     },
     /// Stop generating; the reply so far stands.
     Stop,
@@ -284,7 +302,8 @@ pub struct GenStats {
     pub prefill_tok_s: f64,
     pub context_used: u32,
     pub context_max: u32,
-    /// "eos", "length", "stopped" or "context".
+    /// `hearth_model::StopReason::as_str`: "eos", "stop_string", "max_tokens",
+    /// "context_full" or "interrupted".
     pub stop_reason: String,
     /// Older messages were dropped to fit the context.
     pub truncated: bool,
@@ -411,6 +430,20 @@ mod tests {
             assert!(s.params(0).is_err(), "{s:?}");
         }
         assert!(Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..ok }.params(0).is_ok());
+    }
+
+    #[test]
+    fn stop_strings_are_bounded() {
+        check_stop(&[]).unwrap();
+        check_stop(&["\n\n".into(), "END".into()]).unwrap();
+        assert!(check_stop(&vec!["a".to_string(); MAX_STOP + 1]).is_err());
+        assert!(check_stop(&["".into()]).is_err());
+        assert!(check_stop(&["x".repeat(MAX_STOP_LEN + 1)]).is_err());
+        // Old pages send no stop field: none.
+        let old = serde_json::json!({ "type": "Generate", "messages": [], "sampling": Sampling::default() });
+        assert!(
+            matches!(serde_json::from_value::<ToWorker>(old).unwrap(), ToWorker::Generate { stop, .. } if stop.is_empty())
+        );
     }
 
     /// The hooks the browser tests use are refused by the builds people get.

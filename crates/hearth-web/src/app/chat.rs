@@ -510,9 +510,10 @@ struct StatsProps {
 #[function_component(Stats)]
 fn stats(StatsProps { stats: s }: &StatsProps) -> Html {
     let reason = match s.stop_reason.as_str() {
-        "length" => Some("stopped at the token limit"),
-        "stopped" => Some("stopped"),
-        "context" => Some("the context is full"),
+        "max_tokens" => Some("stopped at the token limit"),
+        "interrupted" => Some("stopped"),
+        "context_full" => Some("the context is full"),
+        "stop_string" => Some("stopped at a stop string"),
         _ => None,
     };
     html! {

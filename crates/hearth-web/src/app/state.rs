@@ -580,7 +580,7 @@ impl State {
         messages.extend(conv.messages.iter().cloned());
         self.stats = None;
         self.generation = Some(Generation { conversation: id, text: String::new(), stopping: false });
-        self.send(ToWorker::Generate { messages, sampling: self.settings.sampling });
+        self.send(ToWorker::Generate { messages, sampling: self.settings.sampling, stop: Vec::new() });
     }
 
     /// Ends the reply in progress: its text joins the conversation (if there is any text).
@@ -934,7 +934,7 @@ mod tests {
         s.apply(Action::Stop);
         assert_eq!(s.take_effects(), vec![Effect::Send(ToWorker::Stop)]);
         let mut st = stats(vec![9]);
-        st.stop_reason = "stopped".into();
+        st.stop_reason = "interrupted".into();
         s.apply(Action::Worker(FromWorker::Done { stats: st }));
         assert_eq!(s.conversation().unwrap().messages[1].content, "partial");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hearth_gpu::{Gpu, GpuEngine, GpuError};
 use hearth_model::chat::{reusable_prefix, ChatFormat, Fitted};
-use hearth_model::{generate_async, Config, GenerateParams, ModelError, StopReason};
+use hearth_model::{generate_async, Config, GenerateParams, ModelError};
 use hearth_tokenizer::template::{DateTime, Message};
 use hearth_tokenizer::Tokenizer;
 
@@ -112,9 +112,10 @@ impl Session {
         &mut self,
         messages: &[ChatMessage],
         sampling: &Sampling,
+        stop_strings: &[String],
         stop: &Cell<bool>,
     ) -> Result<GenStats, (ErrorKind, String)> {
-        let out = self.run(messages, sampling, stop).await;
+        let out = self.run(messages, sampling, stop_strings, stop).await;
         // On failure the engine rolled its cache back; keep the token list in step.
         self.cached.truncate(self.engine.cache_len());
         out
@@ -124,8 +125,11 @@ impl Session {
         &mut self,
         messages: &[ChatMessage],
         sampling: &Sampling,
+        stop_strings: &[String],
         stop: &Cell<bool>,
     ) -> Result<GenStats, (ErrorKind, String)> {
+        crate::protocol::check_stop(stop_strings)
+            .map_err(|e| (ErrorKind::Other, format!("stop strings refused: {e}")))?;
         let seed = sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64);
         let params =
             sampling.params(seed).map_err(|e| (ErrorKind::Other, format!("sampling settings refused: {e}")))?;
@@ -161,11 +165,11 @@ impl Session {
         self.cached.truncate(common);
 
         let kind = |e: &ModelError| match e {
-            ModelError::Backend(m) if m.contains("lost") => ErrorKind::DeviceLost,
+            ModelError::DeviceLost(_) => ErrorKind::DeviceLost,
             _ => ErrorKind::Other,
         };
         let model_err = |e: ModelError| (kind(&e), e.to_string());
-        let params = GenerateParams { max_tokens, sampling: params, stop: Vec::new(), sequential: false };
+        let params = GenerateParams { max_tokens, sampling: params, stop: stop_strings.to_vec(), sequential: false };
         let new = &tokens[common..];
         let mut on_text = |text: &str| post(&FromWorker::Token { text: text.to_string() });
         let g = generate_async(
@@ -192,13 +196,8 @@ impl Session {
             prefill_tok_s: t.prompt_tokens_per_second(),
             context_used: self.engine.cache_len() as u32,
             context_max: capacity as u32,
-            stop_reason: match g.stop_reason {
-                StopReason::EndOfGeneration | StopReason::StopString => "eos",
-                StopReason::MaxTokens => "length",
-                StopReason::ContextFull => "context",
-                StopReason::Interrupted => "stopped",
-            }
-            .into(),
+            // The engine's own words, as the CLI prints them.
+            stop_reason: g.stop_reason.as_str().into(),
             truncated: dropped > 0,
             tokens: g.tokens,
         })
