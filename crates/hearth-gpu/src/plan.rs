@@ -96,6 +96,8 @@ impl MemoryPlan {
             Some(PlannedMatrix { ty: t.ty, cols, bytes: row_bytes.saturating_mul(rows as u64), parts })
         };
         let separate = |ms: &[PlannedMatrix]| ms.iter().flat_map(|m| &m.parts).sum::<u64>();
+        // One matrix on its own (a missing one costs nothing).
+        let single = |m: Option<PlannedMatrix>| m.map_or(0, |m| m.parts.iter().sum::<u64>());
         // Stacked into one buffer where `weights::stack` stacks them.
         let projection = |ms: Vec<PlannedMatrix>| {
             let shapes: Vec<_> = ms.iter().map(|m| (m.ty, m.cols, m.bytes, m.parts.len())).collect();
@@ -104,18 +106,18 @@ impl MemoryPlan {
         // f32, zero-padded to whole vec4.
         let vector = |len: usize| 4 * (len.div_ceil(4) * 4) as u64;
         let (dim, q, kv, ffn) = (config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim);
-        let mut weights = separate(&matrix("token_embd.weight", config.vocab_size).into_iter().collect::<Vec<_>>());
+        let mut weights = single(matrix("token_embd.weight", config.vocab_size));
         for i in 0..config.n_layers {
             let m = |s: &str, rows| matrix(&format!("blk.{i}.{s}.weight"), rows);
             weights += 2 * vector(dim); // attn_norm, ffn_norm
             weights += projection([m("attn_q", q), m("attn_k", kv), m("attn_v", kv)].into_iter().flatten().collect());
-            weights += separate(&m("attn_output", dim).into_iter().collect::<Vec<_>>());
+            weights += single(m("attn_output", dim));
             weights += projection([m("ffn_gate", ffn), m("ffn_up", ffn)].into_iter().flatten().collect());
-            weights += separate(&m("ffn_down", dim).into_iter().collect::<Vec<_>>());
+            weights += single(m("ffn_down", dim));
         }
         weights += vector(dim); // output_norm
                                 // Tied models read the embedding's own buffer.
-        weights += separate(&matrix("output.weight", config.vocab_size).into_iter().collect::<Vec<_>>());
+        weights += single(matrix("output.weight", config.vocab_size));
         if index.tensor("rope_freqs.weight").is_some() || config.rope.llama3.is_some() {
             weights += 4 * (config.rope.n_rot / 2) as u64;
         }

@@ -125,10 +125,11 @@ impl ErrorCode {
     /// OpenAI's `type` for this code.
     pub fn kind(self) -> &'static str {
         match self {
-            ErrorCode::UnsupportedParameter | ErrorCode::InvalidValue | ErrorCode::ContextLengthExceeded => {
-                "invalid_request_error"
-            }
-            ErrorCode::ModelNotFound | ErrorCode::ModelNotLoaded => "invalid_request_error",
+            ErrorCode::UnsupportedParameter
+            | ErrorCode::InvalidValue
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::ModelNotFound
+            | ErrorCode::ModelNotLoaded => "invalid_request_error",
             ErrorCode::NoWebgpu | ErrorCode::DeviceLost | ErrorCode::OutOfMemory => "server_error",
         }
     }

@@ -307,7 +307,7 @@ async fn fetch(
     init.set_headers(&headers);
     // The bytes are checked by sha256 and stored by us: the HTTP cache would only double them.
     init.set_cache(web_sys::RequestCache::NoStore);
-    // Cancelling the body's reader alone does not stop Chromium fetching the rest.
+    // Abortable at any point, headers included: a stalled fetch holds no reader to cancel.
     let abort = web_sys::AbortController::new().map_err(net)?;
     init.set_signal(Some(&abort.signal()));
     cancel.watch(&abort);
