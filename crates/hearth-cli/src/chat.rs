@@ -1,13 +1,12 @@
-//! Interactive terminal chat. The KV cache is kept across turns: each turn re-renders the
-//! whole conversation and only the tokens after the longest prefix already in the cache are
-//! run through the model.
+//! Interactive terminal chat over `hearth_model::chat::Conversation`: the KV cache is kept
+//! across turns, and each turn runs only the tokens after the prefix already in the cache.
 
 use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use clap::Args;
-use hearth_model::chat::{reusable_prefix, Fitted};
-use hearth_model::{generate, GenerateParams};
+use hearth_model::chat::{Conversation, Overflow, TurnError};
+use hearth_model::{Blocking, GenerateParams};
 use hearth_tokenizer::template::Message;
 
 use crate::{ModelArgs, SamplingArgs};
@@ -30,6 +29,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let loaded = crate::load::open(&a.model.model)?;
     let format = loaded.chat_format()?;
     let mut engine = loaded.engine(&a.model, a.sampling.ctx)?;
+    let mut conversation = Conversation::new(format, loaded.tokenizer);
     let mut params = GenerateParams {
         max_tokens: a.max_tokens,
         sampling: a.sampling.params()?,
@@ -39,7 +39,6 @@ pub fn run(a: ChatArgs) -> Result<()> {
 
     let mut messages: Vec<Message> = a.system.iter().map(|s| Message::system(s.clone())).collect();
     let n_fixed = messages.len();
-    let mut cached: Vec<u32> = Vec::new(); // the tokens whose keys and values are in `cache`
 
     eprintln!("Chatting with {}. /reset starts over, /exit or Ctrl-D quits.", a.model.model.display());
     let stdin = std::io::stdin();
@@ -53,8 +52,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
             "/exit" | "/quit" => break,
             "/reset" => {
                 messages.truncate(n_fixed);
-                engine.truncate_cache(0);
-                cached.clear();
+                conversation.forget(&mut Blocking(engine.as_mut()));
                 eprintln!("[conversation cleared]");
                 continue;
             }
@@ -62,33 +60,35 @@ pub fn run(a: ChatArgs) -> Result<()> {
         }
         messages.push(Message::user(line));
 
-        // Render; when the conversation no longer fits (leaving room for a reply), drop the
-        // oldest exchange and say so.
-        let reserve = params.max_tokens.min(engine.cache_capacity() / 4);
-        let fitted = format.fit(&loaded.tokenizer, &messages, n_fixed, engine.cache_capacity(), reserve)?;
-        let Some(Fitted { tokens, dropped }) = fitted else {
-            messages.pop();
-            eprintln!(
-                "[that message is too long for a context of {} tokens; try a shorter one or --ctx]",
-                engine.cache_capacity()
-            );
-            continue;
-        };
-
-        if dropped > 0 {
-            messages.drain(n_fixed..n_fixed + dropped);
-            eprintln!("[context full: dropped the {dropped} oldest messages]");
-        }
-        let common = reusable_prefix(&cached, &tokens);
-        engine.truncate_cache(common);
-        cached.truncate(common);
-
+        // When the conversation no longer fits (leaving room for a reply), the oldest
+        // exchanges are dropped: say so.
         let mut stdout = std::io::stdout();
-        let g = generate(engine.as_mut(), Some(&loaded.tokenizer), &cached, &tokens[common..], &params, &mut |s| {
+        let mut on_text = |s: &str| {
             let _ = write!(stdout, "{}", crate::terminal::for_stdout(s));
             let _ = stdout.flush();
-        })?;
+        };
+        let turn = conversation.reply_blocking(
+            engine.as_mut(),
+            &messages,
+            &params,
+            Overflow::DropOldest,
+            &mut on_text,
+            &|| false,
+        );
+        let turn = match turn {
+            Err(e @ TurnError::TooLong { .. }) => {
+                messages.pop();
+                eprintln!("[{e}; or raise --ctx]");
+                continue;
+            }
+            other => other?,
+        };
         println!();
+        if turn.dropped > 0 {
+            messages.drain(n_fixed..n_fixed + turn.dropped);
+            eprintln!("[context full: dropped the {} oldest messages]", turn.dropped);
+        }
+        let g = turn.generation;
         eprintln!(
             "[{} new prompt tokens, {} generated at {:.1} tok/s; context {}/{}]",
             g.timings.prompt_tokens,
@@ -97,7 +97,6 @@ pub fn run(a: ChatArgs) -> Result<()> {
             engine.cache_len(),
             engine.cache_capacity()
         );
-        cached = tokens.iter().chain(&g.tokens).copied().take(engine.cache_len()).collect();
         messages.push(Message::assistant(g.text));
         params.sampling.seed = params.sampling.seed.wrapping_add(1);
     }

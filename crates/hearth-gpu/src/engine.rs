@@ -535,6 +535,10 @@ impl Steps for GpuEngine {
         self.model.context
     }
 
+    fn truncate_cache(&mut self, len: usize) {
+        GpuEngine::truncate_cache(self, len)
+    }
+
     async fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.forward_async(tokens, Logits::Last).await.map(drop)
     }

@@ -1,10 +1,15 @@
-//! A conversation as tokens, for every front end (terminal chat, browser): the model's chat
-//! template renders the whole conversation each turn, the oldest exchanges are dropped when
-//! it no longer fits, and only the tokens after the prefix already in the KV cache are run.
+//! A conversation as tokens, for every front end (terminal chat, browser, `hearth serve`):
+//! the model's chat template renders the whole conversation each turn, the oldest exchanges
+//! are dropped when it no longer fits (or the turn is refused, for the API), and only the
+//! tokens after the prefix already in the KV cache are run. [`Conversation::reply`] is the
+//! one chat turn every front end runs, over the one generation loop ([`generate_async`]).
 
 use hearth_gguf::GgufIndex;
 use hearth_tokenizer::template::{ChatTemplate, Message, TemplateError};
 use hearth_tokenizer::Tokenizer;
+
+use crate::engine::{Blocking, Steps};
+use crate::{generate_async, Engine, GenerateParams, Generation, ModelError};
 
 /// The model's template with the special texts it is rendered with.
 pub struct ChatFormat {
@@ -84,6 +89,154 @@ impl ChatFormat {
 pub fn reusable_prefix(cached: &[u32], tokens: &[u32]) -> usize {
     let common = tokens.iter().zip(cached).take_while(|(a, b)| a == b).count();
     common.min(tokens.len().saturating_sub(1))
+}
+
+/// What a turn does when the conversation and room for a reply do not fit the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the oldest exchanges after the system messages, leaving room for
+    /// `min(max_tokens, context / 4)` reply tokens (the chat UI, with a notice).
+    DropOldest,
+    /// Refuse a prompt that leaves no room for one reply token; never drop anything (the
+    /// OpenAI API: `context_length_exceeded`). A reply that fills the context ends there.
+    Refuse,
+}
+
+/// One chat turn's outcome.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub generation: Generation,
+    /// The whole rendered prompt.
+    pub prompt_tokens: usize,
+    /// Its prefix that was already in the KV cache and was not run again.
+    pub cached_tokens: usize,
+    /// Messages dropped from the start of the conversation (after the system messages).
+    pub dropped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    /// The prompt does not fit; `prompt_tokens` is its length where it was rendered whole.
+    #[error("{}", too_long_message(*.prompt_tokens, *.capacity))]
+    TooLong { prompt_tokens: Option<usize>, capacity: usize },
+    #[error("rendering the chat template: {0}")]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+fn too_long_message(prompt_tokens: Option<usize>, capacity: usize) -> String {
+    match prompt_tokens {
+        Some(n) => format!(
+            "the conversation is {n} tokens, and the context holds {capacity} (with room for at least one reply token): shorten it, or load the model with a longer context"
+        ),
+        None => format!(
+            "that message is too long for a context of {capacity} tokens: shorten it, or load the model with a longer context"
+        ),
+    }
+}
+
+/// A conversation with a model: its format and the tokens its engine's KV cache holds, so
+/// that each turn runs only what is new. One per engine; every front end's chat turn.
+pub struct Conversation {
+    pub format: ChatFormat,
+    pub tokenizer: Tokenizer,
+    /// The tokens whose keys and values are in the engine's cache, in order.
+    cached: Vec<u32>,
+}
+
+impl Conversation {
+    pub fn new(format: ChatFormat, tokenizer: Tokenizer) -> Self {
+        Conversation { format, tokenizer, cached: Vec::new() }
+    }
+
+    /// Empties the cache (the engine was reset, or the user started over).
+    pub fn forget<E: Steps + ?Sized>(&mut self, engine: &mut E) {
+        engine.truncate_cache(0);
+        self.cached.clear();
+    }
+
+    /// Renders `messages` (leading `system` messages are kept whatever `overflow` says), keeps
+    /// the cached prefix, runs the rest and generates the reply, streaming its text to
+    /// `on_text`. `params.max_tokens` is capped by the context. On an error the cache keeps
+    /// only what the engine kept.
+    pub async fn reply<E: Steps + ?Sized>(
+        &mut self,
+        engine: &mut E,
+        messages: &[Message],
+        params: &GenerateParams,
+        overflow: Overflow,
+        on_text: &mut dyn FnMut(&str),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Turn, TurnError> {
+        let out = self.run(engine, messages, params, overflow, on_text, interrupted).await;
+        if out.is_err() {
+            self.cached.truncate(engine.cache_len());
+        }
+        out
+    }
+
+    /// [`Conversation::reply`] on a synchronous engine: blocks.
+    pub fn reply_blocking(
+        &mut self,
+        engine: &mut dyn Engine,
+        messages: &[Message],
+        params: &GenerateParams,
+        overflow: Overflow,
+        on_text: &mut dyn FnMut(&str),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Turn, TurnError> {
+        let mut steps = Blocking(engine);
+        pollster::block_on(self.reply(&mut steps, messages, params, overflow, on_text, interrupted))
+    }
+
+    async fn run<E: Steps + ?Sized>(
+        &mut self,
+        engine: &mut E,
+        messages: &[Message],
+        params: &GenerateParams,
+        overflow: Overflow,
+        on_text: &mut dyn FnMut(&str),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Turn, TurnError> {
+        let capacity = engine.cache_capacity();
+        let max_tokens = params.max_tokens.clamp(1, capacity.max(1));
+        let (tokens, dropped) = match overflow {
+            Overflow::DropOldest => {
+                let n_fixed = messages.iter().take_while(|m| m.role == "system").count();
+                let reserve = max_tokens.min(capacity / 4);
+                match self.format.fit(&self.tokenizer, messages, n_fixed, capacity, reserve)? {
+                    Some(Fitted { tokens, dropped }) => (tokens, dropped),
+                    None => return Err(TurnError::TooLong { prompt_tokens: None, capacity }),
+                }
+            }
+            Overflow::Refuse => {
+                let tokens = self.format.tokenize(&self.tokenizer, messages)?;
+                if tokens.len() >= capacity {
+                    return Err(TurnError::TooLong { prompt_tokens: Some(tokens.len()), capacity });
+                }
+                (tokens, 0)
+            }
+        };
+        let common = reusable_prefix(&self.cached, &tokens);
+        engine.truncate_cache(common);
+        self.cached.truncate(common);
+
+        let params = GenerateParams { max_tokens, ..params.clone() };
+        let generation = generate_async(
+            engine,
+            Some(&self.tokenizer),
+            &tokens[..common],
+            &tokens[common..],
+            &params,
+            on_text,
+            interrupted,
+        )
+        .await?;
+        // The cache holds the prompt and every generated token but the last (never fed).
+        self.cached = tokens.iter().chain(&generation.tokens).copied().take(engine.cache_len()).collect();
+        Ok(Turn { generation, prompt_tokens: tokens.len(), cached_tokens: common, dropped })
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub trait Pipelined {
 pub trait Steps {
     fn cache_len(&self) -> usize;
     fn cache_capacity(&self) -> usize;
+    /// [`Engine::truncate_cache`].
+    fn truncate_cache(&mut self, len: usize);
     /// Runs `tokens` and discards the logits (a prompt with nothing to generate).
     async fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError>;
     /// Runs `tokens` and picks the next token, waiting for it.
@@ -130,6 +132,9 @@ impl Steps for Blocking<'_> {
     }
     fn cache_capacity(&self) -> usize {
         self.0.cache_capacity()
+    }
+    fn truncate_cache(&mut self, len: usize) {
+        self.0.truncate_cache(len)
     }
     async fn prefill(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
         self.0.forward(tokens, Logits::Last).map(drop)

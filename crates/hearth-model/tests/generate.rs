@@ -141,3 +141,68 @@ fn pipelined_generation_ends_as_sequential_generation_does() {
         assert_eq!(turns[1], turns[0], "pipelined against sequential, stop {stop:?}");
     }
 }
+
+/// The chat turn every front end runs: a second turn that reuses the cached prefix ends with
+/// the tokens of the same conversation run from an empty cache; a prompt too long is
+/// refused (the API) or loses its oldest exchange (the chat UI).
+#[test]
+fn chat_turns_reuse_the_cache_as_a_fresh_run_would() {
+    use hearth_model::chat::{ChatFormat, Conversation, Overflow, TurnError};
+    use hearth_tokenizer::template::Message;
+
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_gqa3_hd10_tied.gguf"));
+    let bytes = std::fs::read(path).unwrap();
+    let index = read_index(&bytes).unwrap();
+    let conversation_of = || {
+        let tokenizer = Tokenizer::from_gguf(&index).unwrap();
+        Conversation::new(ChatFormat::from_gguf(&index, &tokenizer).unwrap(), tokenizer)
+    };
+    let params =
+        GenerateParams { max_tokens: 12, sampling: SamplingParams::greedy(), stop: Vec::new(), sequential: false };
+    let mut conversation = vec![Message::system("be brief"), Message::user("hello there")];
+
+    for sequential in [false, true] {
+        let params = GenerateParams { sequential, ..params.clone() };
+        let (mut e, _) = engine(400);
+        let mut chat = conversation_of();
+        let first =
+            chat.reply_blocking(&mut e, &conversation, &params, Overflow::Refuse, &mut |_| {}, &|| false).unwrap();
+        assert_eq!((first.cached_tokens, first.dropped), (0, 0));
+        let mut messages = conversation.clone();
+        messages.push(Message::assistant(first.generation.text.clone()));
+        messages.push(Message::user("and again"));
+        let second = chat.reply_blocking(&mut e, &messages, &params, Overflow::Refuse, &mut |_| {}, &|| false).unwrap();
+        assert!(second.cached_tokens > first.prompt_tokens / 2, "little reused: {second:?}");
+
+        let (mut fresh_engine, _) = engine(400);
+        let fresh = conversation_of()
+            .reply_blocking(&mut fresh_engine, &messages, &params, Overflow::Refuse, &mut |_| {}, &|| false)
+            .unwrap();
+        assert_eq!(fresh.cached_tokens, 0);
+        assert_eq!(fresh.prompt_tokens, second.prompt_tokens);
+        assert_eq!(fresh.generation.tokens, second.generation.tokens, "sequential: {sequential}");
+        assert_eq!(fresh_engine.cache_len(), e.cache_len());
+        if sequential {
+            conversation = messages;
+        }
+    }
+
+    // A context the whole conversation does not fit.
+    let (mut e, t) = engine(400);
+    let long: Vec<Message> = conversation.iter().cycle().take(4 * conversation.len()).cloned().collect();
+    let all = conversation_of().format.tokenize(&t, &long).unwrap().len();
+    let (mut small, _) = engine(all - 3);
+    let mut chat = conversation_of();
+    match chat.reply_blocking(&mut small, &long, &params, Overflow::Refuse, &mut |_| {}, &|| false) {
+        Err(TurnError::TooLong { prompt_tokens, capacity }) => {
+            assert_eq!((prompt_tokens, capacity), (Some(all), all - 3))
+        }
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+    assert_eq!(small.cache_len(), 0, "a refused turn runs nothing");
+    let dropped =
+        chat.reply_blocking(&mut small, &long, &params, Overflow::DropOldest, &mut |_| {}, &|| false).unwrap();
+    assert!(dropped.dropped >= 2 && dropped.prompt_tokens < all, "{dropped:?}");
+    let alone = chat.reply_blocking(&mut e, &long[..1], &params, Overflow::Refuse, &mut |_| {}, &|| false).unwrap();
+    assert_eq!(alone.cached_tokens, 0, "another engine's cache is not this one's");
+}

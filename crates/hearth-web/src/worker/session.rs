@@ -1,13 +1,13 @@
-//! A model loaded on the GPU and the conversation in its KV cache. Each turn re-renders the
-//! whole conversation with the model's chat template (`hearth_model::chat`, as the terminal
-//! chat does), keeps the cached prefix, prefills only what is new and streams the reply.
+//! A model loaded on the GPU and the conversation in its KV cache: each turn is
+//! `hearth_model::chat::Conversation::reply`, the chat turn every front end runs, awaited here
+//! and streamed to the page.
 
 use std::cell::Cell;
 use std::sync::Arc;
 
 use hearth_gpu::{Gpu, GpuEngine, GpuError};
-use hearth_model::chat::{reusable_prefix, ChatFormat, Fitted};
-use hearth_model::{generate_async, Config, GenerateParams, ModelError};
+use hearth_model::chat::{ChatFormat, Conversation, Overflow, TurnError};
+use hearth_model::{Config, GenerateParams, ModelError};
 use hearth_tokenizer::template::{DateTime, Message};
 use hearth_tokenizer::Tokenizer;
 
@@ -18,10 +18,7 @@ use crate::store::{ModelMeta, Store};
 
 pub struct Session {
     engine: GpuEngine,
-    tokenizer: Tokenizer,
-    format: ChatFormat,
-    /// The tokens whose keys and values are in the cache, in order.
-    cached: Vec<u32>,
+    conversation: Conversation,
     pub info: LoadedInfo,
 }
 
@@ -103,25 +100,12 @@ impl Session {
             has_template: index.get("tokenizer.chat_template").is_some(),
             pipelines: (engine.gpu().pipelines_built() - pipelines_before) as u32,
         };
-        Ok(Session { engine, tokenizer, format, cached: Vec::new(), info })
+        Ok(Session { engine, conversation: Conversation::new(format, tokenizer), info })
     }
 
     /// Streams a reply to `messages` (`Token` events) and returns its numbers. `stop` is set
     /// by a `Stop` message, seen between tokens.
     pub async fn generate(
-        &mut self,
-        messages: &[ChatMessage],
-        sampling: &Sampling,
-        stop_strings: &[String],
-        stop: &Cell<bool>,
-    ) -> Result<GenStats, (ErrorKind, String)> {
-        let out = self.run(messages, sampling, stop_strings, stop).await;
-        // On failure the engine rolled its cache back; keep the token list in step.
-        self.cached.truncate(self.engine.cache_len());
-        out
-    }
-
-    async fn run(
         &mut self,
         messages: &[ChatMessage],
         sampling: &Sampling,
@@ -144,52 +128,36 @@ impl Session {
                 Message::new(role, m.content.clone())
             })
             .collect();
-        let n_fixed = messages.iter().take_while(|m| m.role == Role::System).count();
         let capacity = self.engine.model.context;
-        let max_tokens = (sampling.max_tokens.max(1) as usize).min(capacity);
-        let reserve = max_tokens.min(capacity / 4);
-        let fitted = self
-            .format
-            .fit(&self.tokenizer, &msgs, n_fixed, capacity, reserve)
-            .map_err(|e| (ErrorKind::Other, format!("rendering the chat template: {e}")))?;
-        let Some(Fitted { tokens, dropped }) = fitted else {
-            return Err((
-                ErrorKind::ContextFull,
-                format!(
-                    "That message is too long for a context of {capacity} tokens. Shorten it, or reload the model with a longer context."
-                ),
-            ));
+        let params = GenerateParams {
+            max_tokens: sampling.max_tokens as usize,
+            sampling: params,
+            stop: stop_strings.to_vec(),
+            sequential: false,
         };
-        let common = reusable_prefix(&self.cached, &tokens);
-        self.engine.truncate_cache(common);
-        self.cached.truncate(common);
-
-        let kind = |e: &ModelError| match e {
-            ModelError::DeviceLost(_) => ErrorKind::DeviceLost,
-            _ => ErrorKind::Other,
-        };
-        let model_err = |e: ModelError| (kind(&e), e.to_string());
-        let params = GenerateParams { max_tokens, sampling: params, stop: stop_strings.to_vec(), sequential: false };
-        let new = &tokens[common..];
         let mut on_text = |text: &str| post(&FromWorker::Token { text: text.to_string() });
-        let g = generate_async(
-            &mut self.engine,
-            Some(&self.tokenizer),
-            &tokens[..common],
-            new,
-            &params,
-            &mut on_text,
-            &|| stop.get(),
-        )
-        .await
-        .map_err(model_err)?;
-        // The cache holds the prompt and every generated token but the last (never fed).
-        self.cached = tokens.iter().chain(&g.tokens).copied().take(self.engine.cache_len()).collect();
+        let turn = self
+            .conversation
+            .reply(&mut self.engine, &msgs, &params, Overflow::DropOldest, &mut on_text, &|| stop.get())
+            .await
+            .map_err(|e| match e {
+                TurnError::TooLong { .. } => (
+                    ErrorKind::ContextFull,
+                    format!(
+                        "That message is too long for a context of {capacity} tokens. Shorten it, or reload the model with a longer context."
+                    ),
+                ),
+                TurnError::Model(ModelError::DeviceLost(why)) => (ErrorKind::DeviceLost, why),
+                other => (ErrorKind::Other, other.to_string()),
+            })?;
+        let (prompt_tokens, prefilled, truncated) =
+            (turn.prompt_tokens as u32, (turn.prompt_tokens - turn.cached_tokens) as u32, turn.dropped > 0);
+        let g = turn.generation;
         let t = &g.timings;
         let first_token_ms = t.prompt_seconds * 1000.0;
         Ok(GenStats {
-            prompt_tokens: tokens.len() as u32,
-            prefilled: new.len() as u32,
+            prompt_tokens,
+            prefilled,
             new_tokens: g.tokens.len() as u32,
             first_token_ms,
             decode_tok_s: t.generate_tokens_per_second(),
@@ -198,7 +166,7 @@ impl Session {
             context_max: capacity as u32,
             // The engine's own words, as the CLI prints them.
             stop_reason: g.stop_reason.as_str().into(),
-            truncated: dropped > 0,
+            truncated,
             tokens: g.tokens,
         })
     }
