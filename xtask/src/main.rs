@@ -48,8 +48,10 @@ fn run() -> Result<()> {
         }
         Some("test") => {
             test(&args[1..])?;
+            api()?;
             e2e()
         }
+        Some("api") => api(),
         Some("e2e") => e2e(),
         Some("chat") => {
             let model = fetch_model()?;
@@ -64,7 +66,7 @@ fn run() -> Result<()> {
             _ => bail!("usage: cargo xtask hostile-gguf (nested-loops | long-token) OUT.gguf"),
         },
         _ => bail!(
-            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | e2e | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
+            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | api | e2e | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
         ),
     }
 }
@@ -154,9 +156,10 @@ fn cargo(args: &[&str], extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the tests need: a Vulkan driver for the GPU tests (lavapipe, a CPU one) and
-/// Chromium for the browser tests.
-const SYSTEM_PACKAGES: [&str; 2] = ["mesa-vulkan-drivers", "chromium"];
+/// Debian packages the tests need: a Vulkan driver for the GPU tests (lavapipe, a CPU one),
+/// Chromium for the browser tests, and pip for the API tests' client (where `python3 -m pip`
+/// does not work already: Debian's python3 comes without it).
+const SYSTEM_PACKAGES: [&str; 3] = ["mesa-vulkan-drivers", "chromium", "python3-pip"];
 
 /// Installs [`SYSTEM_PACKAGES`] where they are missing and this process may (root with
 /// apt-get), else stops with the one command to run. Elsewhere than Debian (no dpkg) it
@@ -167,7 +170,9 @@ fn system_packages() -> Result<()> {
         return Ok(());
     }
     let installed = |p: &&str| output_has("dpkg", &["-s", p], |out| out.contains("Status: install ok installed"));
-    let missing: Vec<&str> = SYSTEM_PACKAGES.into_iter().filter(|p| !installed(p)).collect();
+    let has_pip = || output_has("python3", &["-m", "pip", "--version"], |_| true);
+    let missing: Vec<&str> =
+        SYSTEM_PACKAGES.into_iter().filter(|p| !installed(p)).filter(|p| *p != "python3-pip" || !has_pip()).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -197,6 +202,41 @@ fn test(extra: &[String]) -> Result<()> {
     std::env::set_var("HEARTH_TEST_MODEL", &model);
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
     cargo(&["test", "--workspace", "--release"], &extra)
+}
+
+/// The official `openai` Python client's version the API tests use (pinned: the tests read
+/// its error and response types).
+const OPENAI_CLIENT: &str = "openai==3.63.0";
+
+/// `hearth serve` through the official `openai` Python client (tests/api/test_serve.py), on
+/// the CPU backend. The client goes into target/py with `pip install --target`, so a fresh
+/// Debian machine needs no virtual environment.
+fn api() -> Result<()> {
+    system_packages()?;
+    let model = fetch_model()?;
+    cargo(&["build", "--release", "-p", "hearth-cli", "--bin", "hearth"], &[])?;
+    let root = workspace_root();
+    let py = root.join("target").join("py");
+    let version = OPENAI_CLIENT.split("==").nth(1).unwrap_or_default();
+    let have = std::fs::read_to_string(py.join("openai").join("_version.py")).unwrap_or_default();
+    if !have.contains(&format!("\"{version}\"")) {
+        let target = py.to_str().context("the workspace path is not UTF-8")?;
+        run_tool("python3", &["-m", "pip", "install", "--quiet", "--upgrade", "--target", target, OPENAI_CLIENT])?;
+    }
+    let testdata = root.join("..").join("shared").join("testdata");
+    let status = Command::new("python3")
+        .arg(root.join("tests").join("api").join("test_serve.py"))
+        .current_dir(&root)
+        .env("PYTHONPATH", &py)
+        .env("HEARTH_BIN", root.join("target").join("release").join("hearth"))
+        .env("HEARTH_TEST_MODEL", &model)
+        .env("HEARTH_TESTDATA", testdata)
+        .status()
+        .context("running python3")?;
+    if !status.success() {
+        bail!("the API tests against hearth serve failed ({status})");
+    }
+    Ok(())
 }
 
 /// The browser tests: see the module comment.

@@ -14,7 +14,7 @@ use crate::{Backend, ModelArgs};
 pub struct Loaded {
     pub index: GgufIndex,
     pub tokenizer: Tokenizer,
-    src: FileSource,
+    pub src: FileSource,
     path: String,
 }
 

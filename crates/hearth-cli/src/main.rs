@@ -8,6 +8,7 @@ mod generate;
 mod info;
 mod load;
 mod perplexity;
+mod serve;
 mod terminal;
 mod tokenize;
 
@@ -36,6 +37,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Prefill and decode speed, bandwidth achieved, launches per token.
     Bench(bench::BenchArgs),
+    /// Serve the model over OpenAI's chat-completions API (http://127.0.0.1:8080/v1).
+    Serve(serve::ServeArgs),
 }
 
 /// Where the model runs.
@@ -116,6 +119,7 @@ fn main() {
         Command::Chat(a) => chat::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     if let Err(e) = result {
         // Errors may quote the model file (a template's message, a key): never raw controls.

@@ -16,7 +16,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::SamplingParams;
+use crate::chat::{Turn, TurnError};
+use crate::{ModelError, SamplingParams, StopReason};
 
 /// Request fields Hearth honours.
 pub const HONOURED: &[&str] = &[
@@ -39,6 +40,8 @@ pub const HONOURED: &[&str] = &[
     "min_p",
     "repeat_penalty",
     "repetition_penalty",
+    // Hearth's own extensions, in one object: see [`Extensions`].
+    "hearth",
 ];
 
 /// Request fields accepted and ignored: they configure OpenAI's servers, not a model.
@@ -47,6 +50,8 @@ pub const IGNORED: &[&str] =
 
 /// Most stop strings a request may give (OpenAI's limit).
 pub const MAX_STOP: usize = 4;
+/// Longest stop string, in bytes (each is searched for in the text after every token).
+pub const MAX_STOP_LEN: usize = 256;
 
 /// A chat message: `developer` arrives as `system`; content parts are joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,22 @@ pub struct ChatRequest {
     pub top_k: Option<u32>,
     pub min_p: Option<f32>,
     pub repeat_penalty: Option<f32>,
+    /// The `hearth` object; `None` when the request has none (then the response has none).
+    pub hearth: Option<Extensions>,
+}
+
+/// Hearth's request extensions, under a `hearth` key so that they never collide with
+/// OpenAI's fields: `{"hearth": {"overflow": "drop_oldest", "tokens": true}}`. A request
+/// that has the key gets a `hearth` object in its response (the final chunk, when
+/// streaming): the generated token ids when `tokens` is set, the messages dropped, and
+/// timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extensions {
+    /// Drop the oldest exchanges when the conversation does not fit (the chat UI), instead
+    /// of `context_length_exceeded`.
+    pub drop_oldest: bool,
+    /// Return the generated token ids.
+    pub tokens: bool,
 }
 
 impl ChatRequest {
@@ -119,6 +140,16 @@ pub enum ErrorCode {
     NoWebgpu,
     DeviceLost,
     OutOfMemory,
+    /// `hearth serve`: a missing or wrong `Authorization: Bearer` key.
+    InvalidApiKey,
+    /// `hearth serve`: a `Host` that is not the server's (a DNS-rebinding page).
+    InvalidHost,
+    /// `hearth serve`: a body that is not `application/json`, or too large.
+    InvalidBody,
+    /// `hearth serve`: the request queue is full.
+    QueueFull,
+    /// A failure in the engine that is none of the above.
+    EngineError,
 }
 
 impl ErrorCode {
@@ -129,18 +160,31 @@ impl ErrorCode {
             | ErrorCode::InvalidValue
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::ModelNotFound
-            | ErrorCode::ModelNotLoaded => "invalid_request_error",
-            ErrorCode::NoWebgpu | ErrorCode::DeviceLost | ErrorCode::OutOfMemory => "server_error",
+            | ErrorCode::ModelNotLoaded
+            | ErrorCode::InvalidHost
+            | ErrorCode::InvalidBody => "invalid_request_error",
+            ErrorCode::InvalidApiKey => "authentication_error",
+            ErrorCode::NoWebgpu
+            | ErrorCode::DeviceLost
+            | ErrorCode::OutOfMemory
+            | ErrorCode::QueueFull
+            | ErrorCode::EngineError => "server_error",
         }
     }
 
     /// The HTTP status `hearth serve` answers with.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::UnsupportedParameter | ErrorCode::InvalidValue | ErrorCode::ContextLengthExceeded => 400,
+            ErrorCode::UnsupportedParameter
+            | ErrorCode::InvalidValue
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::InvalidBody => 400,
+            ErrorCode::InvalidApiKey => 401,
+            ErrorCode::InvalidHost => 403,
             ErrorCode::ModelNotFound => 404,
-            ErrorCode::ModelNotLoaded | ErrorCode::NoWebgpu | ErrorCode::DeviceLost => 503,
+            ErrorCode::ModelNotLoaded | ErrorCode::NoWebgpu | ErrorCode::DeviceLost | ErrorCode::QueueFull => 503,
             ErrorCode::OutOfMemory => 507,
+            ErrorCode::EngineError => 500,
         }
     }
 }
@@ -275,8 +319,8 @@ pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
         }
         Some(_) => return Err(ApiError::invalid("stop", "expected a string or an array of strings")),
     };
-    if let Some(i) = stop.iter().position(String::is_empty) {
-        return Err(ApiError::invalid(&format!("stop[{i}]"), "must not be empty"));
+    if let Some(i) = stop.iter().position(|s| s.is_empty() || s.len() > MAX_STOP_LEN) {
+        return Err(ApiError::invalid(&format!("stop[{i}]"), &format!("must be 1 to {MAX_STOP_LEN} bytes")));
     }
     Ok(ChatRequest {
         model,
@@ -291,7 +335,26 @@ pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
         top_k: int_field(obj, "top_k", 0)?,
         min_p: min_p.map(|p| p as f32),
         repeat_penalty: repeat.map(|r| r as f32),
+        hearth: extensions(field("hearth"))?,
     })
+}
+
+fn extensions(value: Option<&Value>) -> Result<Option<Extensions>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    let Some(obj) = value.as_object() else {
+        return Err(ApiError::invalid("hearth", "expected an object"));
+    };
+    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "overflow" | "tokens")) {
+        return Err(ApiError::unsupported(&format!("hearth.{k}"), "not one of Hearth's extensions (overflow, tokens)"));
+    }
+    let drop_oldest = match obj.get("overflow") {
+        None | Some(Value::Null) => false,
+        Some(v) if v == "drop_oldest" => true,
+        Some(v) if v == "refuse" => false,
+        Some(_) => return Err(ApiError::invalid("hearth.overflow", "expected \"drop_oldest\" or \"refuse\"")),
+    };
+    let tokens = bool_field(obj, "tokens").map_err(|_| ApiError::invalid("hearth.tokens", "expected a boolean"))?;
+    Ok(Some(Extensions { drop_oldest, tokens: tokens.unwrap_or(false) }))
 }
 
 fn bool_field(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
@@ -387,6 +450,57 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens`, or a full context.
     Length,
+}
+
+impl From<StopReason> for FinishReason {
+    fn from(reason: StopReason) -> Self {
+        match reason {
+            StopReason::MaxTokens | StopReason::ContextFull => FinishReason::Length,
+            // An interrupted request has no reader left; say what it did say.
+            StopReason::EndOfGeneration | StopReason::StopString | StopReason::Interrupted => FinishReason::Stop,
+        }
+    }
+}
+
+impl From<&TurnError> for ApiError {
+    fn from(e: &TurnError) -> Self {
+        match e {
+            TurnError::TooLong { .. } => {
+                ApiError::new(ErrorCode::ContextLengthExceeded, Some("messages"), e.to_string())
+            }
+            TurnError::Template(_) => ApiError::new(ErrorCode::InvalidValue, Some("messages"), e.to_string()),
+            TurnError::Model(ModelError::DeviceLost(_)) => ApiError::new(ErrorCode::DeviceLost, None, e.to_string()),
+            TurnError::Model(_) => ApiError::new(ErrorCode::EngineError, None, e.to_string()),
+        }
+    }
+}
+
+impl Usage {
+    /// A turn's usage: the whole prompt, its cached prefix, the tokens generated.
+    pub fn of(turn: &Turn) -> Self {
+        Usage::new(turn.prompt_tokens as u32, turn.cached_tokens as u32, turn.generation.tokens.len() as u32)
+    }
+}
+
+/// The `hearth` object of a response to a request that had one ([`Extensions`]).
+pub fn extension(turn: &Turn, asked: &Extensions) -> Value {
+    let t = &turn.generation.timings;
+    let mut v = serde_json::json!({
+        "dropped": turn.dropped,
+        "stop_reason": turn.generation.stop_reason.as_str(),
+        "timings": {
+            "prompt_tokens": t.prompt_tokens,
+            "prompt_ms": t.prompt_seconds * 1e3,
+            "prompt_per_second": t.prompt_tokens_per_second(),
+            "predicted_tokens": t.generated_tokens,
+            "predicted_ms": t.generate_seconds * 1e3,
+            "predicted_per_second": t.generate_tokens_per_second(),
+        },
+    });
+    if asked.tokens {
+        v["tokens"] = serde_json::json!(turn.generation.tokens);
+    }
+    v
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -84,6 +84,7 @@ fn what_hearth_cannot_do_is_refused_by_name() {
         (serde_json::json!({ "messages": user, "max_tokens": 5, "max_completion_tokens": 6 }), "max_tokens"),
         (serde_json::json!({ "messages": user, "stop": ["a", "b", "c", "d", "e"] }), "stop"),
         (serde_json::json!({ "messages": user, "stop": [""] }), "stop[0]"),
+        (serde_json::json!({ "messages": user, "stop": ["a", "x".repeat(257)] }), "stop[1]"),
         (serde_json::json!({ "messages": user, "seed": -1.5 }), "seed"),
         (serde_json::json!({ "messages": user, "stream_options": { "include_usage": true } }), "stream_options"),
         (serde_json::json!({ "messages": [] }), "messages"),
@@ -140,4 +141,52 @@ fn responses_have_the_fields_of_the_clients_models() {
     for c in [&first, &text, &last, &tail] {
         assert_eq!((&c["id"], &c["created"]), (&whole["id"], &whole["created"]), "one id and time per request");
     }
+}
+
+#[test]
+fn hearths_extensions_live_under_one_key_and_are_checked_too() {
+    use hearth_model::openai::Extensions;
+    let user = serde_json::json!([{ "role": "user", "content": "U" }]);
+    let r = parse_request(&serde_json::json!({ "messages": user })).unwrap();
+    assert_eq!(r.hearth, None, "no key, no extension (and no `hearth` in the response)");
+    let r = parse_request(
+        &serde_json::json!({ "messages": user, "hearth": { "overflow": "drop_oldest", "tokens": true } }),
+    )
+    .unwrap();
+    assert_eq!(r.hearth, Some(Extensions { drop_oldest: true, tokens: true }));
+    let r = parse_request(&serde_json::json!({ "messages": user, "hearth": {} })).unwrap();
+    assert_eq!(r.hearth, Some(Extensions::default()));
+    let bad = [
+        (serde_json::json!({ "hearth": { "secret": 1 } }), ErrorCode::UnsupportedParameter, "hearth.secret"),
+        (serde_json::json!({ "hearth": { "overflow": "maybe" } }), ErrorCode::InvalidValue, "hearth.overflow"),
+        (serde_json::json!({ "hearth": { "tokens": "yes" } }), ErrorCode::InvalidValue, "hearth.tokens"),
+        (serde_json::json!({ "hearth": [] }), ErrorCode::InvalidValue, "hearth"),
+    ];
+    for (mut body, code, param) in bad {
+        body["messages"] = user.clone();
+        let e = parse_request(&body).expect_err(param);
+        assert_eq!((e.code, e.param.as_deref()), (code, Some(param)), "{body}: {e}");
+    }
+}
+
+#[test]
+fn stop_reasons_and_server_errors_say_what_openai_would() {
+    use hearth_model::StopReason;
+    let finish = |r: StopReason| serde_json::to_value(FinishReason::from(r)).unwrap();
+    assert_eq!(finish(StopReason::EndOfGeneration), "stop");
+    assert_eq!(finish(StopReason::StopString), "stop");
+    assert_eq!(finish(StopReason::MaxTokens), "length");
+    assert_eq!(finish(StopReason::ContextFull), "length");
+    for (code, status, kind) in [
+        (ErrorCode::InvalidApiKey, 401, "authentication_error"),
+        (ErrorCode::InvalidHost, 403, "invalid_request_error"),
+        (ErrorCode::QueueFull, 503, "server_error"),
+        (ErrorCode::ContextLengthExceeded, 400, "invalid_request_error"),
+        (ErrorCode::ModelNotFound, 404, "invalid_request_error"),
+    ] {
+        assert_eq!((code.status(), code.kind()), (status, kind), "{code:?}");
+    }
+    let e = ApiError::from(&hearth_model::chat::TurnError::TooLong { prompt_tokens: Some(90), capacity: 64 });
+    assert_eq!((e.code, e.param.as_deref()), (ErrorCode::ContextLengthExceeded, Some("messages")));
+    assert!(e.message.contains("90") && e.message.contains("64"), "{}", e.message);
 }

@@ -65,7 +65,7 @@ impl Origin {
 
 /// Most stop strings one request may give (OpenAI's limit), and the longest one.
 pub const MAX_STOP: usize = hearth_model::openai::MAX_STOP;
-pub const MAX_STOP_LEN: usize = 256;
+pub const MAX_STOP_LEN: usize = hearth_model::openai::MAX_STOP_LEN;
 
 /// Checks the stop strings of a request (the worker does; the page's checks can be skipped).
 pub fn check_stop(stop: &[String]) -> Result<(), String> {
