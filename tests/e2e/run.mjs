@@ -8,7 +8,7 @@
 // Each test drives the UI only through its data-testid hooks, like a person would.
 
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -451,6 +451,21 @@ const metrics = {};
     log(`stop ${JSON.stringify(stop)}: ${JSON.stringify(got)}`);
     if (got.text !== want || got.reason !== "stop_string")
       throw new Error(`wanted ${JSON.stringify(want)} ending at a stop string, got ${JSON.stringify(got)}`);
+  });
+
+  await test("stop strings in the chat settings: the reply ends just before one", async () => {
+    const c = ORACLE.filter(sameSystem)[0];
+    const stop = c.greedy_text.split(" ")[3]; // "France"
+    const want = c.greedy_text.slice(0, c.greedy_text.indexOf(stop));
+    await greedySettings(page, c.greedy.length);
+    await byId(page, "stop-strings").fill(stop);
+    await ask(page, c.prompt);
+    await byId(page, "stop-strings").fill("");
+    const reason = await byId(page, "stats").getAttribute("data-stop-reason");
+    const text = await page.locator('[data-testid="message"][data-role="assistant"] .bubble').last().innerText();
+    log(`settings stop ${JSON.stringify(stop)}: ${JSON.stringify(text)} (${reason})`);
+    if (text.trim() !== want.trim() || reason !== "stop_string")
+      throw new Error(`wanted ${JSON.stringify(want)} ending at a stop string, got ${JSON.stringify(text)} (${reason})`);
   });
 
   await test("offline: reload with the server stopped, the app and the cached model load and chat", async () => {
@@ -1000,6 +1015,172 @@ const metrics = {};
     }
   });
   await server.stop();
+}
+
+// 14: the JS API (sdk/hearth.js) from a page of the app's origin, then from a copy of
+// dist/sdk/ served alone on a second origin (the model still comes from the first).
+{
+  const server = await startServer();
+  const copy = mkdtempSync(join(tmpdir(), "hearth-e2e-sdk-copy-"));
+  cpSync(join(DIST, "sdk"), copy, { recursive: true });
+  const second = await startServer(["--dist", copy]);
+  const b = await openBrowser("sdk");
+  const { page } = b;
+  const HARNESS = "<!doctype html><meta charset=utf-8><title>Hearth JS API test</title><p>JS API harness</p>";
+  const cases = ORACLE.filter(sameSystem).slice(0, 2);
+  const msgs = (c) => [{ role: "system", content: c.system }, { role: "user", content: c.prompt }];
+
+  /// Opens a harness page at `pageUrl` and starts an engine from `sdkUrl`.
+  async function startEngine(pageUrl, sdkUrl, modelBaseUrl) {
+    await page.route(pageUrl, (r) => r.fulfill({ contentType: "text/html", body: HARNESS }));
+    await page.goto(pageUrl);
+    return await page.evaluate(
+      async ([sdkUrl, id, modelBaseUrl]) => {
+        const sdk = await import(sdkUrl);
+        window.__sdk = sdk;
+        let progress = 0;
+        window.__engine = await sdk.createEngine({ model: id, context: 512, modelBaseUrl, onProgress: () => progress++ });
+        return { progress, info: window.__engine.info };
+      },
+      [sdkUrl, MODEL_ID, modelBaseUrl],
+    );
+  }
+
+  /// Greedy, non-streamed and streamed, on the two oracle prompts; no long main-thread task.
+  async function greedyChecks(label) {
+    const failures = [];
+    const long = [];
+    for (const [i, c] of cases.entries()) {
+      const got = await page.evaluate(
+        async ([messages, max]) => {
+          const e = window.__engine;
+          const body = { messages, temperature: 0, max_tokens: max, hearth: { tokens: true } };
+          const whole = await e.chat.completions.create(body);
+          const t0 = performance.now();
+          const stream = await e.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+          const chunks = [];
+          for await (const chunk of stream) chunks.push(chunk);
+          return { whole, chunks, t0, t1: performance.now() };
+        },
+        [msgs(c), c.greedy.length],
+      );
+      compareGreedy(i, got.whole.hearth.tokens, c, failures);
+      const text = got.chunks.map((ch) => ch.choices[0]?.delta.content ?? "").join("");
+      const finish = got.chunks.filter((ch) => ch.choices.length).at(-1);
+      const usage = got.chunks.at(-1);
+      if (got.chunks[0].choices[0].delta.role !== "assistant") failures.push(`${label} ${i}: the first chunk has no role`);
+      if (text !== got.whole.choices[0].message.content)
+        failures.push(`${label} ${i}: streamed ${JSON.stringify(text)} != whole ${JSON.stringify(got.whole.choices[0].message.content)}`);
+      if (JSON.stringify(finish.hearth.tokens) !== JSON.stringify(got.whole.hearth.tokens)) failures.push(`${label} ${i}: streamed tokens differ`);
+      if (finish.choices[0].finish_reason !== got.whole.choices[0].finish_reason) failures.push(`${label} ${i}: finish reasons differ`);
+      const u = got.whole.usage;
+      if (u.prompt_tokens !== c.prompt_tokens.length || u.total_tokens !== u.prompt_tokens + u.completion_tokens)
+        failures.push(`${label} ${i}: usage ${JSON.stringify(u)}, oracle prompt ${c.prompt_tokens.length} tokens`);
+      if (usage.choices.length !== 0 || usage.usage.completion_tokens !== u.completion_tokens)
+        failures.push(`${label} ${i}: the last chunk is not the usage: ${JSON.stringify(usage)}`);
+      const tasks = await page.evaluate(() => window.__longTasks);
+      if (tasks === null) throw new Error("this Chromium does not report long tasks");
+      for (const t of tasks) if (t.start >= got.t0 && t.start <= got.t1 && t.duration > LONG_TASK_MS) long.push(t);
+    }
+    if (failures.length) throw new Error(failures.join("\n"));
+    if (long.length) throw new Error(`main-thread long tasks over ${LONG_TASK_MS} ms while streaming: ${JSON.stringify(long)}`);
+  }
+
+  /// Abort mid-stream: AbortError before any further chunk, at most one more token decoded,
+  /// and the next request answers.
+  async function abortChecks() {
+    const got = await page.evaluate(async ([messages, max]) => {
+      const e = window.__engine;
+      const controller = new AbortController();
+      const stream = await e.chat.completions.create(
+        { messages: [{ role: "user", content: "Write a long story about a llama who learns to fly." }], temperature: 0, max_tokens: 300, stream: true },
+        { signal: controller.signal },
+      );
+      let seen = 0;
+      let error = null;
+      try {
+        for (;;) {
+          const { done } = await stream.next();
+          if (done) break;
+          if (++seen === 4) controller.abort();
+        }
+      } catch (err) {
+        error = { name: err.name };
+      }
+      const stats = await e.requestStats(stream.requestId);
+      // `break` out of a loop aborts too.
+      const second = await e.chat.completions.create(
+        { messages: [{ role: "user", content: "Count to one hundred." }], temperature: 0, max_tokens: 200, stream: true },
+      );
+      let n = 0;
+      for await (const _ of second) if (++n === 3) break;
+      const stats2 = await e.requestStats(second.requestId);
+      const after = await e.chat.completions.create({ messages, temperature: 0, max_tokens: max, hearth: { tokens: true } });
+      return { seen, error, stats, stats2, after: after.hearth.tokens };
+    }, [msgs(cases[0]), cases[0].greedy.length]);
+    log(`abort: ${JSON.stringify({ seen: got.seen, error: got.error, stats: got.stats, stats2: got.stats2 })}`);
+    if (got.seen !== 4 || got.error?.name !== "AbortError") throw new Error(`wanted AbortError right after chunk 4: ${JSON.stringify(got)}`);
+    for (const s of [got.stats, got.stats2]) {
+      if (s.decodedAtAbort === null || s.decoded - s.decodedAtAbort > 1 || s.decoded >= 200)
+        throw new Error(`the worker went on after the abort: ${JSON.stringify(s)}`);
+    }
+    const failures = [];
+    compareGreedy(0, got.after, cases[0], failures);
+    if (failures.length) throw new Error("after an abort: " + failures.join("\n"));
+  }
+
+  await test("JS API: createEngine downloads and loads; greedy replies (whole and streamed) equal the oracle; no long task", async () => {
+    const started = await startEngine(new URL("sdk/harness.html", server.url).href, "/sdk/hearth.js", undefined);
+    if (started.progress === 0) throw new Error("no progress reported while downloading");
+    await greedyChecks("same origin");
+  });
+
+  await test("JS API: abort rejects with AbortError before another chunk and stops the worker; the next call works", abortChecks);
+
+  await test("JS API: two concurrent calls answer in order; typed errors; context_length_exceeded", async () => {
+    const got = await page.evaluate(async ([a, b]) => {
+      const e = window.__engine;
+      const order = [];
+      const ask = (messages, tag) =>
+        e.chat.completions.create({ messages, temperature: 0, max_tokens: 48 }).then((r) => (order.push(tag), r.choices[0].message.content));
+      const [x, y] = await Promise.all([ask(a, "a"), ask(b, "b")]);
+      const x1 = await ask(a, "a1");
+      const y1 = await ask(b, "b1");
+      const errors = [];
+      for (const body of [
+        { messages: a, n: 2 },
+        { messages: [{ role: "user", content: "llama ".repeat(2000) }] },
+        { messages: a, model: "gpt-4o" },
+      ]) {
+        try {
+          await e.chat.completions.create(body);
+          errors.push(null);
+        } catch (err) {
+          errors.push({ typed: err instanceof window.__sdk.HearthAPIError, status: err.status, code: err.code, param: err.param, type: err.type });
+        }
+      }
+      return { order, same: x === x1 && y === y1, x, y, errors };
+    }, [msgs(cases[0]), msgs(cases[1])]);
+    log(`concurrent: ${JSON.stringify(got)}`);
+    if (got.order.join() !== "a,b,a1,b1" || !got.same) throw new Error(`concurrent calls: ${JSON.stringify(got)}`);
+    const want = [
+      { typed: true, status: 400, code: "unsupported_parameter", param: "n", type: "invalid_request_error" },
+      { typed: true, status: 400, code: "context_length_exceeded", param: "messages", type: "invalid_request_error" },
+      { typed: true, status: 404, code: "model_not_found", param: "model", type: "invalid_request_error" },
+    ];
+    if (JSON.stringify(got.errors) !== JSON.stringify(want)) throw new Error(`errors: ${JSON.stringify(got.errors)}`);
+  });
+
+  await test("JS API from a copy of dist/sdk/ on a second origin: greedy replies and abort", async () => {
+    await startEngine(new URL("harness.html", second.url).href, new URL("hearth.js", second.url).href, server.url);
+    await greedyChecks("second origin");
+    await abortChecks();
+  });
+
+  await b.close();
+  await second.stop();
+  await server.stop();
+  rmSync(copy, { recursive: true, force: true });
 }
 
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));

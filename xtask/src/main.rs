@@ -317,7 +317,23 @@ fn build_web(build: Build) -> Result<PathBuf> {
     let index = dist.join("index.html");
     let html = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
     std::fs::write(&index, csp::apply(&html)?).with_context(|| format!("writing {}", index.display()))?;
+    sdk_folder(&dist)?;
     Ok(dist)
+}
+
+/// Makes `dist/sdk/` self-contained (the JS API: `web/sdk/` copied there by Trunk): the
+/// worker, the wasm and its glue, and the catalog beside `hearth.js`, so that a site can copy
+/// the folder to its own origin.
+fn sdk_folder(dist: &Path) -> Result<()> {
+    let sdk = dist.join("sdk");
+    for name in ["worker.js", "hearth-web.js", "hearth-web_bg.wasm", "catalog.json"] {
+        std::fs::copy(dist.join(name), sdk.join(name))
+            .with_context(|| format!("copying {name} into {}", sdk.display()))?;
+    }
+    if dist.join("snippets").is_dir() {
+        bail!("wasm-bindgen wrote JS snippets: copy dist/snippets into dist/sdk too");
+    }
+    Ok(())
 }
 
 /// Whether `program args` runs, succeeds, and its stdout passes `check`.

@@ -16,8 +16,24 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::chat::{Turn, TurnError};
-use crate::{ModelError, SamplingParams, StopReason};
+use hearth_tokenizer::template::Message as TemplateMessage;
+
+use crate::chat::{Overflow, Turn, TurnError};
+use crate::{GenerateParams, ModelError, SamplingParams, StopReason};
+
+/// OpenAI's sampling defaults (temperature 1, top_p 1, nothing else), for front ends with no
+/// defaults of their own (the JS API; `hearth serve` takes its command line's).
+pub fn default_sampling(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        seed,
+        ..Default::default()
+    }
+}
 
 /// Request fields Hearth honours.
 pub const HONOURED: &[&str] = &[
@@ -113,6 +129,24 @@ pub struct Extensions {
 }
 
 impl ChatRequest {
+    /// The chat turn this request asks for: its messages as the template takes them, the
+    /// generation settings (`base` under the request's own, no token limit but the context
+    /// unless it sets one), and what to do when the conversation does not fit.
+    pub fn turn(&self, base: &SamplingParams, seed: u64) -> (Vec<TemplateMessage>, GenerateParams, Overflow) {
+        let messages = self.messages.iter().map(|m| TemplateMessage::new(m.role.as_str(), m.content.clone())).collect();
+        let params = GenerateParams {
+            max_tokens: self.max_tokens.map_or(usize::MAX, |n| n as usize),
+            sampling: self.sampling(base, seed),
+            stop: self.stop.clone(),
+            sequential: false,
+        };
+        let overflow = match self.hearth {
+            Some(ext) if ext.drop_oldest => Overflow::DropOldest,
+            _ => Overflow::Refuse,
+        };
+        (messages, params, overflow)
+    }
+
     /// The sampler for this request, from `base` (the front end's defaults) with the
     /// request's values over it; `seed` where the request gives none.
     pub fn sampling(&self, base: &SamplingParams, seed: u64) -> SamplingParams {

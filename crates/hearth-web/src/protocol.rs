@@ -243,6 +243,17 @@ pub enum ToWorker {
     },
     /// Stop generating; the reply so far stands.
     Stop,
+    /// An OpenAI chat-completions request from the JS API (`sdk/hearth.js`), as its JSON
+    /// text: read by `hearth_model::openai::parse_request`, queued first in first out, and
+    /// answered with `Chat*` events carrying the same `request_id`.
+    Chat {
+        request_id: u32,
+        body: String,
+    },
+    /// Drop a queued request, or stop a running one after the token in flight.
+    Abort {
+        request_id: u32,
+    },
     /// Are you alive? Answered with `Pong` straight from the message handler, busy or not.
     Ping {
         seq: u32,
@@ -386,6 +397,29 @@ pub enum FromWorker {
     /// Informational notes (e.g. "re-fetched chunk 3: it was corrupt").
     Notice {
         message: String,
+    },
+    /// A streamed request's chunk (`chat.completion.chunk` JSON).
+    ChatChunk {
+        request_id: u32,
+        json: String,
+    },
+    /// A request's whole reply (`chat.completion` JSON).
+    ChatCompletion {
+        request_id: u32,
+        json: String,
+    },
+    /// A request refused or failed: OpenAI's error body, and the HTTP status it would have.
+    ChatError {
+        request_id: u32,
+        status: u16,
+        json: String,
+    },
+    /// A request is over, however it ended (the last event for its id): tokens it decoded,
+    /// and how many it had decoded when its abort arrived, if one did.
+    ChatEnded {
+        request_id: u32,
+        decoded: u32,
+        decoded_at_abort: Option<u32>,
     },
     /// The answer to `Ping`.
     Pong {

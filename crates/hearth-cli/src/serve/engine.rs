@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use hearth_model::chat::{Conversation, Overflow, Turn, TurnError};
+use hearth_model::chat::{Conversation, Turn, TurnError};
 use hearth_model::openai::{ApiError, ChatRequest, ErrorCode};
-use hearth_model::{Blocking, Engine, GenerateParams, ModelError, SamplingParams};
-use hearth_tokenizer::template::Message;
+use hearth_model::{Blocking, Engine, ModelError, SamplingParams};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// What a request hears back: text as it becomes final, then one `Done`.
@@ -157,19 +156,7 @@ fn reply(
     base: &SamplingParams,
     job: &Job,
 ) -> Result<Turn, TurnError> {
-    let r = &job.request;
-    let messages: Vec<Message> = r.messages.iter().map(|m| Message::new(m.role.as_str(), m.content.clone())).collect();
-    let params = GenerateParams {
-        // Capped by the context in the turn: without a limit, the reply may fill it.
-        max_tokens: r.max_tokens.map_or(usize::MAX, |n| n as usize),
-        sampling: r.sampling(base, job.seed),
-        stop: r.stop.clone(),
-        sequential: false,
-    };
-    let overflow = match r.hearth {
-        Some(ext) if ext.drop_oldest => Overflow::DropOldest,
-        _ => Overflow::Refuse,
-    };
+    let (messages, params, overflow) = job.request.turn(base, job.seed);
     let events = &job.events;
     let mut on_text = |text: &str| {
         let _ = events.send(Event::Text(text.to_string()));

@@ -13,7 +13,7 @@ use yew::prelude::*;
 use super::state::{Action, Conversation, Settings, State};
 use super::{web, Ctx};
 use crate::markdown;
-use crate::protocol::{GenStats, Role, Sampling};
+use crate::protocol::{GenStats, Role, Sampling, MAX_STOP};
 
 #[derive(Properties, PartialEq)]
 pub struct ChatProps {
@@ -547,6 +547,12 @@ fn settings_panel(props: &SettingsProps) -> Html {
             d.dispatch(Action::SetSystemPrompt(e.target_unchecked_into::<web_sys::HtmlTextAreaElement>().value()))
         })
     };
+    let stop = {
+        let d = ctx.dispatch.clone();
+        Callback::from(move |e: InputEvent| {
+            d.dispatch(Action::SetStopText(e.target_unchecked_into::<web_sys::HtmlTextAreaElement>().value()))
+        })
+    };
     // Each field edits one member of the sampling settings, parsed from its text.
     let field = |id: &'static str,
                  label: &'static str,
@@ -582,6 +588,12 @@ fn settings_panel(props: &SettingsProps) -> Html {
                 <textarea class="input" data-testid="system-prompt" rows="4" placeholder="You are a helpful assistant."
                     value={props.settings.system_prompt.clone()} oninput={system} />
                 <small class="muted">{ "Sent first with every reply." }</small>
+            </label>
+            <label class="field">
+                <span>{ "Stop strings" }</span>
+                <textarea class="input" data-testid="stop-strings" rows="2" placeholder="One per line"
+                    value={props.settings.stop_text.clone()} oninput={stop} />
+                <small class="muted">{ format!("The reply ends before the first of these (up to {MAX_STOP}, one per line).") }</small>
             </label>
             <h3>{ "Sampling" }</h3>
             <div class="grid2" key={*generation}>

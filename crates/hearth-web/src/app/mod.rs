@@ -16,7 +16,7 @@ use std::rc::Rc;
 use yew::prelude::*;
 
 use crate::bridge::WorkerBridge;
-use crate::protocol::ToWorker;
+use crate::protocol::{Sampling, ToWorker};
 use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
 
 pub fn start() {
@@ -128,9 +128,13 @@ pub fn app() -> Html {
                 }
             });
             if let Some(raw) = web::load_pref("hearth-settings") {
-                if let Ok((system, sampling)) = serde_json::from_str(&raw) {
+                // (system, sampling, stop text); settings saved before stop strings lack the third.
+                let saved = serde_json::from_str::<(String, Sampling, String)>(&raw)
+                    .or_else(|_| serde_json::from_str::<(String, Sampling)>(&raw).map(|(a, b)| (a, b, String::new())));
+                if let Ok((system, sampling, stop)) = saved {
                     ctx.dispatch.dispatch(Action::SetSystemPrompt(system));
                     ctx.dispatch.dispatch(Action::SetSampling(sampling));
+                    ctx.dispatch.dispatch(Action::SetStopText(stop));
                 }
             }
         });
@@ -159,7 +163,7 @@ pub fn app() -> Html {
     {
         let settings = state.settings.clone();
         use_effect_with(settings, move |s| {
-            if let Ok(json) = serde_json::to_string(&(&s.system_prompt, &s.sampling)) {
+            if let Ok(json) = serde_json::to_string(&(&s.system_prompt, &s.sampling, &s.stop_text)) {
                 web::save_pref("hearth-settings", &json);
             }
         });

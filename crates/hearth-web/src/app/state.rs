@@ -12,7 +12,7 @@ use yew::Reducible;
 use super::util;
 use crate::protocol::{
     AdapterSummary, CatalogEntry, ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Phase, Role, Sampling,
-    StoredModel, ToWorker,
+    StoredModel, ToWorker, MAX_STOP, MAX_STOP_LEN,
 };
 
 /// One conversation, as stored in IndexedDB (`hearth-chats` / `conversations`).
@@ -146,6 +146,22 @@ pub struct Generation {
 pub struct Settings {
     pub system_prompt: String,
     pub sampling: Sampling,
+    /// Stop strings as typed: one per line.
+    pub stop_text: String,
+}
+
+impl Settings {
+    /// The stop strings to send: the non-empty lines, as typed (spaces count), at most
+    /// [`MAX_STOP`] of at most [`MAX_STOP_LEN`] bytes (longer ones are left out).
+    pub fn stop_strings(&self) -> Vec<String> {
+        self.stop_text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter(|l| !l.is_empty() && l.len() <= MAX_STOP_LEN)
+            .take(MAX_STOP)
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// Side effects the reducer asks for.
@@ -261,6 +277,7 @@ pub enum Action {
         now: f64,
     },
     SetSystemPrompt(String),
+    SetStopText(String),
     SetSampling(Sampling),
     /// Parse one sampling field's text into the current settings (ignored if it does not parse).
     EditSampling(fn(&mut Sampling, &str) -> bool, String),
@@ -537,6 +554,7 @@ impl State {
                 self.generate(id);
             }
             Action::SetSystemPrompt(s) => Rc::make_mut(&mut self.settings).system_prompt = s,
+            Action::SetStopText(s) => Rc::make_mut(&mut self.settings).stop_text = s,
             Action::SetSampling(s) => Rc::make_mut(&mut self.settings).sampling = s,
             Action::EditSampling(set, text) => {
                 let mut next = self.settings.sampling;
@@ -580,7 +598,11 @@ impl State {
         messages.extend(conv.messages.iter().cloned());
         self.stats = None;
         self.generation = Some(Generation { conversation: id, text: String::new(), stopping: false });
-        self.send(ToWorker::Generate { messages, sampling: self.settings.sampling, stop: Vec::new() });
+        self.send(ToWorker::Generate {
+            messages,
+            sampling: self.settings.sampling,
+            stop: self.settings.stop_strings(),
+        });
     }
 
     /// Ends the reply in progress: its text joins the conversation (if there is any text).
@@ -688,6 +710,11 @@ impl State {
             FromWorker::Notice { message } => self.notify(message),
             // The bridge answers these itself (heartbeat, restart); never forwarded.
             FromWorker::Pong { .. } => {}
+            // The JS API's answers: the app sends no `Chat` requests.
+            FromWorker::ChatChunk { .. }
+            | FromWorker::ChatCompletion { .. }
+            | FromWorker::ChatError { .. }
+            | FromWorker::ChatEnded { .. } => {}
             FromWorker::Panicked { message } => self.apply(Action::WorkerDied(message)),
         }
     }
@@ -837,6 +864,20 @@ mod tests {
         let s = loaded_state();
         assert_eq!(s.app_state(), "chat");
         assert_eq!(s.page, Page::Chat);
+    }
+
+    #[test]
+    fn stop_strings_from_the_settings_go_with_each_reply() {
+        let mut s = loaded_state();
+        let long = "x".repeat(MAX_STOP_LEN + 1);
+        s.apply(Action::SetStopText(format!("END\r\n\n a b \n{long}\n1\n2\n3")));
+        s.apply(Action::Send { text: "Hello".into(), now: 1000.0 });
+        let sent = s.take_effects().into_iter().find_map(|e| match e {
+            Effect::Send(ToWorker::Generate { stop, .. }) => Some(stop),
+            _ => None,
+        });
+        assert_eq!(sent, Some(vec!["END".to_string(), " a b ".into(), "1".into(), "2".into()]));
+        crate::protocol::check_stop(&sent.unwrap()).unwrap();
     }
 
     #[test]

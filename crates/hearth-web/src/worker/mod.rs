@@ -3,6 +3,7 @@
 //! yields to the worker's event loop at each GPU readback and storage request, so a `Stop`
 //! or `Cancel` is seen between tokens or chunks.
 
+mod api;
 mod download;
 mod session;
 mod source;
@@ -59,6 +60,8 @@ struct State {
     loading: RefCell<Option<String>>,
     /// Memory plans of stored models on the open adapter, by (id, sha256).
     plans: RefCell<HashMap<(String, String), crate::protocol::PlanSummary>>,
+    /// The JS API's request queue.
+    api: api::Api,
 }
 
 impl State {
@@ -87,6 +90,8 @@ pub fn start() {
         let file = js_sys::Reflect::get(&data, &"file".into()).ok().and_then(|f| f.dyn_into::<web_sys::File>().ok());
         match serde_wasm_bindgen::from_value::<ToWorker>(msg) {
             Ok(ToWorker::Stop) => state().stop.set(true),
+            Ok(ToWorker::Chat { request_id, body }) => api::enqueue(&state(), request_id, body),
+            Ok(ToWorker::Abort { request_id }) => api::abort(&state(), request_id),
             // Straight from the handler: the page's heartbeat sees a worker that is alive even
             // while it generates or downloads (those yield at every readback and chunk).
             Ok(ToWorker::Ping { seq }) => post(&FromWorker::Pong { seq }),
@@ -114,8 +119,9 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         ToWorker::ListStored => list_stored(&st).await,
         ToWorker::Download { entry } => {
             let Some(store) = st.store() else { return no_store() };
-            // A catalog id, or a custom URL's (never verified, so never published-checksummed).
-            let origin = if entry.sha256.is_some() { Origin::Catalog } else { Origin::of(&entry.id) };
+            // A catalog id, or a custom URL's (the JS API's `{ url, sha256 }` has a hash to check,
+            // but stays in the URL namespace).
+            let origin = Origin::of(&entry.id);
             if let Err(e) = check_id(&entry.id, origin).and_then(|()| match origin {
                 Origin::File => Err("a local file is imported, not downloaded".into()),
                 _ => Ok(()),
@@ -201,7 +207,12 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         }
         #[cfg(feature = "test-hooks")]
         ToWorker::Panic => {}
-        ToWorker::Stop | ToWorker::Cancel { .. } | ToWorker::Ping { .. } => {}
+        // Answered in the message handler.
+        ToWorker::Stop
+        | ToWorker::Cancel { .. }
+        | ToWorker::Ping { .. }
+        | ToWorker::Chat { .. }
+        | ToWorker::Abort { .. } => {}
     }
 }
 

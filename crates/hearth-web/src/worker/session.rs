@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use hearth_gpu::{Gpu, GpuEngine, GpuError};
-use hearth_model::chat::{ChatFormat, Conversation, Overflow, TurnError};
+use hearth_model::chat::{ChatFormat, Conversation, Overflow, Turn, TurnError};
 use hearth_model::{Config, GenerateParams, ModelError};
 use hearth_tokenizer::template::{DateTime, Message};
 use hearth_tokenizer::Tokenizer;
@@ -169,6 +169,21 @@ impl Session {
             truncated,
             tokens: g.tokens,
         })
+    }
+}
+
+impl Session {
+    /// A chat turn of the JS API: the request's messages and settings, as `hearth serve` runs
+    /// them.
+    pub async fn chat(
+        &mut self,
+        messages: &[Message],
+        params: &GenerateParams,
+        overflow: Overflow,
+        on_text: &mut dyn FnMut(&str),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Turn, TurnError> {
+        self.conversation.reply(&mut self.engine, messages, params, overflow, on_text, interrupted).await
     }
 }
 
