@@ -43,7 +43,8 @@ function isModel(url) {
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   const url = new URL(request.url);
-  if (request.method !== "GET" || url.origin !== self.location.origin || isModel(url)) {
+  // Models, and `hearth serve`'s API when it serves this app, are never cached here.
+  if (request.method !== "GET" || url.origin !== self.location.origin || isModel(url) || url.pathname.startsWith("/v1/")) {
     return; // the browser's own handling
   }
   event.respondWith(

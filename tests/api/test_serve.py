@@ -242,6 +242,15 @@ class Api(unittest.TestCase):
         self.assertEqual((status, err["error"]["code"]), (400, "invalid_body"))
         status, err = self.server.raw("POST", "/v1/chat/completions", "x" * (2 << 20), ok)
         self.assertEqual((status, err["error"]["code"]), (400, "invalid_body"))
+        # Without --ui, / says what is here and how to get the chat UI.
+        conn = http.client.HTTPConnection(self.server.addr, timeout=60)
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        page = r.read().decode()
+        conn.close()
+        self.assertEqual(r.status, 200)
+        self.assertIn("/v1/chat/completions", page)
+        self.assertIn("cargo xtask desktop", page)
         # No CORS header unless --cors-origin allows one.
         conn = http.client.HTTPConnection(self.server.addr, timeout=60)
         conn.request("GET", "/v1/models", headers={"Origin": "https://some.site"})

@@ -1,6 +1,7 @@
 // End-to-end tests of the browser app in real headless Chromium, WebGPU through SwiftShader.
 // Run by `cargo xtask e2e` (part of `cargo xtask test`), which builds dist/ and passes:
 //   HEARTH_XTASK      the xtask binary (its `serve` task is the server under test)
+//   HEARTH_BIN        the `hearth` binary (`hearth serve --ui`: the UI on the native engine)
 //   HEARTH_DIST       the built app
 //   HEARTH_MODELS     the folder holding SmolLM2-135M-Instruct.Q4_1.gguf
 //   HEARTH_TESTDATA   ../shared/testdata (the llama.cpp oracle)
@@ -20,6 +21,7 @@ const env = (k) => {
   return v;
 };
 const XTASK = env("HEARTH_XTASK");
+const BIN = env("HEARTH_BIN");
 const DIST = env("HEARTH_DIST");
 const MODELS = env("HEARTH_MODELS");
 const OUT = env("HEARTH_E2E_OUT");
@@ -1181,6 +1183,46 @@ const metrics = {};
   await second.stop();
   await server.stop();
   rmSync(copy, { recursive: true, force: true });
+}
+
+// 15: the chat UI on `hearth serve`'s native engine (CPU backend: exact, as the oracle).
+{
+  const model = join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf");
+  const proc = spawn(BIN, ["serve", "--model", model, "--backend", "cpu", "--port", "0", "--ui", DIST], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const serverLog = [];
+  proc.stderr.on("data", (d) => serverLog.push(String(d)));
+  const url = await new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("hearth serve did not start in 60 s")), 60000);
+    proc.stdout.on("data", (d) => {
+      buf += d;
+      const m = buf.match(/listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`hearth serve exited (${code}): ${serverLog.join("")}`)));
+  });
+  const b = await openBrowser("native");
+  const { page } = b;
+  await test("the chat UI on hearth serve: the native engine, no downloads; a greedy reply equals the oracle", async () => {
+    await page.goto(`${url}/`);
+    await appState(page, ["chat"], 60000);
+    const label = await byId(page, "adapter").innerText();
+    if (!/Native engine/.test(label)) throw new Error(`the UI does not say it runs on the native engine: ${label}`);
+    if ((await byId(page, "nav-models").count()) + (await byId(page, "nav-storage").count()) !== 0)
+      throw new Error("Models and Storage are shown on the native engine");
+    if (await page.evaluate(() => window.__hearthWorker !== undefined)) throw new Error("a worker was started");
+    const { r, failures } = await askFirstOracle(page);
+    await shot(page, "11-native-chat");
+    log(`native: ${r.tokens.length} tokens, ${JSON.stringify(r.text.slice(0, 60))}`);
+    if (failures.length) throw new Error("the native engine's greedy reply differs from the oracle:\n" + failures.join("\n"));
+  });
+  await b.close();
+  proc.kill("SIGKILL");
 }
 
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));

@@ -52,6 +52,7 @@ fn run() -> Result<()> {
             e2e()
         }
         Some("api") => api(),
+        Some("desktop") => desktop(&args[1..]),
         Some("e2e") => e2e(),
         Some("chat") => {
             let model = fetch_model()?;
@@ -66,7 +67,7 @@ fn run() -> Result<()> {
             _ => bail!("usage: cargo xtask hostile-gguf (nested-loops | long-token) OUT.gguf"),
         },
         _ => bail!(
-            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | api | e2e | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
+            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | api | e2e | desktop [hearth serve args] | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
         ),
     }
 }
@@ -239,10 +240,34 @@ fn api() -> Result<()> {
     Ok(())
 }
 
+/// The chat UI on the native engine, in one command: builds the web app and the `hearth`
+/// binary, fetches the default model, and runs `hearth serve --ui dist` (extra arguments go
+/// to `hearth serve`, e.g. `--port 9000` or `--model other.gguf`).
+fn desktop(extra: &[String]) -> Result<()> {
+    let dist = build_web(Build::Release)?;
+    cargo(&["build", "--release", "-p", "hearth-cli", "--bin", "hearth"], &[])?;
+    let model = fetch_model()?;
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "--ui".into(), dist.into()];
+    if !extra.iter().any(|a| a == "--model" || a == "-m") {
+        args.extend(["--model".into(), model.into()]);
+    }
+    args.extend(extra.iter().map(Into::into));
+    let status = Command::new(workspace_root().join("target").join("release").join("hearth"))
+        .args(&args)
+        .status()
+        .context("running hearth serve")?;
+    if !status.success() {
+        bail!("hearth serve stopped ({status})");
+    }
+    Ok(())
+}
+
 /// The browser tests: see the module comment.
 fn e2e() -> Result<()> {
     system_packages()?;
     let dist = build_web(Build::Tests)?;
+    // The native engine under the chat UI (`hearth serve --ui`).
+    cargo(&["build", "--release", "-p", "hearth-cli", "--bin", "hearth"], &[])?;
     let root = workspace_root();
     let dir = root.join("tests").join("e2e");
     // `npm ci` installs exactly the locked playwright-core (no browser download: the tests
@@ -257,6 +282,7 @@ fn e2e() -> Result<()> {
         .arg(dir.join("run.mjs"))
         .current_dir(&dir)
         .env("HEARTH_XTASK", std::env::current_exe()?)
+        .env("HEARTH_BIN", root.join("target").join("release").join("hearth"))
         .env("HEARTH_DIST", dist)
         .env("HEARTH_MODELS", cache_dir()?.join("models"))
         .env("HEARTH_TESTDATA", testdata)

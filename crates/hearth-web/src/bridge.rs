@@ -8,7 +8,32 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::native::NativeBridge;
 use crate::protocol::{FromWorker, ToWorker};
+
+/// Where the UI's requests go: the engine worker in this browser, or `hearth serve`'s native
+/// engine when the page came from it.
+pub enum Bridge {
+    Worker(WorkerBridge),
+    Native(NativeBridge),
+}
+
+impl Bridge {
+    pub fn send(&self, msg: &ToWorker) {
+        match self {
+            Bridge::Worker(w) => w.send(msg),
+            Bridge::Native(n) => n.send(msg),
+        }
+    }
+
+    /// A request with a `File` (a local import); the native engine refuses it.
+    pub fn send_file(&self, msg: &ToWorker, file: &web_sys::File) {
+        match self {
+            Bridge::Worker(w) => w.send_file(msg, file),
+            Bridge::Native(n) => n.send(msg),
+        }
+    }
+}
 
 /// How often the page asks the worker whether it is alive.
 const PING_EVERY_MS: f64 = 5_000.0;

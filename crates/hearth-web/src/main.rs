@@ -10,6 +10,7 @@
 mod app;
 mod bridge;
 mod markdown;
+mod native;
 mod panic;
 mod protocol;
 mod resume;

@@ -109,6 +109,9 @@ pub struct AdapterSummary {
     pub strategy: String,
     /// A software adapter (SwiftShader, WARP, llvmpipe): it works, slowly.
     pub software: bool,
+    /// Not a GPU in this browser: `hearth serve`'s native engine (`crate::native`).
+    #[serde(default)]
+    pub native: bool,
 }
 
 /// A model in IndexedDB.

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// loopback. Loopback names and the bound address are always accepted.
     #[arg(long)]
     allow_host: Vec<String>,
+    /// Serve the Hearth chat UI from this built app folder (`dist/`, from `trunk build
+    /// --release` or `cargo xtask desktop`) at `/`, talking to this engine.
+    #[arg(long, value_name = "DIR")]
+    ui: Option<std::path::PathBuf>,
     /// Defaults for requests that do not set them (a request's own values win).
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -78,6 +82,8 @@ struct Server {
     created: u64,
     api_key: Option<String>,
     hosts: Vec<String>,
+    /// The UI's `index.html`, marked for the native engine.
+    ui_index: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -93,6 +99,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
     if a.queue == 0 {
         anyhow::bail!("--queue must be at least 1");
     }
+    let ui_index = match &a.ui {
+        Some(dir) => {
+            let path = dir.join("index.html");
+            let html = std::fs::read_to_string(&path).with_context(|| {
+                format!("--ui {}: no built app there (cargo xtask desktop builds one)", dir.display())
+            })?;
+            Some(mark_native(&html)?)
+        }
+        None => None,
+    };
 
     let crate::load::Loaded { index, tokenizer, src, .. } = loaded;
     let (backend, shown) = (a.model.backend, a.model.model.display().to_string());
@@ -109,8 +125,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
     });
     hosts.extend(a.allow_host.iter().map(|h| h.to_ascii_lowercase()));
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let server = Arc::new(Server { engine: handle, model_id, created, api_key: a.api_key.clone(), hosts });
-    let app = router(server.clone(), &a.cors_origin)?;
+    let server = Arc::new(Server { engine: handle, model_id, created, api_key: a.api_key.clone(), hosts, ui_index });
+    let app = router(server.clone(), &a.cors_origin, a.ui.as_deref())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
@@ -138,18 +154,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
     })
 }
 
-fn router(server: Arc<Server>, cors_origins: &[String]) -> Result<Router> {
+fn router(server: Arc<Server>, cors_origins: &[String], ui: Option<&std::path::Path>) -> Result<Router> {
     let api = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat_completions))
         .layer(middleware::from_fn_with_state(server.clone(), require_key));
-    let mut app = Router::new()
-        .route("/", get(index))
-        .route("/health", get(health))
-        .merge(api)
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(server.clone(), require_host))
-        .with_state(server);
+    let app =
+        Router::new().route("/", get(index)).route("/index.html", get(index)).route("/health", get(health)).merge(api);
+    let app = match ui {
+        // The app's files; anything else under /v1 is the API's 404 above.
+        Some(dir) => app.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => app.fallback(not_found),
+    };
+    let mut app = app.layer(middleware::from_fn_with_state(server.clone(), require_host)).with_state(server);
     if !cors_origins.is_empty() {
         let origins = cors_origins
             .iter()
@@ -214,14 +231,27 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The chat UI, or (without `--ui`) what is here and how to get the UI.
 async fn index(State(s): State<Arc<Server>>) -> Html<String> {
+    if let Some(page) = &s.ui_index {
+        return Html(page.clone());
+    }
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>Hearth</title>\
          <h1>Hearth is serving {}</h1>\
          <p>OpenAI-compatible API: <code>POST /v1/chat/completions</code>, <code>GET /v1/models</code>. \
-         Point an OpenAI client at <code>/v1</code> on this address.</p>",
+         Point an OpenAI client at <code>/v1</code> on this address.</p>\
+         <p>For the chat UI here, build it and pass it: <code>cargo xtask desktop</code> does both, \
+         or <code>trunk build --release</code> then <code>hearth serve --ui dist</code>.</p>",
         html_escape(&s.model_id)
     ))
+}
+
+/// The app's page, marked so that it talks to this server (`hearth-web`'s `native` module)
+/// instead of starting an engine worker.
+fn mark_native(html: &str) -> Result<String> {
+    let head = html.find("<head>").context("the UI's index.html has no <head>")? + "<head>".len();
+    Ok(format!("{}\n    <meta name=\"hearth-engine\" content=\"native\" />{}", &html[..head], &html[head..]))
 }
 
 fn html_escape(s: &str) -> String {
@@ -347,6 +377,13 @@ fn add_extension(body: &mut Value, turn: &Turn, ext: Option<Extensions>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ui_page_is_marked_for_the_native_engine() {
+        let page = mark_native("<html><head><title>t</title></head></html>").unwrap();
+        assert!(page.starts_with("<html><head>\n    <meta name=\"hearth-engine\" content=\"native\" /><title>"));
+        assert!(mark_native("<html></html>").is_err());
+    }
 
     #[test]
     fn host_names_lose_their_port_and_case() {

@@ -15,7 +15,8 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
-use crate::bridge::WorkerBridge;
+use crate::bridge::{Bridge, WorkerBridge};
+use crate::native::{is_native_page, NativeBridge};
 use crate::protocol::{Sampling, ToWorker};
 use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
 
@@ -28,7 +29,7 @@ pub fn start() {
 #[derive(Clone)]
 pub struct Ctx {
     pub dispatch: UseReducerDispatcher<State>,
-    pub bridge: Rc<RefCell<Option<WorkerBridge>>>,
+    pub bridge: Rc<RefCell<Option<Bridge>>>,
 }
 
 impl PartialEq for Ctx {
@@ -42,11 +43,18 @@ fn start_worker(ctx: &Ctx) {
     // The old worker goes first: two workers would both write the model store.
     ctx.bridge.borrow_mut().take();
     let (on_event, on_death) = (ctx.dispatch.clone(), ctx.dispatch.clone());
+    if is_native_page() {
+        *ctx.bridge.borrow_mut() =
+            Some(Bridge::Native(NativeBridge::new(move |ev| on_event.dispatch(Action::Worker(ev)))));
+        // As a worker says once it listens.
+        ctx.dispatch.dispatch(Action::Worker(crate::protocol::FromWorker::Booted));
+        return;
+    }
     match WorkerBridge::spawn(
         move |ev| on_event.dispatch(Action::Worker(ev)),
         move |why| on_death.dispatch(Action::WorkerDied(why)),
     ) {
-        Ok(b) => *ctx.bridge.borrow_mut() = Some(b),
+        Ok(b) => *ctx.bridge.borrow_mut() = Some(Bridge::Worker(b)),
         Err(e) => ctx.dispatch.dispatch(Action::WorkerFailed(e)),
     }
 }
@@ -108,7 +116,7 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
 #[function_component(App)]
 pub fn app() -> Html {
     let state = use_reducer(|| State::with_theme(web::initial_theme()));
-    let bridge = use_mut_ref(|| None::<WorkerBridge>);
+    let bridge = use_mut_ref(|| None::<Bridge>);
     let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone() };
 
     // Start the worker, fetch the catalog, load the history: once.
@@ -230,7 +238,14 @@ fn header(StateProps { state }: &StateProps) -> Html {
             d.dispatch(Action::SetTheme(next));
         })
     };
+    let native = state.adapter.as_ref().is_some_and(|a| a.native);
     let adapter = match (&state.boot, &state.adapter) {
+        (_, Some(a)) if a.native => {
+            format!(
+                "Native engine (hearth serve){}",
+                state.loaded.as_ref().map(|l| format!(" · {}", l.name)).unwrap_or_default()
+            )
+        }
         (_, Some(a)) => {
             let mut s = format!("GPU: {}", a.name);
             if a.software {
@@ -279,14 +294,17 @@ fn header(StateProps { state }: &StateProps) -> Html {
                     title={if chat_ready { "Chat" } else { "Load a model first" }} onclick={nav(Page::Chat)}>
                     { "Chat" }
                 </button>
-                <button type="button" class={classes!("nav-btn", is_models.then_some("active"))} data-testid="nav-models"
-                    aria-current={if is_models { "page" } else { "false" }} onclick={nav(Page::Models)}>
-                    { "Models" }
-                </button>
-                <button type="button" class={classes!("nav-btn", (state.page == Page::Storage).then_some("active"))}
-                    data-testid="nav-storage" aria-current={current(Page::Storage)} onclick={nav(Page::Storage)}>
-                    { "Storage" }
-                </button>
+                // The native engine runs the model its server loaded: nothing to download or store.
+                if !native {
+                    <button type="button" class={classes!("nav-btn", is_models.then_some("active"))} data-testid="nav-models"
+                        aria-current={if is_models { "page" } else { "false" }} onclick={nav(Page::Models)}>
+                        { "Models" }
+                    </button>
+                    <button type="button" class={classes!("nav-btn", (state.page == Page::Storage).then_some("active"))}
+                        data-testid="nav-storage" aria-current={current(Page::Storage)} onclick={nav(Page::Storage)}>
+                        { "Storage" }
+                    </button>
+                }
                 <button type="button" class="icon-btn" data-testid="theme-toggle" aria-label={theme_label}
                     title={theme_label} onclick={toggle_theme}>
                     <span aria-hidden="true">{ theme_icon }</span>

@@ -807,6 +807,7 @@ mod tests {
                 shader_f16: false,
                 strategy: "reduce".into(),
                 software: true,
+                native: false,
             }),
             error: None,
         }));

@@ -251,6 +251,7 @@ mod tests {
             shader_f16: false,
             strategy: "reduce".into(),
             software: true,
+            native: false,
         }
     }
 

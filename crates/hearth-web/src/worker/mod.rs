@@ -352,6 +352,7 @@ fn summary(gpu: &Gpu) -> AdapterSummary {
         shader_f16: gpu.features.contains(hearth_gpu::wgpu::Features::SHADER_F16),
         strategy: format!("{strategy:?}").to_lowercase(),
         software: strategy == Strategy::Tile,
+        native: false,
     }
 }
 
