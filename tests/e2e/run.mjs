@@ -1040,9 +1040,9 @@ const metrics = {};
       async ([sdkUrl, id, modelBaseUrl]) => {
         const sdk = await import(sdkUrl);
         window.__sdk = sdk;
-        let progress = 0;
-        window.__engine = await sdk.createEngine({ model: id, context: 512, modelBaseUrl, onProgress: () => progress++ });
-        return { progress, info: window.__engine.info };
+        const phases = [];
+        window.__engine = await sdk.createEngine({ model: id, context: 512, modelBaseUrl, onProgress: (p) => phases.push(p.phase) });
+        return { progress: phases.length, phases: [...new Set(phases)], info: window.__engine.info };
       },
       [sdkUrl, MODEL_ID, modelBaseUrl],
     );
@@ -1138,6 +1138,19 @@ const metrics = {};
   });
 
   await test("JS API: abort rejects with AbortError before another chunk and stops the worker; the next call works", abortChecks);
+
+  await test("JS API: sdk/example.html streams a reply", async () => {
+    await page.goto(new URL("sdk/example.html", server.url).href);
+    await page.waitForFunction(() => document.getElementById("reply")?.textContent.length > 20, null, { timeout: 120000, polling: 250 });
+    const status = await page.locator("#status").innerText();
+    if (status !== "Streaming a reply:") throw new Error(`example status: ${status}`);
+  });
+
+  await test("JS API: back on the harness, the engine starts from storage with no download", async () => {
+    const started = await startEngine(new URL("sdk/harness.html", server.url).href, "/sdk/hearth.js", undefined);
+    const phases = started.phases.filter((p) => p !== "loading");
+    if (phases.length) throw new Error(`a stored model was fetched again: ${phases}`);
+  });
 
   await test("JS API: two concurrent calls answer in order; typed errors; context_length_exceeded", async () => {
     const got = await page.evaluate(async ([a, b]) => {

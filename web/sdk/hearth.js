@@ -298,7 +298,9 @@ class Engine {
       if (finished) return;
       switch (ev.type) {
         case "ChatError":
-          return fail(new HearthAPIError(ev.status, JSON.parse(ev.json).error));
+          return fail(
+            new HearthAPIError(ev.status, { message: ev.message, type: ev.kind, code: ev.code, param: ev.param ?? null }),
+          );
         case "ChatCompletion":
           resolveStart(JSON.parse(ev.json));
           return done();

@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::protocol::{
-    AdapterSummary, ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Role, Sampling, ToWorker,
-};
+use crate::protocol::{AdapterSummary, ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Sampling, ToWorker};
 
 /// Whether the page was served by `hearth serve`.
 pub fn is_native_page() -> bool {
@@ -121,17 +119,8 @@ async fn init(emit: &dyn Fn(FromWorker), model: &RefCell<Option<(String, u32)>>)
 
 /// The chat request: the UI's settings, and the `hearth` extension for what the UI shows.
 fn request(model: &str, messages: &[ChatMessage], s: &Sampling, stop: &[String]) -> Value {
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": m.content })
-        })
-        .collect();
+    let messages: Vec<Value> =
+        messages.iter().map(|m| json!({ "role": m.role.as_str(), "content": m.content })).collect();
     let mut body = json!({
         "model": model, "messages": messages, "stream": true,
         "stream_options": { "include_usage": true },

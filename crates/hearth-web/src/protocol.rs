@@ -201,6 +201,17 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The role's name in chat templates and OpenAI's API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
@@ -411,11 +422,15 @@ pub enum FromWorker {
         request_id: u32,
         json: String,
     },
-    /// A request refused or failed: OpenAI's error body, and the HTTP status it would have.
+    /// A request refused or failed: OpenAI's error fields (`kind` is its `type`), and the
+    /// HTTP status `hearth serve` would answer with.
     ChatError {
         request_id: u32,
         status: u16,
-        json: String,
+        message: String,
+        kind: String,
+        code: String,
+        param: Option<String>,
     },
     /// A request is over, however it ended (the last event for its id): tokens it decoded,
     /// and how many it had decoded when its abort arrived, if one did.

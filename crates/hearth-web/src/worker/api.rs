@@ -82,7 +82,15 @@ async fn drain(st: Rc<State>) {
 }
 
 fn refuse(request_id: u32, e: &ApiError) {
-    post(&FromWorker::ChatError { request_id, status: e.code.status(), json: e.body().to_string() });
+    let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    post(&FromWorker::ChatError {
+        request_id,
+        status: e.code.status(),
+        message: e.message.clone(),
+        kind: e.code.kind().to_string(),
+        code,
+        param: e.param.clone(),
+    });
 }
 
 /// Runs one request; true when the GPU device was lost.

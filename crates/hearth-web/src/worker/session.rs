@@ -13,7 +13,7 @@ use hearth_tokenizer::Tokenizer;
 
 use super::source::StoredSource;
 use super::{now_ms, post};
-use crate::protocol::{ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Phase, Role, Sampling};
+use crate::protocol::{ChatMessage, ErrorKind, FromWorker, GenStats, LoadedInfo, Phase, Sampling};
 use crate::store::{ModelMeta, Store};
 
 pub struct Session {
@@ -117,17 +117,7 @@ impl Session {
         let seed = sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64);
         let params =
             sampling.params(seed).map_err(|e| (ErrorKind::Other, format!("sampling settings refused: {e}")))?;
-        let msgs: Vec<Message> = messages
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                };
-                Message::new(role, m.content.clone())
-            })
-            .collect();
+        let msgs: Vec<Message> = messages.iter().map(|m| Message::new(m.role.as_str(), m.content.clone())).collect();
         let capacity = self.engine.model.context;
         let params = GenerateParams {
             max_tokens: sampling.max_tokens as usize,
