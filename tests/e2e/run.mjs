@@ -1192,6 +1192,36 @@ const metrics = {};
     await abortChecks();
   });
 
+  await test("JS API: an engine that cannot start rejects (a missing wasm, an unknown model), never hangs", async () => {
+    const broken = mkdtempSync(join(tmpdir(), "hearth-e2e-sdk-broken-"));
+    cpSync(join(DIST, "sdk"), broken, { recursive: true });
+    rmSync(join(broken, "hearth-web_bg.wasm"));
+    const third = await startServer(["--dist", broken]);
+    try {
+      const pageUrl = new URL("harness.html", third.url).href;
+      await page.route(pageUrl, (r) => r.fulfill({ contentType: "text/html", body: HARNESS }));
+      await page.goto(pageUrl);
+      const got = await page.evaluate(async ([sdkUrl, id, base]) => {
+        const sdk = await import(sdkUrl);
+        const outcome = async (model) => {
+          const timeout = new Promise((resolve) => setTimeout(() => resolve({ hung: true }), 60000));
+          const start = sdk.createEngine({ model, modelBaseUrl: base }).then(
+            () => ({ started: true }),
+            (e) => ({ typed: e instanceof sdk.HearthAPIError, code: e.code, status: e.status }),
+          );
+          return Promise.race([start, timeout]);
+        };
+        return { noWasm: await outcome(id), unknown: await outcome("no-such-model") };
+      }, [new URL("hearth.js", third.url).href, MODEL_ID, server.url]);
+      log(`broken starts: ${JSON.stringify(got)}`);
+      if (!got.noWasm.typed || got.noWasm.code !== "engine_error") throw new Error(`a missing wasm: ${JSON.stringify(got.noWasm)}`);
+      if (!got.unknown.typed || got.unknown.code !== "model_not_found") throw new Error(`an unknown model: ${JSON.stringify(got.unknown)}`);
+    } finally {
+      await third.stop();
+      rmSync(broken, { recursive: true, force: true });
+    }
+  });
+
   await b.close();
   await second.stop();
   await server.stop();

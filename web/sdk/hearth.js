@@ -45,9 +45,14 @@ class Connection {
       }
       for (const listener of [...this.listeners]) listener(ev);
     };
+    this.pending = new Set(); // rejecters of `until` calls still waiting
+    this.fatal = (err) => {
+      for (const reject of [...this.pending]) reject(err);
+      onFatal(err);
+    };
     this.worker.onerror = (e) => {
       e.preventDefault?.();
-      onFatal(apiError(500, "engine_error", `the engine worker failed: ${e.message ?? e}`, "server_error"));
+      this.fatal(apiError(500, "engine_error", `the engine worker failed: ${e.message ?? e}`, "server_error"));
     };
     this.ended = () => {};
   }
@@ -59,21 +64,29 @@ class Connection {
   /** Resolves with the first event `pick` maps to something other than undefined. */
   until(pick, onEvent) {
     return new Promise((resolve, reject) => {
+      const stop = () => {
+        this.listeners.delete(listener);
+        this.pending.delete(fail);
+      };
+      const fail = (err) => {
+        stop();
+        reject(err);
+      };
       const listener = (ev) => {
         onEvent?.(ev);
         let out;
         try {
           out = pick(ev);
         } catch (err) {
-          this.listeners.delete(listener);
-          return reject(err);
+          return fail(err);
         }
         if (out !== undefined) {
-          this.listeners.delete(listener);
+          stop();
           resolve(out);
         }
       };
       this.listeners.add(listener);
+      this.pending.add(fail);
     });
   }
 }
@@ -157,10 +170,10 @@ export async function createEngine(options = {}) {
     if (ev?.type === "Panicked") throw apiError(500, "engine_error", ev.message, "server_error");
   };
   try {
-    await conn.until((ev) => (ev?.type === "Booted" ? true : undefined));
+    await conn.until((ev) => (ev?.type === "Booted" ? true : failOn(ev)));
     conn.post({ type: "Init" });
     const adapter = await conn.until((ev) => {
-      if (ev?.type !== "Ready") return undefined;
+      if (ev?.type !== "Ready") return failOn(ev);
       if (!ev.adapter) throw apiError(503, "no_webgpu", ev.error ?? "this browser has no WebGPU", "server_error");
       return ev.adapter;
     });
@@ -212,18 +225,38 @@ class Engine {
     this._ended = new Map(); // request id → its ChatEnded numbers, for `requestStats`
     conn.ended = (ev) => {
       this._ended.set(ev.request_id, { decoded: ev.decoded, decodedAtAbort: ev.decoded_at_abort ?? null });
+      if (this._ended.size > 256) this._ended.delete(this._ended.keys().next().value);
       const waiters = [...this._waiters];
       this._waiters.clear();
       for (const waiter of waiters) waiter();
     };
     this._waiters = new Set();
-    // A worker that panics cannot go on: every request fails, and so do later ones.
-    conn.listeners.add((ev) => {
-      if (ev?.type !== "Panicked") return;
-      const err = apiError(500, "engine_error", `the engine stopped: ${ev.message}`, "server_error");
+    // A worker that panics, or stops answering (killed by the browser, say), cannot go on:
+    // every request fails, and so do later ones.
+    const die = (message) => {
+      if (this._fatal()) return;
+      const err = apiError(500, "engine_error", `the engine stopped: ${message}`, "server_error");
       this._fatal = () => err;
+      clearInterval(this._heartbeat);
       for (const fail of [...failAll]) fail(err);
+      for (const waiter of [...this._waiters]) waiter();
+    };
+    conn.fatal = (err) => die(err.message);
+    // The worker answers pings straight from its message handler, busy or not. Only a ping
+    // left unanswered for 30 s counts (timers of a hidden tab may be throttled to a minute).
+    let seq = 0;
+    let waiting = null; // [seq, sent at] of the ping not answered yet
+    conn.listeners.add((ev) => {
+      if (ev?.type === "Panicked") die(ev.message);
+      if (ev?.type === "Pong" && waiting && ev.seq === waiting[0]) waiting = null;
     });
+    this._heartbeat = setInterval(() => {
+      if (!waiting) {
+        waiting = [++seq, performance.now()];
+        return conn.post({ type: "Ping", seq });
+      }
+      if (performance.now() - waiting[1] > 30000) die("it did not answer for 30 s");
+    }, 5000);
     this.chat = { completions: { create: (body, opts) => this._create(body, opts) } };
     this.models = {
       list: async () => ({
@@ -236,6 +269,7 @@ class Engine {
   /** How a request ended in the worker: tokens decoded, and when its abort arrived. */
   async requestStats(requestId) {
     while (!this._ended.has(requestId)) {
+      if (this._fatal()) return null;
       await new Promise((resolve) => this._waiters.add(resolve));
     }
     return this._ended.get(requestId);
@@ -243,6 +277,7 @@ class Engine {
 
   /** Frees the GPU and stops the worker; later calls reject. */
   async unload() {
+    clearInterval(this._heartbeat);
     this._conn.worker.terminate();
     const err = apiError(503, "model_not_loaded", "the engine was unloaded", "server_error");
     this._fatal = () => err;
@@ -258,11 +293,18 @@ class Engine {
   _create(body, { signal } = {}) {
     if (this._fatal()) return Promise.reject(this._fatal());
     if (signal?.aborted) return Promise.reject(abortError());
+    let text;
+    try {
+      text = JSON.stringify(body);
+    } catch (e) {
+      return Promise.reject(apiError(400, "invalid_value", `the request is not JSON: ${e.message}`));
+    }
     const requestId = this._nextId++;
     const stream = body?.stream === true;
     const chunks = []; // received, not yet taken by the iterator
     let wake = null; // the iterator's pending next()
     let failure = null;
+    let aborted = false;
     let finished = false;
     let resolveStart, rejectStart;
     const started = new Promise((res, rej) => ((resolveStart = res), (rejectStart = rej)));
@@ -282,6 +324,7 @@ class Engine {
     };
     const abort = () => {
       if (finished) return;
+      aborted = true;
       this._conn.post({ type: "Abort", request_id: requestId });
       fail(abortError());
     };
@@ -313,19 +356,14 @@ class Engine {
           return done();
       }
     });
-    let text;
-    try {
-      text = JSON.stringify(body);
-    } catch (e) {
-      return Promise.reject(apiError(400, "invalid_value", `the request is not JSON: ${e.message}`));
-    }
     this._conn.post({ type: "Chat", request_id: requestId, body: text });
     if (!stream) return started;
     const iterator = {
       requestId,
       next: async () => {
         for (;;) {
-          if (failure) throw failure;
+          // An abort ends the stream at once; an engine error after the chunks received.
+          if (failure && (aborted || !chunks.length)) throw failure;
           if (chunks.length) return { value: chunks.shift(), done: false };
           if (finished) return { value: undefined, done: true };
           await new Promise((resolve) => (wake = resolve));

@@ -56,9 +56,12 @@ impl ChatFormat {
         Ok(tokenizer.encode_chat(text, add_bos, &plain))
     }
 
-    /// Tokenizes `messages`, dropping the oldest exchange after the first `n_fixed` messages
-    /// (the system prompt) until the prompt leaves `reserve` of `capacity` positions free.
-    /// `None` when even the last message alone does not fit.
+    /// Tokenizes `messages`, dropping the oldest exchanges (two messages at a time) after the
+    /// first `n_fixed` messages (the system prompt) until the prompt leaves `reserve` of
+    /// `capacity` positions free; the last message is never dropped. `None` when even the last
+    /// message alone does not fit. Dropping more never lengthens the prompt, so the fewest
+    /// drops are found by bisection: a few renders even for a conversation of thousands of
+    /// messages (one request can carry that many).
     pub fn fit(
         &self,
         tokenizer: &Tokenizer,
@@ -67,20 +70,32 @@ impl ChatFormat {
         capacity: usize,
         reserve: usize,
     ) -> Result<Option<Fitted>, TemplateError> {
-        let mut kept: Vec<Message> = messages.to_vec();
-        let mut dropped = 0;
-        loop {
+        let droppable = messages.len().saturating_sub(n_fixed + 1);
+        let dropped_at = |step: usize| (2 * step).min(droppable);
+        let render = |step: usize| -> Result<Option<Fitted>, TemplateError> {
+            let dropped = dropped_at(step);
+            let kept: Vec<Message> = messages[..n_fixed.min(messages.len())]
+                .iter()
+                .chain(&messages[(n_fixed + dropped).min(messages.len())..])
+                .cloned()
+                .collect();
             let tokens = self.tokenize(tokenizer, &kept)?;
-            if tokens.len() + reserve <= capacity {
-                return Ok(Some(Fitted { tokens, dropped }));
-            }
-            if kept.len() <= n_fixed + 1 {
-                return Ok(None);
-            }
-            let end = (n_fixed + 2).min(kept.len() - 1);
-            dropped += end - n_fixed;
-            kept.drain(n_fixed..end);
+            Ok((tokens.len() + reserve <= capacity).then_some(Fitted { tokens, dropped }))
+        };
+        if let Some(fitted) = render(0)? {
+            return Ok(Some(fitted));
         }
+        // The first step that fits lies in (lo, hi]; `best` is the fit at `hi`.
+        let (mut lo, mut hi) = (0, droppable.div_ceil(2));
+        let Some(mut best) = render(hi)? else { return Ok(None) };
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match render(mid)? {
+                Some(fitted) => (hi, best) = (mid, fitted),
+                None => lo = mid,
+            }
+        }
+        Ok(Some(best))
     }
 }
 
@@ -242,6 +257,41 @@ impl Conversation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_drops_the_fewest_exchanges_and_never_the_last_message() {
+        use hearth_gguf::read_index;
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_gqa3_hd10_tied.gguf")).unwrap();
+        let index = read_index(&bytes).unwrap();
+        let tokenizer = Tokenizer::from_gguf(&index).unwrap();
+        let format = ChatFormat::from_gguf(&index, &tokenizer).unwrap();
+        let mut messages = vec![Message::system("sys")];
+        for i in 0..41 {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            messages.push(Message::new(role, format!("message number {i} with some words")));
+        }
+        let full = format.tokenize(&tokenizer, &messages).unwrap().len();
+        for capacity in [full, full - 1, full / 2, full / 5, 40, 1] {
+            let got = format.fit(&tokenizer, &messages, 1, capacity, 0).unwrap();
+            // The linear rule: drop two at a time (the last step fewer), keep the last.
+            let mut want = None;
+            let mut dropped = 0;
+            loop {
+                let kept: Vec<Message> = messages[..1].iter().chain(&messages[1 + dropped..]).cloned().collect();
+                let tokens = format.tokenize(&tokenizer, &kept).unwrap();
+                if tokens.len() <= capacity {
+                    want = Some(Fitted { tokens, dropped });
+                    break;
+                }
+                if kept.len() <= 2 {
+                    break;
+                }
+                dropped = (dropped + 2).min(messages.len() - 2);
+            }
+            assert_eq!(got, want, "capacity {capacity}");
+        }
+    }
 
     #[test]
     fn reusable_prefix_leaves_one_token_to_run() {

@@ -322,8 +322,11 @@ pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
         }
         (a, b) => a.or(b),
     };
-    if repeat.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(ApiError::invalid("repeat_penalty", "must be greater than 0"));
+    // Finite as the f32 the sampler takes, not only as the f64 JSON gives.
+    if repeat.is_some_and(|r| !(r > 0.0 && (r as f32).is_finite())) {
+        // Name the spelling the request used.
+        let key = if obj.contains_key("repeat_penalty") { "repeat_penalty" } else { "repetition_penalty" };
+        return Err(ApiError::invalid(key, "must be greater than 0"));
     }
     let seed = match field("seed") {
         None => None,

@@ -86,6 +86,10 @@ fn what_hearth_cannot_do_is_refused_by_name() {
         (serde_json::json!({ "messages": user, "stop": [""] }), "stop[0]"),
         (serde_json::json!({ "messages": user, "stop": ["a", "x".repeat(257)] }), "stop[1]"),
         (serde_json::json!({ "messages": user, "seed": -1.5 }), "seed"),
+        (serde_json::json!({ "messages": user, "repetition_penalty": 0 }), "repetition_penalty"),
+        (serde_json::json!({ "messages": user, "repeat_penalty": -1 }), "repeat_penalty"),
+        // Finite in JSON, infinite as the sampler's f32 (found by fuzz/openai_request).
+        (serde_json::json!({ "messages": user, "repeat_penalty": 1.2e123 }), "repeat_penalty"),
         (serde_json::json!({ "messages": user, "stream_options": { "include_usage": true } }), "stream_options"),
         (serde_json::json!({ "messages": [] }), "messages"),
         (serde_json::json!({ "messages": [{ "role": "wizard", "content": "x" }] }), "messages[0].role"),

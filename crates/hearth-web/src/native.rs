@@ -211,7 +211,12 @@ async fn generate(
     abort: Option<&web_sys::AbortController>,
 ) -> Result<GenStats, Failure> {
     let t0 = js_sys::Date::now();
-    let resp = fetch("v1/chat/completions", Some(&body), abort).await?;
+    let stopped = || abort.is_some_and(|a| a.signal().aborted());
+    // Stop before the first token (the server answers once it has one): nothing was said.
+    let resp = match fetch("v1/chat/completions", Some(&body), abort).await {
+        Err(_) if stopped() => return Ok(Reply::default().interrupted(context, t0)),
+        other => other?,
+    };
     let stream = resp.body().ok_or((ErrorKind::Other, "the reply has no body".to_string()))?;
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut events = SseEvents::default();
@@ -220,7 +225,7 @@ async fn generate(
         let result = match JsFuture::from(reader.read()).await {
             Ok(r) => r,
             // Stopped: the reply so far stands.
-            Err(_) if abort.is_some_and(|a| a.signal().aborted()) => return Ok(reply.interrupted(context, t0)),
+            Err(_) if stopped() => return Ok(reply.interrupted(context, t0)),
             Err(e) => return Err(js(e)),
         };
         let done = js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true);

@@ -46,6 +46,14 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle with no engine behind it (every request is refused), for tests of the HTTP
+    /// side.
+    #[cfg(test)]
+    pub fn detached() -> Self {
+        let (jobs, _) = sync_channel(1);
+        EngineHandle { jobs, counters: Arc::default(), context: 0 }
+    }
+
     /// Queues a request; `QueueFull` when `queue` requests already wait.
     pub fn submit(&self, request: ChatRequest, seed: u64) -> Result<UnboundedReceiver<Event>, ApiError> {
         let (events, rx) = unbounded_channel();

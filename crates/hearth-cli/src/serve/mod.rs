@@ -60,7 +60,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Let pages of this origin call the API from a browser (repeatable; e.g.
-    /// `http://localhost:5173`). Without it no CORS header is sent.
+    /// `http://localhost:5173`; `*` for any page). Without it no CORS header is sent.
     #[arg(long)]
     cors_origin: Vec<String>,
     /// Accept this `Host` name too (repeatable), e.g. the machine's name when --host is not
@@ -168,10 +168,17 @@ fn router(server: Arc<Server>, cors_origins: &[String], ui: Option<&std::path::P
     };
     let mut app = app.layer(middleware::from_fn_with_state(server.clone(), require_host)).with_state(server);
     if !cors_origins.is_empty() {
-        let origins = cors_origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o).with_context(|| format!("--cors-origin {o:?} is not a valid origin")))
-            .collect::<Result<Vec<_>>>()?;
+        use tower_http::cors::AllowOrigin;
+        // `*` means any page may call the API (tower-http's list refuses it).
+        let origins = if cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            let list = cors_origins
+                .iter()
+                .map(|o| HeaderValue::from_str(o).with_context(|| format!("--cors-origin {o:?} is not a valid origin")))
+                .collect::<Result<Vec<_>>>()?;
+            AllowOrigin::list(list)
+        };
         app = app.layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(origins)
@@ -383,6 +390,27 @@ mod tests {
         let page = mark_native("<html><head><title>t</title></head></html>").unwrap();
         assert!(page.starts_with("<html><head>\n    <meta name=\"hearth-engine\" content=\"native\" /><title>"));
         assert!(mark_native("<html></html>").is_err());
+    }
+
+    #[test]
+    fn any_cors_origin_is_allowed_by_star_without_a_panic() {
+        let router = |origins: &[&str]| {
+            let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+            let handle = engine::EngineHandle::detached();
+            let server = Arc::new(Server {
+                engine: handle,
+                model_id: "m".into(),
+                created: 0,
+                api_key: None,
+                hosts: Vec::new(),
+                ui_index: None,
+            });
+            router(server, &origins, None).map(drop)
+        };
+        router(&["*"]).unwrap();
+        router(&["http://localhost:5173", "*"]).unwrap();
+        router(&["http://localhost:5173"]).unwrap();
+        assert!(router(&["bad\norigin"]).is_err());
     }
 
     #[test]

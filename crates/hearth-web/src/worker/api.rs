@@ -55,6 +55,10 @@ async fn drain(st: Rc<State>) {
     loop {
         let next = st.api.queue.borrow_mut().pop_front();
         let Some((request_id, body)) = next else { break };
+        // Running from here: an abort while it waits below is recorded, not lost.
+        st.api.running.set(Some(request_id));
+        st.api.decoded.set(0);
+        st.api.abort_at.set(None);
         // A load holds the engine: wait for it (requests keep their order).
         let busy = loop {
             if let Some(busy) = Busy::take(&st) {
@@ -62,10 +66,7 @@ async fn drain(st: Rc<State>) {
             }
             gloo_timers::future::TimeoutFuture::new(20).await;
         };
-        st.api.running.set(Some(request_id));
-        st.api.decoded.set(0);
-        st.api.abort_at.set(None);
-        let lost = run(&st, request_id, &body).await;
+        let lost = if st.api.abort_at.get().is_some() { false } else { run(&st, request_id, &body).await };
         post(&FromWorker::ChatEnded {
             request_id,
             decoded: st.api.decoded.get(),
