@@ -49,7 +49,8 @@ class Server:
 
     def client(self, **kw):
         kw.setdefault("api_key", "unused")
-        return openai.OpenAI(base_url=self.url + "/v1", max_retries=0, timeout=300, **kw)
+        kw.setdefault("timeout", 300)
+        return openai.OpenAI(base_url=self.url + "/v1", max_retries=0, **kw)
 
     def raw(self, method, path, body=None, headers=None):
         """A request with exactly these headers: (status, parsed JSON)."""
@@ -228,6 +229,19 @@ class Api(unittest.TestCase):
         self.assertLess(after["last_tokens"], 40, after)
         r = self.client.chat.completions.create(**greedy(CASES[1]))
         self.assertEqual(r.choices[0].message.content, CASES[1]["greedy_text"])
+
+    def test_a_client_that_leaves_a_whole_reply_stops_it_too(self):
+        before = self.server.wait(lambda h: not h["busy"] and h["queued"] == 0)
+        impatient = self.server.client(timeout=1.5)
+        with self.assertRaises(openai.APITimeoutError):
+            impatient.chat.completions.create(
+                model=MODEL_ID,
+                messages=[{"role": "user", "content": "Write a long story about a llama who sails."}],
+                temperature=0,
+                max_tokens=2000,
+            )
+        after = self.server.wait(lambda h: h["interrupted"] > before["interrupted"] and not h["busy"])
+        self.assertLess(after["last_tokens"], 2000, after)
 
     def test_http_hygiene(self):
         body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
