@@ -1268,6 +1268,46 @@ const metrics = {};
   proc.kill("SIGKILL");
 }
 
+// 16: the same UI on `hearth serve --api-key`: it asks for the key, refuses a wrong one, chats
+// with the right one.
+{
+  const model = join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf");
+  const proc = spawn(BIN, ["serve", "--model", model, "--backend", "cpu", "--port", "0", "--ui", DIST, "--api-key", "s3cret-key"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const url = await new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("hearth serve did not start in 60 s")), 60000);
+    proc.stdout.on("data", (d) => {
+      buf += d;
+      const m = buf.match(/listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  const b = await openBrowser("native-key");
+  const { page } = b;
+  await test("the chat UI on hearth serve --api-key: asks for the key, refuses a wrong one, chats with the right one", async () => {
+    await page.goto(`${url}/`);
+    await appState(page, ["needs-api-key"], 60000);
+    await byId(page, "api-key").fill("wrong");
+    await byId(page, "api-key-submit").click();
+    await byId(page, "api-key-wrong").waitFor({ timeout: 30000 });
+    await byId(page, "api-key").fill("s3cret-key");
+    await byId(page, "api-key-submit").click();
+    await appState(page, ["chat"], 60000);
+    const { failures } = await askFirstOracle(page);
+    if (failures.length) throw new Error("with the key: " + failures.join("\n"));
+    // The key stays in this tab's session: a reload goes straight to the chat.
+    await page.reload();
+    await appState(page, ["chat"], 60000);
+  });
+  await b.close();
+  proc.kill("SIGKILL");
+}
+
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));
 log("metrics", JSON.stringify(metrics));
 const failed = results.filter((r) => !r.ok);

@@ -23,8 +23,16 @@ pub fn is_native_page() -> bool {
         .is_some()
 }
 
+/// Where the API key typed for `hearth serve --api-key` is kept: this tab's session only.
+const KEY_ITEM: &str = "hearth-api-key";
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
+}
+
 pub struct NativeBridge {
     on_event: Rc<dyn Fn(FromWorker)>,
+    key: Rc<RefCell<Option<String>>>,
     /// The served model's id and context, once known.
     model: Rc<RefCell<Option<(String, u32)>>>,
     /// The reply in progress, to stop.
@@ -33,15 +41,29 @@ pub struct NativeBridge {
 
 impl NativeBridge {
     pub fn new(on_event: impl Fn(FromWorker) + 'static) -> Self {
-        NativeBridge { on_event: Rc::new(on_event), model: Rc::default(), abort: Rc::default() }
+        let key = session_storage().and_then(|s| s.get_item(KEY_ITEM).ok().flatten());
+        NativeBridge {
+            on_event: Rc::new(on_event),
+            key: Rc::new(RefCell::new(key)),
+            model: Rc::default(),
+            abort: Rc::default(),
+        }
     }
 
     pub fn send(&self, msg: &ToWorker) {
         let emit = self.on_event.clone();
         match msg.clone() {
             ToWorker::Init => {
+                let (model, key) = (self.model.clone(), self.key.borrow().clone());
+                wasm_bindgen_futures::spawn_local(async move { init(&*emit, &model, key).await });
+            }
+            ToWorker::ApiKey { key } => {
+                if let Some(s) = session_storage() {
+                    let _ = s.set_item(KEY_ITEM, &key);
+                }
+                *self.key.borrow_mut() = Some(key.clone());
                 let model = self.model.clone();
-                wasm_bindgen_futures::spawn_local(async move { init(&*emit, &model).await });
+                wasm_bindgen_futures::spawn_local(async move { init(&*emit, &model, Some(key)).await });
             }
             ToWorker::ListStored => emit(stored()),
             ToWorker::Generate { messages, sampling, stop } => {
@@ -50,9 +72,10 @@ impl NativeBridge {
                 };
                 let abort = web_sys::AbortController::new().ok();
                 *self.abort.borrow_mut() = abort.clone();
+                let key = self.key.borrow().clone();
                 wasm_bindgen_futures::spawn_local(async move {
                     let body = request(&model, &messages, &sampling, &stop);
-                    match generate(&*emit, body, context, abort.as_ref()).await {
+                    match generate(&*emit, body, context, abort.as_ref(), key.as_deref()).await {
                         Ok(stats) => emit(FromWorker::Done { stats }),
                         Err((kind, message)) => emit(error(kind, message)),
                     }
@@ -80,10 +103,11 @@ fn stored() -> FromWorker {
     FromWorker::Stored { models: Vec::new(), quota: None, usage: None, persisted: true }
 }
 
-async fn init(emit: &dyn Fn(FromWorker), model: &RefCell<Option<(String, u32)>>) {
-    let listed = match fetch_json("v1/models", None, None).await {
+async fn init(emit: &dyn Fn(FromWorker), model: &RefCell<Option<(String, u32)>>, key: Option<String>) {
+    let listed = match fetch_json("v1/models", None, None, key.as_deref()).await {
         Ok(v) => v,
-        Err((_, message)) => {
+        Err(Refused { status: 401, .. }) => return emit(FromWorker::NeedsApiKey { wrong: key.is_some() }),
+        Err(Refused { failure: (_, message), .. }) => {
             let error = Some(format!("The native engine (hearth serve) did not answer: {message}"));
             return emit(FromWorker::Ready { adapter: None, error });
         }
@@ -139,21 +163,44 @@ fn request(model: &str, messages: &[ChatMessage], s: &Sampling, stop: &[String])
 
 type Failure = (ErrorKind, String);
 
-/// POSTs (with a body) or GETs `path`; the response when it is OK, else the API's error.
+/// A request that failed, with the HTTP status where there was an answer (0 where not).
+struct Refused {
+    status: u16,
+    failure: Failure,
+}
+
+impl From<Refused> for Failure {
+    fn from(r: Refused) -> Failure {
+        r.failure
+    }
+}
+
+impl From<Failure> for Refused {
+    fn from(failure: Failure) -> Refused {
+        Refused { status: 0, failure }
+    }
+}
+
+/// POSTs (with a body) or GETs `path`, with the API key if there is one; the response when
+/// it is OK, else the API's error.
 async fn fetch(
     path: &str,
     body: Option<&Value>,
     abort: Option<&web_sys::AbortController>,
-) -> Result<web_sys::Response, Failure> {
+    key: Option<&str>,
+) -> Result<web_sys::Response, Refused> {
     let window = web_sys::window().ok_or((ErrorKind::Other, "no window".to_string()))?;
     let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().map_err(js)?;
+    if let Some(key) = key {
+        headers.set("Authorization", &format!("Bearer {key}")).map_err(js)?;
+    }
     if let Some(body) = body {
         init.set_method("POST");
-        let headers = web_sys::Headers::new().map_err(js)?;
         headers.set("Content-Type", "application/json").map_err(js)?;
-        init.set_headers(&headers);
         init.set_body(&body.to_string().into());
     }
+    init.set_headers(&headers);
     if let Some(a) = abort {
         init.set_signal(Some(&a.signal()));
     }
@@ -167,17 +214,19 @@ async fn fetch(
         Ok(p) => JsFuture::from(p).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
         Err(_) => String::new(),
     };
-    Err(api_error(status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    Err(Refused { status, failure: api_error(status, serde_json::from_str(&text).unwrap_or(Value::Null)) })
 }
 
 async fn fetch_json(
     path: &str,
     body: Option<&Value>,
     abort: Option<&web_sys::AbortController>,
-) -> Result<Value, Failure> {
-    let resp = fetch(path, body, abort).await?;
+    key: Option<&str>,
+) -> Result<Value, Refused> {
+    let resp = fetch(path, body, abort, key).await?;
     let text = JsFuture::from(resp.text().map_err(js)?).await.map_err(js)?.as_string().unwrap_or_default();
-    serde_json::from_str(&text).map_err(|e| (ErrorKind::Other, format!("the server's answer is not JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Refused::from((ErrorKind::Other, format!("the server's answer is not JSON: {e}"))))
 }
 
 fn js(e: impl std::fmt::Debug) -> Failure {
@@ -195,9 +244,7 @@ fn api_error(status: u16, body: Value) -> Failure {
         _ => ErrorKind::Other,
     };
     let message = match e["code"].as_str() {
-        Some("invalid_api_key") => {
-            "hearth serve was started with --api-key, and this page cannot send one: start it without".into()
-        }
+        Some("invalid_api_key") => "hearth serve refused this tab's API key: reload the page to enter it again".into(),
         _ => message,
     };
     (kind, message)
@@ -209,11 +256,12 @@ async fn generate(
     body: Value,
     context: u32,
     abort: Option<&web_sys::AbortController>,
+    key: Option<&str>,
 ) -> Result<GenStats, Failure> {
     let t0 = js_sys::Date::now();
     let stopped = || abort.is_some_and(|a| a.signal().aborted());
     // Stop before the first token (the server answers once it has one): nothing was said.
-    let resp = match fetch("v1/chat/completions", Some(&body), abort).await {
+    let resp = match fetch("v1/chat/completions", Some(&body), abort, key).await {
         Err(_) if stopped() => return Ok(Reply::default().interrupted(context, t0)),
         other => other?,
     };

@@ -272,6 +272,10 @@ pub enum ToWorker {
     Ping {
         seq: u32,
     },
+    /// The API key for `hearth serve` (the UI on the native engine; the worker refuses it).
+    ApiKey {
+        key: String,
+    },
     /// Destroys the GPU device, as a driver reset would: the end-to-end tests use it to
     /// check that a lost device is reported and the worker re-initializes. Test builds only.
     #[cfg(feature = "test-hooks")]
@@ -438,6 +442,11 @@ pub enum FromWorker {
         request_id: u32,
         decoded: u32,
         decoded_at_abort: Option<u32>,
+    },
+    /// `hearth serve` wants an API key (`--api-key`): the UI asks for it. `wrong` when one
+    /// was sent and refused.
+    NeedsApiKey {
+        wrong: bool,
     },
     /// The answer to `Ping`.
     Pong {

@@ -179,6 +179,7 @@ pub fn app() -> Html {
 
     let main = match (&state.boot, state.page) {
         (Boot::NoWebGpu(detail), _) => no_webgpu(detail),
+        (Boot::NeedsApiKey(wrong), _) => html! { <ApiKeyForm wrong={*wrong} /> },
         (Boot::Booting, _) => booting(),
         (Boot::Ready, Page::Storage) => html! { <storage::StoragePage state={state.clone()} /> },
         (Boot::Ready, Page::Chat) if state.loaded.is_some() => html! { <chat::ChatView state={state.clone()} /> },
@@ -219,6 +220,40 @@ fn no_webgpu(detail: &str) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
+struct ApiKeyProps {
+    wrong: bool,
+}
+
+/// `hearth serve --api-key`: the page asks for the key (kept for this tab's session only).
+#[function_component(ApiKeyForm)]
+fn api_key_form(props: &ApiKeyProps) -> Html {
+    let ctx = use_context::<Ctx>().expect("Ctx");
+    let input = use_node_ref();
+    let submit = {
+        let (d, input) = (ctx.dispatch.clone(), input.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if let Some(el) = input.cast::<web_sys::HtmlInputElement>() {
+                d.dispatch(Action::SubmitApiKey(el.value()));
+            }
+        })
+    };
+    html! {
+        <section class="splash">
+            <img src="icon.svg" alt="" width="56" height="56" />
+            <h1>{ "This Hearth server needs its API key" }</h1>
+            <p>{ "It was started with --api-key. The key stays in this tab until you close it." }</p>
+            if props.wrong { <p class="error" data-testid="api-key-wrong">{ "That key was refused." }</p> }
+            <form class="row" onsubmit={submit}>
+                <input ref={input} class="input" type="password" autocomplete="off" data-testid="api-key"
+                    aria-label="API key" placeholder="API key" />
+                <button type="submit" class="btn" data-testid="api-key-submit">{ "Connect" }</button>
+            </form>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
 struct StateProps {
     state: UseReducerHandle<State>,
 }
@@ -254,6 +289,7 @@ fn header(StateProps { state }: &StateProps) -> Html {
             s
         }
         (Boot::NoWebGpu(_), None) => "GPU: none (no WebGPU)".to_string(),
+        (Boot::NeedsApiKey(_), None) => "Native engine (hearth serve): needs its API key".to_string(),
         _ => "GPU: opening…".to_string(),
     };
     let adapter_title = state

@@ -64,6 +64,8 @@ pub enum Boot {
     Booting,
     /// The GPU could not be opened; the message says why.
     NoWebGpu(String),
+    /// The native engine (`hearth serve --api-key`) wants its key; `true` after a wrong one.
+    NeedsApiKey(bool),
     Ready,
 }
 
@@ -278,6 +280,8 @@ pub enum Action {
     },
     SetSystemPrompt(String),
     SetStopText(String),
+    /// The key the person typed for `hearth serve`.
+    SubmitApiKey(String),
     SetSampling(Sampling),
     /// Parse one sampling field's text into the current settings (ignored if it does not parse).
     EditSampling(fn(&mut Sampling, &str) -> bool, String),
@@ -324,6 +328,7 @@ impl State {
     pub fn app_state(&self) -> &'static str {
         match (&self.boot, &self.loading, &self.loaded) {
             (Boot::NoWebGpu(_), _, _) => "no-webgpu",
+            (Boot::NeedsApiKey(_), _, _) => "needs-api-key",
             (Boot::Booting, _, _) => "booting",
             (_, Some(_), _) => "loading",
             (_, None, Some(_)) => "chat",
@@ -555,6 +560,10 @@ impl State {
             }
             Action::SetSystemPrompt(s) => Rc::make_mut(&mut self.settings).system_prompt = s,
             Action::SetStopText(s) => Rc::make_mut(&mut self.settings).stop_text = s,
+            Action::SubmitApiKey(key) => {
+                self.boot = Boot::Booting;
+                self.send(ToWorker::ApiKey { key: key.trim().to_string() });
+            }
             Action::SetSampling(s) => Rc::make_mut(&mut self.settings).sampling = s,
             Action::EditSampling(set, text) => {
                 let mut next = self.settings.sampling;
@@ -710,6 +719,7 @@ impl State {
             FromWorker::Notice { message } => self.notify(message),
             // The bridge answers these itself (heartbeat, restart); never forwarded.
             FromWorker::Pong { .. } => {}
+            FromWorker::NeedsApiKey { wrong } => self.boot = Boot::NeedsApiKey(wrong),
             // The JS API's answers: the app sends no `Chat` requests.
             FromWorker::ChatChunk { .. }
             | FromWorker::ChatCompletion { .. }
@@ -865,6 +875,18 @@ mod tests {
         let s = loaded_state();
         assert_eq!(s.app_state(), "chat");
         assert_eq!(s.page, Page::Chat);
+    }
+
+    #[test]
+    fn a_server_that_wants_its_key_gets_a_form_and_then_the_key() {
+        let mut s = State::default();
+        s.apply(Action::Worker(FromWorker::NeedsApiKey { wrong: false }));
+        assert_eq!((s.boot.clone(), s.app_state()), (Boot::NeedsApiKey(false), "needs-api-key"));
+        s.apply(Action::SubmitApiKey(" s3cret ".into()));
+        assert_eq!(s.take_effects(), vec![Effect::Send(ToWorker::ApiKey { key: "s3cret".into() })]);
+        assert_eq!(s.boot, Boot::Booting);
+        s.apply(Action::Worker(FromWorker::NeedsApiKey { wrong: true }));
+        assert_eq!(s.boot, Boot::NeedsApiKey(true));
     }
 
     #[test]

@@ -208,6 +208,8 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         #[cfg(feature = "test-hooks")]
         ToWorker::Panic => {}
         // Answered in the message handler.
+        // Only the native engine has keys.
+        ToWorker::ApiKey { .. } => error(ErrorKind::Other, "the engine in this browser needs no API key", None),
         ToWorker::Stop
         | ToWorker::Cancel { .. }
         | ToWorker::Ping { .. }
