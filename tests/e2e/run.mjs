@@ -1228,12 +1228,11 @@ const metrics = {};
   rmSync(copy, { recursive: true, force: true });
 }
 
-// 15: the chat UI on `hearth serve`'s native engine (CPU backend: exact, as the oracle).
-{
+/// `hearth serve` on the CPU backend with the built UI (and `extra` options), on a free port.
+async function startHearthServe(extra = []) {
   const model = join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf");
-  const proc = spawn(BIN, ["serve", "--model", model, "--backend", "cpu", "--port", "0", "--ui", DIST], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const args = ["serve", "--model", model, "--backend", "cpu", "--port", "0", "--ui", DIST, ...extra];
+  const proc = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
   const serverLog = [];
   proc.stderr.on("data", (d) => serverLog.push(String(d)));
   const url = await new Promise((resolve, reject) => {
@@ -1249,6 +1248,12 @@ const metrics = {};
     });
     proc.on("exit", (code) => reject(new Error(`hearth serve exited (${code}): ${serverLog.join("")}`)));
   });
+  return { url, stop: () => proc.kill("SIGKILL") };
+}
+
+// 15: the chat UI on `hearth serve`'s native engine (CPU backend: exact, as the oracle).
+{
+  const { url, stop } = await startHearthServe();
   const b = await openBrowser("native");
   const { page } = b;
   await test("the chat UI on hearth serve: the native engine, no downloads; a greedy reply equals the oracle", async () => {
@@ -1265,28 +1270,13 @@ const metrics = {};
     if (failures.length) throw new Error("the native engine's greedy reply differs from the oracle:\n" + failures.join("\n"));
   });
   await b.close();
-  proc.kill("SIGKILL");
+  stop();
 }
 
 // 16: the same UI on `hearth serve --api-key`: it asks for the key, refuses a wrong one, chats
 // with the right one.
 {
-  const model = join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf");
-  const proc = spawn(BIN, ["serve", "--model", model, "--backend", "cpu", "--port", "0", "--ui", DIST, "--api-key", "s3cret-key"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const url = await new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error("hearth serve did not start in 60 s")), 60000);
-    proc.stdout.on("data", (d) => {
-      buf += d;
-      const m = buf.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
+  const { url, stop } = await startHearthServe(["--api-key", "s3cret-key"]);
   const b = await openBrowser("native-key");
   const { page } = b;
   await test("the chat UI on hearth serve --api-key: asks for the key, refuses a wrong one, chats with the right one", async () => {
@@ -1305,7 +1295,7 @@ const metrics = {};
     await appState(page, ["chat"], 60000);
   });
   await b.close();
-  proc.kill("SIGKILL");
+  stop();
 }
 
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));

@@ -76,7 +76,8 @@ pub struct Message {
     pub content: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
     User,
@@ -84,6 +85,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name in chat templates and OpenAI's API.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
