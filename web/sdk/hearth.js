@@ -313,14 +313,19 @@ class Engine {
       wake = null;
       w?.();
     };
-    const fail = (err) => {
-      if (finished) return;
-      failure = err;
+    // How a request ends, either way: no more events, fatal errors or aborts for it.
+    const settle = () => {
       finished = true;
       this._conn.requests.delete(requestId);
       this._failAll.delete(fail);
-      rejectStart(err);
+      signal?.removeEventListener("abort", abort);
       notify();
+    };
+    const fail = (err) => {
+      if (finished) return;
+      failure = err;
+      rejectStart(err);
+      settle();
     };
     const abort = () => {
       if (finished) return;
@@ -330,13 +335,6 @@ class Engine {
     };
     signal?.addEventListener("abort", abort, { once: true });
     this._failAll.add(fail);
-    const done = () => {
-      finished = true;
-      this._conn.requests.delete(requestId);
-      this._failAll.delete(fail);
-      signal?.removeEventListener("abort", abort);
-      notify();
-    };
     this._conn.requests.set(requestId, (ev) => {
       if (finished) return;
       switch (ev.type) {
@@ -346,14 +344,14 @@ class Engine {
           );
         case "ChatCompletion":
           resolveStart(JSON.parse(ev.json));
-          return done();
+          return settle();
         case "ChatChunk":
           chunks.push(JSON.parse(ev.json));
           resolveStart();
           return notify();
         case "ChatEnded":
           resolveStart();
-          return done();
+          return settle();
       }
     });
     this._conn.post({ type: "Chat", request_id: requestId, body: text });

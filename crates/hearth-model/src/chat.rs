@@ -173,39 +173,9 @@ impl Conversation {
 
     /// Renders `messages` (leading `system` messages are kept whatever `overflow` says), keeps
     /// the cached prefix, runs the rest and generates the reply, streaming its text to
-    /// `on_text`. `params.max_tokens` is capped by the context. On an error the cache keeps
-    /// only what the engine kept.
+    /// `on_text`. `params.max_tokens` is capped by the context. On an error the conversation
+    /// keeps only what the engine's cache kept.
     pub async fn reply<E: Steps + ?Sized>(
-        &mut self,
-        engine: &mut E,
-        messages: &[Message],
-        params: &GenerateParams,
-        overflow: Overflow,
-        on_text: &mut dyn FnMut(&str),
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<Turn, TurnError> {
-        let out = self.run(engine, messages, params, overflow, on_text, interrupted).await;
-        if out.is_err() {
-            self.cached.truncate(engine.cache_len());
-        }
-        out
-    }
-
-    /// [`Conversation::reply`] on a synchronous engine: blocks.
-    pub fn reply_blocking(
-        &mut self,
-        engine: &mut dyn Engine,
-        messages: &[Message],
-        params: &GenerateParams,
-        overflow: Overflow,
-        on_text: &mut dyn FnMut(&str),
-        interrupted: &dyn Fn() -> bool,
-    ) -> Result<Turn, TurnError> {
-        let mut steps = Blocking(engine);
-        pollster::block_on(self.reply(&mut steps, messages, params, overflow, on_text, interrupted))
-    }
-
-    async fn run<E: Steps + ?Sized>(
         &mut self,
         engine: &mut E,
         messages: &[Message],
@@ -238,7 +208,7 @@ impl Conversation {
         self.cached.truncate(common);
 
         let params = GenerateParams { max_tokens, ..params.clone() };
-        let generation = generate_async(
+        let generated = generate_async(
             engine,
             Some(&self.tokenizer),
             &tokens[..common],
@@ -247,10 +217,32 @@ impl Conversation {
             on_text,
             interrupted,
         )
-        .await?;
+        .await;
+        let generation = match generated {
+            Ok(g) => g,
+            // The engine rolled its cache back: keep the token list in step.
+            Err(e) => {
+                self.cached.truncate(engine.cache_len());
+                return Err(e.into());
+            }
+        };
         // The cache holds the prompt and every generated token but the last (never fed).
         self.cached = tokens.iter().chain(&generation.tokens).copied().take(engine.cache_len()).collect();
         Ok(Turn { generation, prompt_tokens: tokens.len(), cached_tokens: common, dropped })
+    }
+
+    /// [`Conversation::reply`] on a synchronous engine: blocks.
+    pub fn reply_blocking(
+        &mut self,
+        engine: &mut dyn Engine,
+        messages: &[Message],
+        params: &GenerateParams,
+        overflow: Overflow,
+        on_text: &mut dyn FnMut(&str),
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Turn, TurnError> {
+        let mut steps = Blocking(engine);
+        pollster::block_on(self.reply(&mut steps, messages, params, overflow, on_text, interrupted))
     }
 }
 

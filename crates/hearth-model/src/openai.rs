@@ -595,6 +595,26 @@ pub fn completion(meta: &Meta, content: &str, finish: FinishReason, usage: &Usag
     })
 }
 
+/// A finished turn as a whole reply, with the `hearth` object when the request had one.
+pub fn turn_completion(meta: &Meta, text: &str, turn: &Turn, ext: Option<&Extensions>) -> Value {
+    let mut whole = completion(meta, text, FinishReason::from(turn.generation.stop_reason), &Usage::of(turn));
+    if let Some(ext) = ext {
+        whole["hearth"] = extension(turn, ext);
+    }
+    whole
+}
+
+/// The chunks that end a streamed turn: the finish (with the `hearth` object when the request
+/// had one), then the usage when `include_usage` asked for it.
+pub fn closing_chunks(meta: &Meta, turn: &Turn, include_usage: bool, ext: Option<&Extensions>) -> Vec<Value> {
+    let mut last = chunk(meta, Chunk::Finish(FinishReason::from(turn.generation.stop_reason)));
+    if let Some(ext) = ext {
+        last["hearth"] = extension(turn, ext);
+    }
+    let usage = include_usage.then(|| chunk(meta, Chunk::Usage(&Usage::of(turn))));
+    std::iter::once(last).chain(usage).collect()
+}
+
 /// One streamed piece: `object: "chat.completion.chunk"`.
 pub enum Chunk<'a> {
     /// The first: the role, no text.

@@ -28,8 +28,8 @@ use axum::{Json, Router};
 use clap::Args;
 use futures_util::stream::{self, StreamExt};
 use hearth_gpu::GpuOptions;
-use hearth_model::chat::{Conversation, Turn};
-use hearth_model::openai::{self, parse_request, ApiError, Chunk, ErrorCode, Extensions, FinishReason, Meta, Usage};
+use hearth_model::chat::Conversation;
+use hearth_model::openai::{self, parse_request, ApiError, Chunk, ErrorCode, Meta};
 use hearth_model::Config;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -336,31 +336,22 @@ async fn chat(s: &Server, headers: &HeaderMap, body: Body) -> Result<Response, A
     }
     if !stream {
         let mut text = String::new();
-        let mut next = Some(first);
+        let mut event = first;
         let turn = loop {
-            match next.take() {
-                Some(Event::Text(t)) => text.push_str(&t),
-                Some(Event::Done(done)) => break done?,
-                None => {}
+            match event {
+                Event::Text(t) => text.push_str(&t),
+                Event::Done(done) => break done?,
             }
-            next = Some(events.recv().await.ok_or_else(engine_stopped)?);
+            event = events.recv().await.ok_or_else(engine_stopped)?;
         };
-        let finish = FinishReason::from(turn.generation.stop_reason);
-        let mut body = openai::completion(&meta, &text, finish, &Usage::of(&turn));
-        add_extension(&mut body, &turn, ext);
-        return Ok(Json(body).into_response());
+        return Ok(Json(openai::turn_completion(&meta, &text, &turn, ext.as_ref())).into_response());
     }
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
     let head = stream::iter([data(openai::chunk(&meta, Chunk::Role))]);
     let rest = stream::iter([first]).chain(UnboundedReceiverStream::new(events)).flat_map(move |event| {
         let out: Vec<Value> = match event {
             Event::Text(t) => vec![openai::chunk(&meta, Chunk::Content(&t))],
-            Event::Done(Ok(turn)) => {
-                let mut last = openai::chunk(&meta, Chunk::Finish(FinishReason::from(turn.generation.stop_reason)));
-                add_extension(&mut last, &turn, ext);
-                let usage = include_usage.then(|| openai::chunk(&meta, Chunk::Usage(&Usage::of(&turn))));
-                std::iter::once(last).chain(usage).collect()
-            }
+            Event::Done(Ok(turn)) => openai::closing_chunks(&meta, &turn, include_usage, ext.as_ref()),
             // Mid-stream the status is sent already: the error goes in the stream, as
             // OpenAI's does.
             Event::Done(Err(e)) => vec![e.body()],
@@ -373,12 +364,6 @@ async fn chat(s: &Server, headers: &HeaderMap, body: Body) -> Result<Response, A
 
 fn engine_stopped() -> ApiError {
     ApiError::new(ErrorCode::EngineError, None, "the engine stopped while answering")
-}
-
-fn add_extension(body: &mut Value, turn: &Turn, ext: Option<Extensions>) {
-    if let Some(ext) = ext {
-        body["hearth"] = openai::extension(turn, &ext);
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use hearth_model::chat::TurnError;
-use hearth_model::openai::{self, parse_request, ApiError, Chunk, ErrorCode, FinishReason, Meta, Usage};
+use hearth_model::openai::{self, parse_request, ApiError, Chunk, ErrorCode, Meta};
 use hearth_model::ModelError;
 use serde_json::Value;
 
@@ -156,23 +156,11 @@ async fn run(st: &Rc<State>, request_id: u32, body: &str) -> bool {
     match result {
         Ok(turn) => {
             st.api.decoded.set(turn.generation.tokens.len() as u32);
-            let finish = FinishReason::from(turn.generation.stop_reason);
-            let add_ext = |v: &mut Value| {
-                if let Some(ext) = &ext {
-                    v["hearth"] = openai::extension(&turn, ext);
-                }
-            };
             if stream {
                 start();
-                let mut last = openai::chunk(&meta, Chunk::Finish(finish));
-                add_ext(&mut last);
-                send(last);
-                if include_usage {
-                    send(openai::chunk(&meta, Chunk::Usage(&Usage::of(&turn))));
-                }
+                openai::closing_chunks(&meta, &turn, include_usage, ext.as_ref()).into_iter().for_each(send);
             } else {
-                let mut whole = openai::completion(&meta, &text, finish, &Usage::of(&turn));
-                add_ext(&mut whole);
+                let whole = openai::turn_completion(&meta, &text, &turn, ext.as_ref());
                 post(&FromWorker::ChatCompletion { request_id, json: whole.to_string() });
             }
         }

@@ -127,8 +127,7 @@ impl Session {
         };
         let mut on_text = |text: &str| post(&FromWorker::Token { text: text.to_string() });
         let turn = self
-            .conversation
-            .reply(&mut self.engine, &msgs, &params, Overflow::DropOldest, &mut on_text, &|| stop.get())
+            .chat(&msgs, &params, Overflow::DropOldest, &mut on_text, &|| stop.get())
             .await
             .map_err(|e| match e {
                 TurnError::TooLong { .. } => (
@@ -160,11 +159,9 @@ impl Session {
             tokens: g.tokens,
         })
     }
-}
 
-impl Session {
-    /// A chat turn of the JS API: the request's messages and settings, as `hearth serve` runs
-    /// them.
+    /// A chat turn on this model: the chat UI's (above), and the JS API's, with a request's
+    /// messages and settings as `hearth serve` runs them.
     pub async fn chat(
         &mut self,
         messages: &[Message],
