@@ -13,6 +13,7 @@ import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } f
 import { tmpdir } from "node:os";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import http from "node:http";
 import { chromium } from "playwright-core";
 
 const env = (k) => {
@@ -94,11 +95,11 @@ const CHROMIUM_ARGS = [
   "--disable-quic",
 ];
 
-async function openBrowser(name) {
+async function openBrowser(name, extraArgs = []) {
   const profile = mkdtempSync(join(tmpdir(), `hearth-e2e-${name}-`));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium",
-    args: CHROMIUM_ARGS,
+    args: CHROMIUM_ARGS.concat(extraArgs),
     viewport: { width: 1280, height: 800 },
   });
   // Content-Security-Policy violations, for the policy test.
@@ -1296,6 +1297,349 @@ async function startHearthServe(extra = []) {
   });
   await b.close();
   stop();
+}
+
+// 17: the embeddable widget (web/embed.js → embed.html in a cross-origin iframe). The host
+// pages are served by the browser itself (context.route) on other sites than the app's
+// (http://127.0.0.1:P): http://localhost:P and http://c.test:P, http://d.test:P (mapped to
+// this machine, and treated as secure contexts like localhost). Chromium here refuses a
+// cross-site frame any storage unless third-party-cookie blocking is off (see
+// tests/e2e/storage-access-probe.mjs), so this browser runs with it off: the partitioned
+// storage every browser offers by default today. One browser, one greedy prompt per chat.
+{
+  const server = await startServer();
+  const A = server.url.replace(/\/$/, "");
+  // Host pages come from a server on this machine too (a page the browser itself made up
+  // would count as a public site, which Chromium's local-network checks keep from loading
+  // anything from 127.0.0.1).
+  const pages = new Map();
+  const hostServer = http.createServer((req, res) => {
+    const p = pages.get(`http://${req.headers.host}${req.url.split("?")[0]}`);
+    if (!p) return res.writeHead(404).end("no such host page");
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", ...p.headers }).end(p.body);
+  });
+  await new Promise((r) => hostServer.listen(0, "127.0.0.1", r));
+  const port = hostServer.address().port;
+  const B = `http://localhost:${port}`;
+  const C = `http://c.test:${port}`;
+  const D = `http://d.test:${port}`;
+  const SYSTEM = ORACLE.filter(sameSystem)[0].system;
+  const b = await openBrowser("widget", [
+    "--disable-features=TrackingProtection3pcd",
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
+    `--unsafely-treat-insecure-origin-as-secure=${C},${D}`,
+  ]);
+  const { context, page } = b;
+  // What a host page receives and keeps, however it arrives (window messages, and messages
+  // on any MessagePort the loader sets up); the adapter requests made on the host page.
+  const SPY = `<script>
+    window.__received = []; window.__ports = []; window.__gpuCalls = 0;
+    addEventListener("message", (e) => __received.push({ origin: e.origin, data: JSON.stringify(e.data) }));
+    const d = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+    Object.defineProperty(MessagePort.prototype, "onmessage", {
+      get() { return d.get.call(this); },
+      set(fn) { __ports.push(this); d.set.call(this, (e) => { __received.push({ port: true, data: JSON.stringify(e.data) }); return fn && fn(e); }); },
+    });
+    if (navigator.gpu) { const r = navigator.gpu.requestAdapter.bind(navigator.gpu); navigator.gpu.requestAdapter = (...a) => { __gpuCalls++; return r(...a); }; }
+  </script>`;
+  const tag = (origin, extra = "") =>
+    `<script src="${origin}/embed.js" data-model="${MODEL_ID}" data-title="Ask the test docs" data-system="${SYSTEM}" ` +
+    `data-greeting="Hello from the host page" data-theme="light" ${extra} async></script>`;
+  const host = (origin, path, body, headers = {}) => {
+    pages.set(`${origin}${path}`, { body: `<!doctype html><html><head><title>host</title>${SPY}</head><body><h1>Host</h1>${body}</body></html>`, headers });
+    return `${origin}${path}`;
+  };
+  const launcher = (pg) => pg.locator("[data-hearth-embed] button.launcher");
+  const widgetFrame = async (pg, origin = A) => {
+    for (let i = 0; i < 200; i++) {
+      const f = pg.frames().find((f) => f.url().startsWith(`${origin}/embed.html`));
+      if (f) return f;
+      await pg.waitForTimeout(100);
+    }
+    throw new Error("no widget frame");
+  };
+  const gateState = (f) => byId(f, "embed-gate").getAttribute("data-state");
+  const sent = (f) => f.evaluate(() => window.__hearthEmbedSent || []);
+  const received = (pg) => pg.evaluate(() => window.__received);
+  /// One greedy reply in the widget; its tokens.
+  async function askWidget(f, text, maxTokens) {
+    await greedySettings(f, maxTokens);
+    await byId(f, "settings-toggle").click();
+    const before = await f.locator('[data-testid="message"][data-role="assistant"]').count();
+    await byId(f, "composer").fill(text);
+    await byId(f, "composer").press("Enter");
+    await f.waitForFunction(
+      (n) => {
+        const banner = document.querySelector('[data-testid="error-banner"]');
+        if (banner) throw new Error("error banner: " + banner.textContent);
+        const el = document.querySelectorAll('[data-testid="message"][data-role="assistant"]')[n];
+        return el && el.getAttribute("data-state") === "done" && el.hasAttribute("data-tokens");
+      },
+      before,
+      { timeout: 300000, polling: 250 },
+    );
+    const reply = f.locator('[data-testid="message"][data-role="assistant"]').nth(before);
+    return { tokens: (await reply.getAttribute("data-tokens")).split(",").filter(Boolean).map(Number), text: await reply.innerText() };
+  }
+  const oracle16 = (c) => ({ ...c, greedy: c.greedy.slice(0, 16), greedy_top2_margins: c.greedy_top2_margins.slice(0, 16) });
+  const CANARY = `canary-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  let widgetOnB = null;
+
+  await test("widget: before the click the host page loads only embed.js, makes no iframe, asks for no GPU", async () => {
+    const mark = server.requests.length;
+    await page.goto(host(B, "/host/docs.html", tag(A)));
+    await launcher(page).waitFor({ timeout: 30000 });
+    await page.waitForTimeout(1500);
+    const asked = server.requests.slice(mark).filter((l) => /^(GET|HEAD) /.test(l));
+    if (asked.length !== 1 || !asked[0].startsWith("GET /embed.js ")) throw new Error(`requests to Hearth before the click: ${asked.join(" | ")}`);
+    if ((await page.locator("iframe").count()) + (await page.locator("[data-hearth-embed] iframe").count()) !== 0 || page.frames().length !== 1)
+      throw new Error("an iframe exists before the click");
+    if ((await page.evaluate(() => window.__gpuCalls)) !== 0) throw new Error("the host page asked for a GPU adapter");
+  });
+
+  await test("widget: the click opens one unsandboxed iframe on Hearth's origin, configured by the host", async () => {
+    await launcher(page).click();
+    const frames = page.locator("[data-hearth-embed] iframe");
+    if ((await frames.count()) !== 1) throw new Error(`${await frames.count()} iframes`);
+    const attrs = await frames.first().evaluate((el) => ({
+      src: el.src, allow: el.getAttribute("allow"), sandbox: el.hasAttribute("sandbox"), credentialless: el.hasAttribute("credentialless"), title: el.title,
+    }));
+    if (!attrs.src.startsWith(`${A}/embed.html?`)) throw new Error(`iframe src ${attrs.src}`);
+    if (!/clipboard-write/.test(attrs.allow) || !/cross-origin-storage/.test(attrs.allow)) throw new Error(`allow="${attrs.allow}"`);
+    if (attrs.sandbox || attrs.credentialless || !attrs.title) throw new Error(JSON.stringify(attrs));
+    const f = await widgetFrame(page);
+    widgetOnB = { f, src: attrs.src };
+    await byId(f, "embed-gate").waitFor({ timeout: 120000 });
+    // The handshake carried the host's settings: the title, its instructions, named as the host's.
+    await f.waitForFunction(() => document.querySelector('[data-testid="embed-title"]')?.textContent === "Ask the test docs", null, { timeout: 30000 });
+    const instructions = await byId(f, "embed-instructions").innerText();
+    if (!instructions.includes(`Instructions set by ${B}`)) throw new Error(`instructions line: ${instructions}`);
+    if ((await f.evaluate(() => document.documentElement.dataset.theme)) !== "light") throw new Error("the host's theme was not applied");
+    const note = await byId(f, "embed-storage-note").innerText();
+    if (!note.includes(`for ${B} only`)) throw new Error(`storage note: ${note}`);
+    if ((await gateState(f)) !== "none") throw new Error(`the model is ${await gateState(f)} before any download`);
+    // The host can see the frame, not into it.
+    if (!(await page.evaluate(() => document.querySelector("[data-hearth-embed]").shadowRoot.querySelector("iframe").contentDocument === null)))
+      throw new Error("the host can read the widget's document");
+    await shot(page, "17-widget-open");
+  });
+
+  await test("widget: the host's messages cannot download, send, delete or open anything", async () => {
+    const { f } = widgetOnB;
+    const mark = server.requests.length;
+    const pagesBefore = context.pages().length;
+    await page.evaluate(([A, MODEL_ID]) => {
+      const w = document.querySelector("[data-hearth-embed]").shadowRoot.querySelector("iframe").contentWindow;
+      const asks = [
+        { type: "download", id: MODEL_ID }, { type: "send", text: "hi" }, { type: "delete", id: MODEL_ID },
+        { type: "open_window", url: "/" }, { type: "open", download: true }, { type: "configure", config: { model: MODEL_ID, send: "hi" } },
+      ].map((m) => ({ hearth: "hearth-embed/1", ...m }));
+      for (const m of asks) {
+        w.postMessage(m, A);
+        for (const p of window.__ports) p.postMessage(m);
+      }
+      // A second handshake with a fresh port changes nothing either.
+      w.postMessage({ hearth: "hearth-embed/1", type: "connect", config: { title: "Hijacked" } }, A, [new MessageChannel().port2]);
+    }, [A, MODEL_ID]);
+    await page.waitForTimeout(2000);
+    const asked = server.requests.slice(mark).filter((l) => l.startsWith("GET /models/"));
+    if (asked.length) throw new Error(`model requests after host messages: ${asked.join(" | ")}`);
+    if ((await gateState(f)) !== "none") throw new Error(`model state ${await gateState(f)}`);
+    if (context.pages().length !== pagesBefore) throw new Error("a window was opened");
+    if ((await f.locator('[data-testid="message"]').count()) !== 0) throw new Error("a chat message was sent");
+    if ((await byId(f, "embed-title").innerText()) !== "Ask the test docs") throw new Error("a second handshake was taken");
+  });
+
+  await test("widget: the visitor's confirmed click downloads; greedy chat equals the oracle; the host sees nothing of it", async () => {
+    const { f, src } = widgetOnB;
+    await byId(f, "embed-download").click();
+    await byId(f, "embed-confirm").waitFor();
+    const confirm = byId(f, "embed-download-confirm");
+    if (!(await confirm.isDisabled())) throw new Error("the download button is armed at once");
+    await confirm.click({ timeout: 10000 }); // waits for it to be enabled
+    await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 600000, polling: 500 });
+    const greeting = await byId(f, "embed-greeting").innerText();
+    if (!greeting.includes("Hello from the host page")) throw new Error(`greeting: ${greeting}`);
+    const c = ORACLE.filter(sameSystem)[0];
+    const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
+    const failures = [];
+    compareGreedy(0, r.tokens, oracle16(c), failures);
+    if (failures.length) throw new Error("the widget's greedy reply differs from the oracle:\n" + failures.join("\n"));
+    // A second turn with a unique string: none of it may reach the host.
+    const r2 = await askWidget(f, `Repeat this code: ${CANARY}`, 4);
+    const longTasks = await page.evaluate(() => window.__longTasks);
+    if (longTasks === null) throw new Error("no long-task observer on the host page");
+    const long = longTasks.filter((t) => t.duration > LONG_TASK_MS);
+    if (long.length) throw new Error(`long tasks on the host page while the widget generated: ${JSON.stringify(long)}`);
+    const got = await received(page);
+    const leaked = got.filter((m) => m.data.includes(CANARY) || m.data.includes(r.text.slice(0, 12)) || (r2.text && m.data.includes(r2.text.slice(0, 8))));
+    if (leaked.length) throw new Error(`the host received chat text: ${JSON.stringify(leaked)}`);
+    const kinds = got.map((m) => JSON.parse(m.data)?.type);
+    if (kinds.some((k) => !["ready", "state", "error"].includes(k))) throw new Error(`the host received ${JSON.stringify(got)}`);
+    const hostStorage = await page.evaluate(async () => ({ local: localStorage.length, session: sessionStorage.length, dbs: (await indexedDB.databases()).length }));
+    if (hostStorage.local || hostStorage.session || hostStorage.dbs) throw new Error(`the host's storage changed: ${JSON.stringify(hostStorage)}`);
+    const nowSrc = await page.evaluate(() => document.querySelector("[data-hearth-embed]").shadowRoot.querySelector("iframe").src);
+    if (nowSrc !== src || f.url() !== src || f.url().includes(CANARY)) throw new Error(`the iframe's URL changed: ${f.url()}`);
+    // Every message the widget sent named its target: the host's origin (then the private port).
+    const out = await sent(f);
+    if (!out.length || out.some((m) => m.target !== B && m.target !== "port")) throw new Error(`widget messages: ${JSON.stringify(out)}`);
+    if (out[0].target !== B || out[0].data.type !== "ready") throw new Error(`the first message: ${JSON.stringify(out[0])}`);
+    await shot(page, "17-widget-chat");
+    log(`widget: ${r.tokens.length} tokens, ${JSON.stringify(r.text.slice(0, 60))}`);
+  });
+
+  await test("widget: Forget clears the conversation; nothing is kept unless the visitor opts in", async () => {
+    const { f } = widgetOnB;
+    const kept = await f.evaluate(async () => (await indexedDB.databases()).some((d) => d.name === "hearth-chats"));
+    if (kept) throw new Error("the conversation was written to storage without the visitor's opt-in");
+    await byId(f, "embed-forget").click();
+    await f.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 0, null, { timeout: 10000 });
+    // Closing from inside tells the host, which hides the panel.
+    await byId(f, "embed-close").click();
+    await page.waitForFunction(() => document.querySelector("[data-hearth-embed]").shadowRoot.querySelector("iframe").hidden, null, { timeout: 10000 });
+  });
+
+  await test("widget: a cross-origin-isolated host (COOP + COEP) embeds it and chats (the model stored for this site)", async () => {
+    const pg = await context.newPage();
+    try {
+      await pg.goto(host(B, "/host/isolated.html", tag(A), { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" }));
+      if (!(await pg.evaluate(() => window.crossOriginIsolated))) throw new Error("the host page is not cross-origin isolated");
+      await launcher(pg).click();
+      const f = await widgetFrame(pg);
+      await byId(f, "embed-gate").waitFor({ timeout: 120000 });
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 60000 });
+      const mark = server.requests.length;
+      await byId(f, "embed-start").click();
+      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
+      const c = ORACLE.filter(sameSystem)[4];
+      const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
+      const failures = [];
+      compareGreedy(4, r.tokens, oracle16(c), failures);
+      if (failures.length) throw new Error("in an isolated host: " + failures.join("\n"));
+      if (modelBytesSent(server.requests.slice(mark))) throw new Error("the model was downloaded again on the same site");
+    } finally {
+      await pg.close();
+    }
+  });
+
+  await test("widget: storage is per host site: a second site downloads the model again; the app's own storage is apart", async () => {
+    const pg = await context.newPage();
+    try {
+      await pg.goto(host(C, "/host/other.html", tag(A)));
+      await launcher(pg).click();
+      const f = await widgetFrame(pg);
+      await byId(f, "embed-gate").waitFor({ timeout: 120000 });
+      if ((await gateState(f)) !== "none") throw new Error(`on a second site the model is ${await gateState(f)}`);
+      const note = await byId(f, "embed-storage-note").innerText();
+      if (!note.includes(`for ${C} only`)) throw new Error(`storage note: ${note}`);
+      const mark = server.requests.length;
+      await byId(f, "embed-download").click();
+      await byId(f, "embed-download-confirm").click({ timeout: 10000 });
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "downloading", null, { timeout: 30000 });
+      // The server logs a request when it ends: pause the download, then look.
+      await byId(f, "embed-cancel").click();
+      let asked = [];
+      for (let i = 0; i < 100 && !asked.length; i++) {
+        await pg.waitForTimeout(100);
+        asked = server.requests.slice(mark).filter((l) => l.startsWith("GET /models/"));
+      }
+      if (!asked.length) throw new Error("no model request on the second site");
+      // The app itself, first-party on Hearth's origin, has not got it either.
+      await pg.goto(`${A}/`);
+      await openModels(pg);
+      const state = await byId(pg, `model-card-${MODEL_ID}`).getAttribute("data-state");
+      if (state !== "none") throw new Error(`the first-party app sees the model as ${state}`);
+    } finally {
+      await pg.close();
+    }
+  });
+
+  await test("widget: messages from a sibling frame of the host's origin, or from another origin, are ignored", async () => {
+    const pg = await context.newPage();
+    try {
+      const plain = `${A}/embed.html?model=${MODEL_ID}&title=Plain`;
+      // The sibling (same origin as the host) and a frame of another site both try the handshake.
+      const attack = (label) => `<script>
+        const w = parent.frames[0];
+        const send = () => w.postMessage({ hearth: "hearth-embed/1", type: "connect", config: { title: "${label}" } }, "${A}", [new MessageChannel().port2]);
+        setInterval(send, 200);
+      </script>`;
+      host(D, "/host/attacker.html", attack("From another site"));
+      await pg.goto(host(B, "/host/plain.html",
+        `<iframe id="w" src="${plain}" title="chat"></iframe>` +
+        `<iframe id="sib" srcdoc='${attack("From a sibling")}'></iframe>` +
+        `<iframe id="other" src="${D}/host/attacker.html"></iframe>`));
+      const f = await widgetFrame(pg);
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-title"]')?.textContent === "Plain", null, { timeout: 120000 });
+      await pg.waitForTimeout(2500);
+      if ((await byId(f, "embed-title").innerText()) !== "Plain") throw new Error(`title became ${await byId(f, "embed-title").innerText()}`);
+      // The real parent's handshake is taken (so the refusals above were not "never").
+      await pg.evaluate((A) => document.getElementById("w").contentWindow.postMessage(
+        { hearth: "hearth-embed/1", type: "connect", config: { title: "From the parent" } }, A, [new MessageChannel().port2]), A);
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-title"]')?.textContent === "From the parent", null, { timeout: 10000 });
+    } finally {
+      await pg.close();
+    }
+  });
+
+  await test("widget: sandboxed and credentialless embeds get a clear message", async () => {
+    const pg = await context.newPage();
+    const errors = [];
+    pg.on("pageerror", (e) => errors.push(String(e)));
+    try {
+      await pg.goto(host(B, "/host/frames.html",
+        `<iframe id="s" sandbox="allow-scripts" src="${A}/embed.html?model=${MODEL_ID}"></iframe>` +
+        `<iframe id="c" credentialless src="${A}/embed.html?model=${MODEL_ID}&title=cl"></iframe>`));
+      await pg.waitForTimeout(500);
+      const frames = () => pg.frames().filter((f) => f.url().startsWith(`${A}/embed.html`));
+      for (let i = 0; i < 100 && frames().length < 2; i++) await pg.waitForTimeout(100);
+      const kinds = [];
+      for (const f of frames()) {
+        await byId(f, "embed-problem").first().waitFor({ timeout: 120000 });
+        kinds.push(await byId(f, "embed-problem").first().getAttribute("data-kind"));
+      }
+      kinds.sort();
+      if (JSON.stringify(kinds) !== JSON.stringify(["credentialless", "sandboxed"])) throw new Error(`problems shown: ${JSON.stringify(kinds)}`);
+      if (errors.length) throw new Error(`page errors: ${errors.join("\n")}`);
+    } finally {
+      await pg.close();
+    }
+  });
+
+  await b.close();
+  await server.stop();
+  hostServer.close();
+}
+
+// 18: with an allow-list, frame-ancestors keeps the widget off every other site.
+{
+  const b = await openBrowser("widget-allow", ["--host-resolver-rules=MAP *.test 127.0.0.1"]);
+  const { page } = b;
+  // The host pages (on localhost:HP and c.test:HP) first: the allow-list names c.test:HP.
+  let A = null;
+  const hostServer = http.createServer((req, res) =>
+    res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><body><script src="${A}/embed.js" async></script></body>`));
+  await new Promise((r) => hostServer.listen(0, "127.0.0.1", r));
+  const hp = hostServer.address().port;
+  const server = await startServer(["--embed-allow", `http://c.test:${hp}`]);
+  A = server.url.replace(/\/$/, "");
+  await test("widget: frame-ancestors from the allow-list blocks a host that is not listed", async () => {
+    const embedded = async (origin) => {
+      await page.goto(`${origin}/host/p.html`);
+      await page.locator("[data-hearth-embed] button.launcher").click();
+      await page.waitForTimeout(3000);
+      const f = page.frames().find((f) => f !== page.mainFrame());
+      if (!f) return "no frame";
+      return await f.evaluate(() => (document.querySelector(".embed") ? "widget" : "blank")).catch(() => "blocked");
+    };
+    const listed = await embedded(`http://c.test:${hp}`);
+    const unlisted = await embedded(`http://localhost:${hp}`);
+    if (listed !== "widget") throw new Error(`on the listed site the widget is ${listed}`);
+    if (unlisted === "widget") throw new Error("an unlisted site framed the widget");
+  });
+  await b.close();
+  await server.stop();
+  hostServer.close();
 }
 
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));

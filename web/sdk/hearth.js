@@ -97,6 +97,7 @@ const CODES = {
   device_lost: [503, "device_lost"],
   out_of_memory: [507, "out_of_memory"],
   quota: [507, "insufficient_storage"],
+  no_storage: [507, "insufficient_storage"],
   network: [502, "download_failed"],
   corrupt: [502, "download_failed"],
   bad_model: [400, "invalid_model"],

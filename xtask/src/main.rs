@@ -17,6 +17,7 @@
 //!   server and its fault injection (`--cut-at`, `--after-cut`) are in `serve.rs`.
 
 mod csp;
+mod embed;
 mod serve;
 
 use std::io::Write as _;
@@ -73,7 +74,9 @@ fn run() -> Result<()> {
 }
 
 const SERVE_USAGE: &str = "usage: cargo xtask serve [--port N (8080; 0 = any free port)] [--host H (127.0.0.1)] \
-[--no-build] [--dist DIR (<workspace>/dist)] [--models DIR (<cache>/models)] [--cut-at OFFSET,...] [--after-cut ignore-range|wrong-offset|change:FILE] [--rate BYTES_PER_SEC] [--quiet]";
+[--no-build] [--dist DIR (<workspace>/dist)] [--models DIR (<cache>/models)] [--cut-at OFFSET,...] [--after-cut ignore-range|wrong-offset|change:FILE] [--rate BYTES_PER_SEC] [--quiet] \
+[--embed-allow ORIGIN,... (who may embed the widget; default: dist/embed-allow.json)] \
+[--demo-port N (the demo host on http://localhost; default: the port + 1)]";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -343,6 +346,10 @@ fn build_web(build: Build) -> Result<PathBuf> {
     let index = dist.join("index.html");
     let html = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
     std::fs::write(&index, csp::apply(&html)?).with_context(|| format!("writing {}", index.display()))?;
+    // The embeddable widget's page: the same wasm, marked (embed.rs).
+    let widget = dist.join("embed.html");
+    std::fs::write(&widget, csp::apply(&embed::page(&html)?)?)
+        .with_context(|| format!("writing {}", widget.display()))?;
     sdk_folder(&dist)?;
     Ok(dist)
 }
@@ -421,6 +428,8 @@ fn serve_task(args: &[String]) -> Result<()> {
     let mut models = None;
     let mut faults = serve::Faults::default();
     let mut quiet = false;
+    let mut embed_allow = None;
+    let mut demo_port = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         // Both `--flag value` and `--flag=value`.
@@ -457,6 +466,8 @@ fn serve_task(args: &[String]) -> Result<()> {
                     },
                 })
             }
+            "--embed-allow" => embed_allow = Some(embed::AllowList::from_flag(&value()?)?),
+            "--demo-port" => demo_port = Some(value()?.parse().with_context(|| "--demo-port: not a port number")?),
             "--no-build" if inline.is_none() => build = false,
             "--quiet" if inline.is_none() => quiet = true,
             "--help" | "-h" => {
@@ -479,11 +490,30 @@ fn serve_task(args: &[String]) -> Result<()> {
     if !models.is_dir() && !quiet {
         eprintln!("xtask serve: {} does not exist yet; /models/ will answer 404", models.display());
     }
-    let config = serve::Config { dist, models, faults, quiet, max_connections: serve::MAX_CONNECTIONS };
+    let config = serve::Config { dist, models, faults, quiet, max_connections: serve::MAX_CONNECTIONS, embed_allow };
     let server = serve::Server::bind(&host, port, config)?;
-    let shown_host = if host.contains(':') { format!("[{host}]") } else { host };
+    let shown_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let app = format!("http://{shown_host}:{}", server.addr.port());
+    // The demo host: a page of another site (localhost, where the app is 127.0.0.1) that
+    // embeds the widget with one tag.
+    let demo_port = demo_port.unwrap_or(if port == 0 { 0 } else { port.saturating_add(1) });
+    let demo = if host == "127.0.0.1" {
+        let page = std::fs::read_to_string(workspace_root().join("web").join("embed-demo.html"))
+            .context("reading web/embed-demo.html")?
+            .replace("__HEARTH_ORIGIN__", &app);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", demo_port))
+            .with_context(|| format!("listening on 127.0.0.1:{demo_port} for the demo host (--demo-port)"))?;
+        let demo = format!("http://localhost:{}/", listener.local_addr()?.port());
+        std::thread::spawn(move || serve::serve_page(listener, page));
+        Some(demo)
+    } else {
+        None
+    };
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "serving http://{shown_host}:{}/", server.addr.port())?;
+    writeln!(stdout, "serving {app}/")?;
+    if let Some(demo) = demo {
+        writeln!(stdout, "demo host embedding the chat widget: {demo}")?;
+    }
     stdout.flush()?;
     drop(stdout);
     server.run()

@@ -40,6 +40,8 @@ pub struct Config {
     pub quiet: bool,
     /// At most this many connections at once ([`MAX_CONNECTIONS`]).
     pub max_connections: usize,
+    /// Who may embed the widget, instead of `dist/embed-allow.json` (`--embed-allow`).
+    pub embed_allow: Option<crate::embed::AllowList>,
 }
 
 /// Faults injected into model responses (`/models/`), for tests.
@@ -283,6 +285,20 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
         let _ = send_error(stream, 400, "bad path", &[]);
         return (400, 0, String::new());
     };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    if !is_model && name == "embed-allow.json" {
+        if let Some(list) = &config.embed_allow {
+            let body = list.to_json();
+            let mut extra = crate::embed::headers(&name);
+            extra.push(("Content-Type", "application/json".into()));
+            extra.push(("Content-Length", body.len().to_string()));
+            let sent = if head_only { 0 } else { body.len() as u64 };
+            if write_head(stream, 200, &extra).is_ok() && !head_only {
+                let _ = stream.write_all(body.as_bytes());
+            }
+            return (200, sent, " (--embed-allow)".into());
+        }
+    }
     let after_cut = config.faults.after_cut.as_ref().filter(|_| is_model && state.any_cut());
     if let Some(AfterCut::Change(other)) = after_cut {
         path = other.clone();
@@ -310,11 +326,23 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
     let etag = etag(&meta);
 
     let mut extra = vec![("Content-Type", content_type(&path).to_string()), ("ETag", etag.clone())];
-    // A page's policy (its `<meta>`, written after the build) also as the header.
+    extra.extend(crate::embed::headers(&name));
+    // A page's policy (its `<meta>`, written after the build) also as the header; the
+    // widget's adds who may embed it (a `<meta>` policy cannot say that).
     if content_type(&path).starts_with("text/html") {
         let html = std::fs::read_to_string(&path).unwrap_or_default();
         if let Some(policy) = crate::csp::from_html(&html) {
-            extra.push(("Content-Security-Policy", policy.to_string()));
+            let mut policy = policy.to_string();
+            if !is_model && name == "embed.html" {
+                match embed_allow(config) {
+                    Ok(list) => policy = format!("{policy}; {}", list.frame_ancestors()),
+                    Err(e) => {
+                        let _ = send_error(stream, 500, "embed-allow.json is not valid", &[]);
+                        return (500, 0, format!(" ({e:#})"));
+                    }
+                }
+            }
+            extra.push(("Content-Security-Policy", policy));
         }
     }
     // `If-Range` with another validator: the file changed, so the whole new file (RFC 9110 §13.1.5).
@@ -354,6 +382,40 @@ fn respond(stream: &mut TcpStream, request: &Request, state: &State) -> (u16, u6
         }
         ((sent, None), None) => (status, sent, String::new()),
         ((sent, Some(e)), _) => (status, sent, format!(" (body ended early: {e})")),
+    }
+}
+
+/// Who may embed the widget: `--embed-allow`, else `dist/embed-allow.json`.
+fn embed_allow(config: &Config) -> Result<crate::embed::AllowList> {
+    if let Some(list) = &config.embed_allow {
+        return Ok(list.clone());
+    }
+    let path = config.dist.join("embed-allow.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    crate::embed::AllowList::from_json(&text)
+}
+
+/// Serves one page at every path (`cargo xtask serve`'s demo host: a page of another origin
+/// that embeds the widget), until the process ends.
+pub fn serve_page(listener: TcpListener, page: String) {
+    let page = Arc::new(page);
+    for stream in listener.incoming().flatten() {
+        let page = Arc::clone(&page);
+        let _ = std::thread::Builder::new().name("xtask-demo-conn".into()).spawn(move || {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+            if let Ok(Some(_)) = read_head(&mut stream) {
+                let extra = [
+                    ("Content-Type", "text/html; charset=utf-8".to_string()),
+                    ("Content-Length", page.len().to_string()),
+                ];
+                if write_head(&mut stream, 200, &extra).is_ok() {
+                    let _ = stream.write_all(page.as_bytes());
+                }
+            }
+            close(stream);
+        });
     }
 }
 
@@ -651,8 +713,14 @@ mod tests {
         std::fs::write(dir.join("secret"), "no").unwrap();
 
         let faults = Faults { cut_at: vec![7, 50], ..Faults::default() };
-        let addr =
-            start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true, max_connections: 8 });
+        let addr = start(Config {
+            dist: dist.clone(),
+            models: models.clone(),
+            faults,
+            quiet: true,
+            max_connections: 8,
+            embed_allow: None,
+        });
 
         let get = |path: &str, range: Option<&str>| {
             let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
@@ -720,6 +788,52 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn the_widget_is_framed_only_by_its_allow_list_and_loads_in_isolated_hosts() {
+        let (dir, dist, models) = temp_tree("embed");
+        let page = crate::csp::apply("<html><head><script>go()</script></head><body></body></html>").unwrap();
+        std::fs::write(dist.join("embed.html"), &page).unwrap();
+        std::fs::write(dist.join("index.html"), &page).unwrap();
+        std::fs::write(dist.join("worker.js"), "x").unwrap();
+        std::fs::write(dist.join("embed-allow.json"), r#"{"embedders": ["https://a.example"]}"#).unwrap();
+        let config = |embed_allow| Config {
+            dist: dist.clone(),
+            models: models.clone(),
+            faults: Faults::default(),
+            quiet: true,
+            max_connections: 8,
+            embed_allow,
+        };
+        let get = |addr, path: &str| fetch(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+
+        let addr = start(config(None));
+        let (head, _) = get(addr, "/embed.html");
+        let policy = header(&head, "Content-Security-Policy");
+        assert!(policy.starts_with(crate::csp::from_html(&page).unwrap()), "{policy}");
+        assert!(policy.ends_with("; frame-ancestors https://a.example"), "{policy}");
+        assert_eq!(header(&head, "Cross-Origin-Embedder-Policy"), "require-corp");
+        assert_eq!(header(&head, "Cross-Origin-Resource-Policy"), "cross-origin");
+        assert_eq!(header(&get(addr, "/worker.js").0, "Cross-Origin-Embedder-Policy"), "require-corp");
+        // The app itself: no frame-ancestors of the widget's, no COEP.
+        let (head, _) = get(addr, "/");
+        assert!(!head.contains("frame-ancestors") && !head.contains("Cross-Origin-Embedder-Policy"), "{head}");
+
+        // The flag overrides the file, for the header and for the widget's own check.
+        let list = crate::embed::AllowList::from_flag("http://localhost:9").unwrap();
+        let addr = start(config(Some(list)));
+        assert!(header(&get(addr, "/embed.html").0, "Content-Security-Policy")
+            .ends_with("; frame-ancestors http://localhost:9"));
+        let (head, body) = get(addr, "/embed-allow.json");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert_eq!(String::from_utf8(body).unwrap(), r#"{"embedders":["http://localhost:9"]}"#);
+
+        // A broken allow-list is an error, not a widget anyone may frame.
+        std::fs::write(dist.join("embed-allow.json"), "{").unwrap();
+        let addr = start(config(None));
+        assert!(get(addr, "/embed.html").0.starts_with("HTTP/1.1 500 "));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A fresh temporary folder with `dist/` and `models/` in it.
     fn temp_tree(name: &str) -> (PathBuf, PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("xtask-serve-{name}-{}", std::process::id()));
@@ -756,8 +870,14 @@ mod tests {
         };
         let server = |after_cut| {
             let faults = Faults { cut_at: vec![1000], after_cut: Some(after_cut), rate: Some(1 << 30) };
-            let addr =
-                start(Config { dist: dist.clone(), models: models.clone(), faults, quiet: true, max_connections: 8 });
+            let addr = start(Config {
+                dist: dist.clone(),
+                models: models.clone(),
+                faults,
+                quiet: true,
+                max_connections: 8,
+                embed_allow: None,
+            });
             // Served normally until the first cut.
             let (head, body) = resume(addr, "");
             assert!(head.starts_with("HTTP/1.1 206 ") && body == data[100_000..], "{head}");
@@ -794,6 +914,7 @@ mod tests {
             faults: Faults::default(),
             quiet: true,
             max_connections: 3,
+            embed_allow: None,
         };
         let addr = start(config);
         // Three silent connections hold every slot...

@@ -9,6 +9,7 @@
 
 mod app;
 mod bridge;
+mod embed;
 mod markdown;
 mod native;
 mod panic;

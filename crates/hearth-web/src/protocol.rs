@@ -290,6 +290,9 @@ pub enum ErrorKind {
     OutOfMemory,
     /// Browser storage is full.
     Quota,
+    /// This page may not use browser storage at all (a cross-site frame whose browser blocks
+    /// third-party storage, a private window that refuses it): models cannot be kept.
+    NoStorage,
     /// The network failed; the download can resume.
     Network,
     /// Stored bytes did not match their hash.

@@ -184,10 +184,15 @@ fn js_date(ms: f64) -> String {
 }
 
 #[derive(Properties, PartialEq)]
-struct ListProps {
-    conversation: Option<Rc<Conversation>>,
-    streaming: Option<AttrValue>,
-    busy: bool,
+pub(super) struct ListProps {
+    pub conversation: Option<Rc<Conversation>>,
+    pub streaming: Option<AttrValue>,
+    pub busy: bool,
+    /// The embedded widget's empty chat: the host's greeting instead of the suggestions.
+    #[prop_or_default]
+    pub greeting: Option<AttrValue>,
+    #[prop_or_default]
+    pub embedded: bool,
 }
 
 const SUGGESTIONS: [&str; 3] = [
@@ -197,7 +202,7 @@ const SUGGESTIONS: [&str; 3] = [
 ];
 
 #[function_component(MessageList)]
-fn message_list(props: &ListProps) -> Html {
+pub(super) fn message_list(props: &ListProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let log = use_node_ref();
     // Follow the reply while the reader is at the bottom; stop following if they scroll up.
@@ -247,7 +252,11 @@ fn message_list(props: &ListProps) -> Html {
     html! {
         <div class="messages" role="log" aria-live="polite" aria-label="Messages" ref={log} onscroll={on_scroll}>
             <div class="messages-inner">
-                if empty {
+                if empty && props.embedded {
+                    <div class="empty-chat compact" data-testid="embed-greeting">
+                        <p>{ props.greeting.clone().unwrap_or_else(|| AttrValue::from("Ask me anything. Replies are written on your device.")) }</p>
+                    </div>
+                } else if empty {
                     <div class="empty-chat">
                         <img src="icon.svg" alt="" width="48" height="48" />
                         <h2>{ "What's on your mind?" }</h2>
@@ -419,14 +428,14 @@ fn message_view(props: &MessageProps) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
-struct ComposerProps {
-    generating: bool,
-    stopping: bool,
-    can_regenerate: bool,
+pub(super) struct ComposerProps {
+    pub generating: bool,
+    pub stopping: bool,
+    pub can_regenerate: bool,
 }
 
 #[function_component(Composer)]
-fn composer(props: &ComposerProps) -> Html {
+pub(super) fn composer(props: &ComposerProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let text = use_state(String::new);
     let input = use_node_ref();
@@ -503,12 +512,12 @@ fn composer(props: &ComposerProps) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
-struct StatsProps {
-    stats: GenStats,
+pub(super) struct StatsProps {
+    pub stats: GenStats,
 }
 
 #[function_component(Stats)]
-fn stats(StatsProps { stats: s }: &StatsProps) -> Html {
+pub(super) fn stats(StatsProps { stats: s }: &StatsProps) -> Html {
     let reason = match s.stop_reason.as_str() {
         "max_tokens" => Some("stopped at the token limit"),
         "interrupted" => Some("stopped"),
@@ -532,13 +541,16 @@ fn stats(StatsProps { stats: s }: &StatsProps) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
-struct SettingsProps {
-    settings: Rc<Settings>,
-    on_close: Callback<MouseEvent>,
+pub(super) struct SettingsProps {
+    pub settings: Rc<Settings>,
+    pub on_close: Callback<MouseEvent>,
+    /// In the embedded widget the system prompt is the host's, shown apart: not editable here.
+    #[prop_or_default]
+    pub embedded: bool,
 }
 
 #[function_component(SettingsPanel)]
-fn settings_panel(props: &SettingsProps) -> Html {
+pub(super) fn settings_panel(props: &SettingsProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let s = props.settings.sampling;
     let system = {
@@ -583,12 +595,14 @@ fn settings_panel(props: &SettingsProps) -> Html {
                 <h2>{ "Settings" }</h2>
                 <button type="button" class="icon-btn" aria-label="Close settings" onclick={props.on_close.clone()}>{ "✕" }</button>
             </div>
-            <label class="field">
-                <span>{ "System prompt" }</span>
-                <textarea class="input" data-testid="system-prompt" rows="4" placeholder="You are a helpful assistant."
-                    value={props.settings.system_prompt.clone()} oninput={system} />
-                <small class="muted">{ "Sent first with every reply." }</small>
-            </label>
+            if !props.embedded {
+                <label class="field">
+                    <span>{ "System prompt" }</span>
+                    <textarea class="input" data-testid="system-prompt" rows="4" placeholder="You are a helpful assistant."
+                        value={props.settings.system_prompt.clone()} oninput={system} />
+                    <small class="muted">{ "Sent first with every reply." }</small>
+                </label>
+            }
             <label class="field">
                 <span>{ "Stop strings" }</span>
                 <textarea class="input" data-testid="stop-strings" rows="2" placeholder="One per line"

@@ -3,6 +3,7 @@
 //! storage, chat.
 
 mod chat;
+mod embed;
 mod history;
 mod models;
 pub mod state;
@@ -21,7 +22,11 @@ use crate::protocol::{Sampling, ToWorker};
 use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
 
 pub fn start() {
-    yew::Renderer::<App>::new().render();
+    if crate::embed::is_embed_page() {
+        yew::Renderer::<embed::EmbedApp>::new().render();
+    } else {
+        yew::Renderer::<App>::new().render();
+    }
 }
 
 /// What every component may reach: the reducer's dispatcher and the worker (for the one
@@ -30,6 +35,9 @@ pub fn start() {
 pub struct Ctx {
     pub dispatch: UseReducerDispatcher<State>,
     pub bridge: Rc<RefCell<Option<Bridge>>>,
+    /// Whether conversations are written to IndexedDB: always in the app; in the embedded
+    /// widget only once the visitor opts in.
+    pub persist: Rc<std::cell::Cell<bool>>,
 }
 
 impl PartialEq for Ctx {
@@ -69,6 +77,7 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
                 b.send(&msg);
             }
         }
+        Effect::SaveConversation(_) | Effect::DeleteConversation(_) if !ctx.persist.get() => {}
         Effect::SaveConversation(conv) => {
             let d = ctx.dispatch.clone();
             wasm_bindgen_futures::spawn_local(async move {
@@ -117,7 +126,8 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
 pub fn app() -> Html {
     let state = use_reducer(|| State::with_theme(web::initial_theme()));
     let bridge = use_mut_ref(|| None::<Bridge>);
-    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone() };
+    let persist = use_memo((), |_| Rc::new(std::cell::Cell::new(true)));
+    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone() };
 
     // Start the worker, fetch the catalog, load the history: once.
     {

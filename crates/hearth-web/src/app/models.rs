@@ -212,7 +212,7 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-fn progress_bar(id: &str, p: &ProgressInfo) -> Html {
+pub(super) fn progress_bar(id: &str, p: &ProgressInfo) -> Html {
     let pct = if p.total > 0 { (p.done as f64 / p.total as f64 * 100.0).clamp(0.0, 100.0) } else { 0.0 };
     let label = match p.phase {
         Phase::Downloading => "Downloading",

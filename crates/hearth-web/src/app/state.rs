@@ -753,6 +753,7 @@ impl State {
                 }
                 self.finish_generation(None, 0.0);
             }
+            ErrorKind::NoStorage => {}
             ErrorKind::Network | ErrorKind::Quota => {
                 if let Some(id) = &id {
                     self.progress.remove(id);
@@ -775,6 +776,10 @@ pub fn error_advice(kind: ErrorKind) -> &'static str {
         ErrorKind::DeviceLost => "The GPU was reset; Hearth re-opened it. Load the model again.",
         ErrorKind::OutOfMemory => "Out of GPU memory: choose a smaller model or a shorter context.",
         ErrorKind::Quota => "Browser storage is full: delete a model on the Storage page.",
+        ErrorKind::NoStorage => {
+            "This browser lets this page store nothing, so models cannot be downloaded or kept. In an embedded \
+             chat, open Hearth in its own tab; otherwise leave private browsing or allow site data."
+        }
         ErrorKind::Network => "The download stopped; press Resume.",
         ErrorKind::Corrupt => "The stored model did not match its checksum: delete it and download it again.",
         ErrorKind::BadModel => "This file is not a model Hearth can run (a GGUF of a supported architecture).",
@@ -794,6 +799,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::DeviceLost => "device_lost",
         ErrorKind::OutOfMemory => "out_of_memory",
         ErrorKind::Quota => "quota",
+        ErrorKind::NoStorage => "no_storage",
         ErrorKind::Network => "network",
         ErrorKind::Corrupt => "corrupt",
         ErrorKind::BadModel => "bad_model",

@@ -363,7 +363,7 @@ async fn init(st: &Rc<State>) {
     if st.store().is_none() {
         match Store::open().await {
             Ok(store) => *st.store.borrow_mut() = Some(Rc::new(store)),
-            Err(e) => error(ErrorKind::Other, e.to_string(), None),
+            Err(e) => error(ErrorKind::NoStorage, e.to_string(), None),
         }
     }
     reinit(st).await;

@@ -1,0 +1,587 @@
+//! The embedded widget (`embed.html`): a compact chat built from the app's own components
+//! and reducer, with the engine in its own worker and the same checked store. What differs
+//! from the app:
+//!
+//! - the host page configures it (model, title, system prompt, theme, greeting) through
+//!   [`crate::embed`]'s handshake, or through the iframe's URL; it can do nothing else;
+//! - the first download is the visitor's explicit, confirmed click, showing size, license and
+//!   where the model is kept;
+//! - the conversation stays in memory unless the visitor opts in to keep it; "Forget" clears
+//!   it;
+//! - the host's system prompt is shown as "Instructions set by <host>".
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+use super::chat::{Composer, MessageList, SettingsPanel, Stats};
+use super::state::{Action, Boot, CatalogState, ModelStatus, State, Theme};
+use super::{history, models, run_effect, start_worker, util, web, Banners, Ctx, Toasts};
+use crate::embed::{
+    form_pairs, site_label, AllowList, EmbedConfig, FrameKind, FromHost, HostErrorKind, ThemeChoice, ToHost,
+};
+use crate::protocol::CatalogEntry;
+
+/// localStorage key: the visitor chose to keep conversations (on this site's partition).
+const KEEP_PREF: &str = "hearth-embed-keep";
+/// The download confirmation is armed only after it has been on screen this long, so a host
+/// cannot rush a click through an overlay.
+const ARM_MS: u32 = 800;
+
+/// Where the widget runs, read once.
+#[derive(Clone, PartialEq)]
+struct Env {
+    frame: FrameKind,
+    /// The embedding page's origin: the browser's `location.ancestorOrigins[0]` where it has
+    /// one, else the `host=` the loader put in the URL (checked against the handshake's real
+    /// sender either way).
+    host: Option<String>,
+    config: EmbedConfig,
+}
+
+fn read_env() -> Env {
+    let Some(window) = web_sys::window() else {
+        return Env { frame: FrameKind::Embedded, host: None, config: EmbedConfig::default() };
+    };
+    let location = window.location();
+    let query = location.search().unwrap_or_default();
+    let top_level = window.top().ok().flatten().is_some_and(|t| js_sys::Object::is(&t, &window));
+    let credentialless =
+        js_sys::Reflect::get(&window, &"credentialless".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+    let frame = FrameKind::detect(&window.origin(), credentialless, top_level);
+    // Not in every browser (Firefox lacks it), nor in web-sys.
+    let ancestor = js_sys::Reflect::get(&location, &"ancestorOrigins".into())
+        .ok()
+        .and_then(|v| v.dyn_into::<web_sys::DomStringList>().ok())
+        .and_then(|list| list.item(0));
+    let claimed = form_pairs(&query).into_iter().find(|(k, _)| k == "host").map(|(_, v)| v);
+    let host = if top_level { None } else { ancestor.or(claimed) };
+    Env { frame, host, config: EmbedConfig::from_query(&query) }
+}
+
+type OnMessage = Closure<dyn FnMut(web_sys::MessageEvent)>;
+
+/// The link to the host page: its checked origin, then the transferred port.
+#[derive(Default)]
+struct HostLink {
+    origin: RefCell<Option<String>>,
+    port: RefCell<Option<web_sys::MessagePort>>,
+    on_window: RefCell<Option<OnMessage>>,
+    on_port: RefCell<Option<OnMessage>>,
+}
+
+impl HostLink {
+    /// Tells the host `msg`: on the port once connected, before that to `window.parent` with
+    /// the host's exact origin as the target. Nothing goes to a host that is not allowed.
+    fn send(&self, msg: ToHost) {
+        let Some(origin) = self.origin.borrow().clone() else { return };
+        let data = js_sys::JSON::parse(&msg.to_json()).unwrap_or(JsValue::NULL);
+        if let Some(port) = self.port.borrow().as_ref() {
+            let _ = port.post_message(&data);
+            record_sent("port", &data);
+        } else if let Some(parent) = web_sys::window().and_then(|w| w.parent().ok().flatten()) {
+            let _ = parent.post_message(&data, &origin);
+            record_sent(&origin, &data);
+        }
+    }
+}
+
+/// Test builds keep every message the widget sent, with its target, in
+/// `window.__hearthEmbedSent` (a cross-origin `parent.postMessage` cannot be spied on).
+fn record_sent(target: &str, data: &JsValue) {
+    if cfg!(feature = "test-hooks") {
+        let Some(window) = web_sys::window() else { return };
+        let key = JsValue::from_str("__hearthEmbedSent");
+        let list = js_sys::Reflect::get(&window, &key)
+            .ok()
+            .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
+            .unwrap_or_else(|| {
+                let a = js_sys::Array::new();
+                let _ = js_sys::Reflect::set(&window, &key, &a);
+                a
+            });
+        let entry = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&entry, &"target".into(), &target.into());
+        let _ = js_sys::Reflect::set(&entry, &"data".into(), data);
+        list.push(&entry);
+    }
+}
+
+/// `embed-allow.json` (the deployment's allow-list); the default (any site) if it is missing.
+async fn fetch_allow_list() -> AllowList {
+    async fn fetch() -> Option<AllowList> {
+        let window = web_sys::window()?;
+        let resp = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str("embed-allow.json")).await.ok()?;
+        let resp: web_sys::Response = resp.dyn_into().ok()?;
+        if !resp.ok() {
+            return None;
+        }
+        let text = wasm_bindgen_futures::JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
+        serde_json::from_str(&text).ok()
+    }
+    fetch().await.unwrap_or_default()
+}
+
+/// Starts listening for the host's handshake (from `window.parent` only, from its origin
+/// only), then says `ready`. `on_host` gets each message of the host's after that, from the
+/// port alone.
+fn connect_host(link: &Rc<HostLink>, host: String, on_host: Callback<FromHost>) {
+    *link.origin.borrow_mut() = Some(host.clone());
+    let weak = Rc::downgrade(link);
+    let on_window = OnMessage::new(move |event: web_sys::MessageEvent| {
+        let Some(link) = weak.upgrade() else { return };
+        if link.port.borrow().is_some() || event.origin() != host {
+            return;
+        }
+        let parent = web_sys::window().and_then(|w| w.parent().ok().flatten());
+        let from_parent = match (event.source(), parent) {
+            (Some(source), Some(parent)) => js_sys::Object::is(&source, &parent),
+            _ => false,
+        };
+        if !from_parent {
+            return;
+        }
+        let Some(FromHost::Connect { config, .. }) = parse(&event.data()) else { return };
+        let Some(port) = event.ports().get(0).dyn_into::<web_sys::MessagePort>().ok() else { return };
+        let to_component = on_host.clone();
+        let on_port = OnMessage::new(move |e: web_sys::MessageEvent| {
+            // A second handshake on the port means nothing.
+            match parse(&e.data()) {
+                Some(FromHost::Connect { .. }) | None => {}
+                Some(msg) => to_component.emit(msg),
+            }
+        });
+        port.set_onmessage(Some(on_port.as_ref().unchecked_ref()));
+        *link.on_port.borrow_mut() = Some(on_port);
+        *link.port.borrow_mut() = Some(port);
+        on_host.emit(FromHost::Configure { hearth: crate::embed::PROTOCOL.into(), config });
+    });
+    if let Some(window) = web_sys::window() {
+        let _ = window.add_event_listener_with_callback("message", on_window.as_ref().unchecked_ref());
+    }
+    *link.on_window.borrow_mut() = Some(on_window);
+    link.send(ToHost::Ready);
+}
+
+fn parse(data: &JsValue) -> Option<FromHost> {
+    let text = js_sys::JSON::stringify(data).ok()?.as_string()?;
+    FromHost::parse(&text)
+}
+
+fn theme_for(choice: ThemeChoice) -> Theme {
+    match choice {
+        ThemeChoice::Light => Theme::Light,
+        ThemeChoice::Dark => Theme::Dark,
+        ThemeChoice::Auto => {
+            let light = web_sys::window()
+                .and_then(|w| w.match_media("(prefers-color-scheme: light)").ok().flatten())
+                .is_some_and(|m| m.matches());
+            if light {
+                Theme::Light
+            } else {
+                Theme::Dark
+            }
+        }
+    }
+}
+
+#[function_component(EmbedApp)]
+pub fn embed_app() -> Html {
+    let env = use_memo((), |_| read_env());
+    let state = use_reducer(State::default);
+    let bridge = use_mut_ref(|| None::<crate::bridge::Bridge>);
+    let keep = use_state(|| web::load_pref(KEEP_PREF).as_deref() == Some("1"));
+    let persist = use_memo((), |_| Rc::new(Cell::new(web::load_pref(KEEP_PREF).as_deref() == Some("1"))));
+    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone() };
+    let config = use_state(|| env.config.clone());
+    let connected = use_state(|| false);
+    let link = use_memo((), |_| Rc::new(HostLink::default()));
+
+    // Once: the engine, the catalog, kept conversations, then the host's handshake.
+    {
+        let (ctx, env, link, config, connected) =
+            (ctx.clone(), env.clone(), (*link).clone(), config.clone(), connected.clone());
+        use_effect_with((), move |_| {
+            if env.frame != FrameKind::Sandboxed {
+                start_worker(&ctx);
+                let d = ctx.dispatch.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    d.dispatch(Action::Catalog(web::fetch_catalog().await));
+                });
+                if ctx.persist.get() {
+                    let d = ctx.dispatch.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if let Ok(convs) = history::load_all().await {
+                            d.dispatch(Action::History(convs));
+                        }
+                    });
+                }
+            }
+            if let Some(host) = env.host.clone() {
+                let on_host = Callback::from(move |msg: FromHost| match msg {
+                    FromHost::Configure { config: c, .. } | FromHost::Connect { config: c, .. } => {
+                        connected.set(true);
+                        config.set((*config).clone().merged(c));
+                    }
+                    // The host's launcher shows or hides the frame; nothing to do inside.
+                    FromHost::Open { .. } | FromHost::Close { .. } => {}
+                });
+                wasm_bindgen_futures::spawn_local(async move {
+                    if fetch_allow_list().await.allows(&host) {
+                        connect_host(&link, host, on_host);
+                        if matches!(env.frame, FrameKind::Sandboxed | FrameKind::Credentialless) {
+                            link.send(ToHost::Error { kind: HostErrorKind::UnsupportedFrame });
+                        }
+                    }
+                });
+            }
+        });
+    }
+    {
+        let (state, ctx) = (state.clone(), ctx.clone());
+        use_effect(move || {
+            for effect in state.take_effects() {
+                run_effect(effect, &ctx);
+            }
+        });
+    }
+    {
+        let (system, d) = (config.system.clone(), ctx.dispatch.clone());
+        use_effect_with(system, move |s| d.dispatch(Action::SetSystemPrompt(s.clone().unwrap_or_default())));
+    }
+    {
+        let theme = theme_for(config.theme.unwrap_or_default());
+        let d = ctx.dispatch.clone();
+        use_effect_with(theme, move |t| {
+            d.dispatch(Action::SetTheme(*t));
+            web::apply_theme(*t);
+        });
+    }
+    {
+        let title = config.title.clone();
+        use_effect_with(title, move |t| {
+            if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+                doc.set_title(&format!("{} · Hearth", t.as_deref().unwrap_or("Chat")));
+            }
+        });
+    }
+    {
+        let no_gpu = matches!(state.boot, Boot::NoWebGpu(_));
+        let link = (*link).clone();
+        use_effect_with(no_gpu, move |no_gpu| {
+            if *no_gpu {
+                link.send(ToHost::Error { kind: HostErrorKind::NoWebgpu });
+            }
+        });
+    }
+    {
+        let app_state = state.app_state();
+        use_effect_with(app_state, move |s| web::set_body_state(s));
+    }
+
+    let host_label = env.host.as_deref().map(site_label).unwrap_or("the page that embeds this chat").to_string();
+    let title = config.title.clone().unwrap_or_else(|| "Chat".into());
+    let close = connected.then(|| {
+        let link = (*link).clone();
+        Callback::from(move |_: MouseEvent| link.send(ToHost::State { open: false }))
+    });
+    let forget = {
+        let (state, d) = (state.clone(), ctx.dispatch.clone());
+        Callback::from(move |_: MouseEvent| {
+            for c in &state.conversations {
+                d.dispatch(Action::DeleteChat(c.id.clone()));
+            }
+            d.dispatch(Action::NewChat);
+        })
+    };
+    let toggle_keep = {
+        let (keep, persist, state) = (keep.clone(), (*persist).clone(), state.clone());
+        Callback::from(move |_: Event| {
+            let on = !*keep;
+            keep.set(on);
+            persist.set(on);
+            let convs: Vec<_> = state.conversations.iter().map(|c| (**c).clone()).collect();
+            if on {
+                web::save_pref(KEEP_PREF, "1");
+                wasm_bindgen_futures::spawn_local(async move {
+                    for c in convs {
+                        let _ = history::save(c).await;
+                    }
+                });
+            } else {
+                web::save_pref(KEEP_PREF, "0");
+                wasm_bindgen_futures::spawn_local(async move {
+                    for c in convs {
+                        let _ = history::delete(c.id).await;
+                    }
+                });
+            }
+        })
+    };
+    let busy = state.generation.is_some();
+
+    html! {
+        <ContextProvider<Ctx> context={ctx}>
+            <div class="embed" data-app-state={state.app_state()} data-frame={format!("{:?}", env.frame).to_lowercase()}>
+                <header class="embed-head">
+                    <img src="icon.svg" alt="" width="22" height="22" />
+                    <h1 class="embed-title" data-testid="embed-title">{ title }</h1>
+                    if let Some(close) = close {
+                        <button type="button" class="icon-btn" data-testid="embed-close" aria-label="Close chat"
+                            onclick={close}>{ "–" }</button>
+                    }
+                </header>
+                if let Some(system) = config.system.clone() {
+                    <details class="embed-instructions" data-testid="embed-instructions">
+                        <summary>{ format!("Instructions set by {host_label}") }</summary>
+                        <p class="small">{ system }</p>
+                    </details>
+                }
+                <Banners state={state.clone()} />
+                <main class="embed-main">
+                    { body(&state, &env, &config) }
+                </main>
+                <footer class="embed-foot small muted">
+                    <span>{ format!("Runs on your device; {host_label} cannot read this chat.") }</span>
+                    <label class="embed-keep">
+                        <input type="checkbox" data-testid="embed-keep" checked={*keep} onchange={toggle_keep} />
+                        { " Keep conversations on this device" }
+                    </label>
+                    <button type="button" class="btn ghost small" data-testid="embed-forget" disabled={busy}
+                        onclick={forget}>{ "Forget" }</button>
+                    <a href="./" target="_blank" rel="noopener noreferrer" data-testid="embed-open-app">{ "Open in Hearth" }</a>
+                </footer>
+                <Toasts state={state.clone()} />
+            </div>
+        </ContextProvider<Ctx>>
+    }
+}
+
+/// What the panel shows: a problem, the model to fetch or start, or the chat.
+fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig) -> Html {
+    let problem = |kind: &str, text: String| {
+        html! { <div class="embed-problem" role="alert" data-testid="embed-problem" data-kind={kind.to_string()}>{ text }</div> }
+    };
+    match env.frame {
+        FrameKind::Sandboxed => {
+            return problem(
+                "sandboxed",
+                "This chat cannot run in a sandboxed frame: the site embedded it with `sandbox`, which gives it no \
+                 storage for models. Open Hearth in its own tab instead."
+                    .into(),
+            )
+        }
+        FrameKind::Credentialless => {}
+        FrameKind::Embedded | FrameKind::TopLevel => {}
+    }
+    let mut out = Vec::new();
+    if env.frame == FrameKind::Credentialless {
+        out.push(problem(
+            "credentialless",
+            "This site embeds the chat as `credentialless`: a model downloaded here is not kept after you leave the page."
+                .into(),
+        ));
+    }
+    match &state.boot {
+        Boot::NoWebGpu(detail) => {
+            out.push(problem(
+                "no-webgpu",
+                format!("This browser offers no WebGPU, which the chat needs to run on your device ({detail})."),
+            ));
+            return out.into_iter().collect();
+        }
+        Boot::Booting | Boot::NeedsApiKey(_) => {
+            out.push(html! { <p class="muted embed-booting" aria-busy="true">{ "Starting…" }</p> });
+            return out.into_iter().collect();
+        }
+        Boot::Ready => {}
+    }
+    if state.loaded.is_some() {
+        let greeting = config.greeting.clone().map(AttrValue::from);
+        out.push(html! { <EmbedChat state={state.clone()} greeting={greeting} /> });
+        return out.into_iter().collect();
+    }
+    let entry = match &state.catalog {
+        CatalogState::Ready(c) => match &config.model {
+            Some(id) => match c.iter().find(|e| &e.id == id) {
+                Some(e) => e.clone(),
+                None => {
+                    out.push(problem(
+                        "unknown-model",
+                        format!("This site asked for a model Hearth does not offer (\u{201c}{id}\u{201d})."),
+                    ));
+                    return out.into_iter().collect();
+                }
+            },
+            None => match c.first() {
+                Some(e) => e.clone(),
+                None => return problem("unknown-model", "Hearth's model catalog is empty.".into()),
+            },
+        },
+        CatalogState::Failed(e) => return problem("catalog", format!("The model list could not be read: {e}")),
+        CatalogState::Loading => return html! { <p class="muted">{ "Looking up the model…" }</p> },
+    };
+    out.push(html! { <ModelGate state={state.clone()} entry={entry} frame={env.frame} host={env.host.clone()} /> });
+    out.into_iter().collect()
+}
+
+#[derive(Properties, PartialEq)]
+struct GateProps {
+    state: UseReducerHandle<State>,
+    entry: CatalogEntry,
+    frame: FrameKind,
+    host: Option<String>,
+}
+
+/// The model before the chat: download (the visitor's confirmed click), resume, or start.
+#[function_component(ModelGate)]
+fn model_gate(props: &GateProps) -> Html {
+    let ctx = use_context::<Ctx>().expect("Ctx");
+    let confirming = use_state(|| false);
+    let armed = use_state(|| false);
+    // Set by the visitor's download or start click: load as soon as the model is stored.
+    let want_chat = use_state(|| false);
+    let e = &props.entry;
+    let status = props.state.status(&e.id);
+    {
+        let (want, d, id, ready) =
+            (want_chat.clone(), ctx.dispatch.clone(), e.id.clone(), props.state.boot == Boot::Ready);
+        use_effect_with((status, *want_chat), move |(status, wanted)| {
+            if *wanted && ready && *status == ModelStatus::Stored {
+                want.set(false);
+                d.dispatch(Action::Load(id));
+            }
+        });
+    }
+    {
+        let armed = armed.clone();
+        use_effect_with(*confirming, move |c| {
+            armed.set(false);
+            let timer = c.then(|| gloo_timers::callback::Timeout::new(ARM_MS, move || armed.set(true)));
+            move || drop(timer)
+        });
+    }
+    let size = e.size.map(util::bytes).unwrap_or_else(|| "size unknown".into());
+    let where_kept = match (props.frame, &props.host) {
+        (FrameKind::TopLevel, _) => "It is kept in Hearth's storage in this browser.".to_string(),
+        (_, Some(h)) => format!(
+            "It is kept in this browser for {} only: on another site the model is downloaded again.",
+            site_label(h)
+        ),
+        (_, None) => "It is kept in this browser for this site only.".to_string(),
+    };
+    let act = |a: Action| {
+        let d = ctx.dispatch.clone();
+        Callback::from(move |_: MouseEvent| d.dispatch(a.clone()))
+    };
+    let start = {
+        let (d, id) = (ctx.dispatch.clone(), e.id.clone());
+        Callback::from(move |_: MouseEvent| d.dispatch(Action::Load(id.clone())))
+    };
+    let ask = {
+        let c = confirming.clone();
+        Callback::from(move |_: MouseEvent| c.set(true))
+    };
+    let cancel_confirm = {
+        let c = confirming.clone();
+        Callback::from(move |_: MouseEvent| c.set(false))
+    };
+    let confirm = {
+        let (d, entry, c, want) = (ctx.dispatch.clone(), e.clone(), confirming.clone(), want_chat.clone());
+        Callback::from(move |_: MouseEvent| {
+            c.set(false);
+            want.set(true);
+            d.dispatch(Action::Download(entry.clone()));
+        })
+    };
+    let progress = props.state.progress.get(&e.id).map(|p| models::progress_bar(&e.id, p));
+    let action = match status {
+        ModelStatus::None | ModelStatus::Paused if *confirming => html! {
+            <div class="embed-confirm" data-testid="embed-confirm">
+                <p>{ format!("Download {} ({size}) to this device?", e.name) }</p>
+                <p class="small muted">{ where_kept.clone() }</p>
+                <div class="row">
+                    <button type="button" class="btn primary" data-testid="embed-download-confirm" disabled={!*armed}
+                        onclick={confirm}>{ "Download" }</button>
+                    <button type="button" class="btn ghost" onclick={cancel_confirm}>{ "Cancel" }</button>
+                </div>
+            </div>
+        },
+        ModelStatus::None => html! {
+            <button type="button" class="btn primary" data-testid="embed-download" onclick={ask}>
+                { format!("Download the model · {size}") }
+            </button>
+        },
+        ModelStatus::Paused => html! {
+            <button type="button" class="btn primary" data-testid="embed-download" onclick={ask}>{ "Resume the download" }</button>
+        },
+        ModelStatus::Downloading => html! {
+            <button type="button" class="btn ghost" data-testid="embed-cancel" onclick={act(Action::Cancel(e.id.clone()))}>
+                { "Pause" }
+            </button>
+        },
+        ModelStatus::Stored => html! {
+            <button type="button" class="btn primary" data-testid="embed-start" onclick={start}>{ "Start the chat" }</button>
+        },
+        ModelStatus::Loading | ModelStatus::Loaded => {
+            html! { <p class="muted">{ "Starting the model on your GPU…" }</p> }
+        }
+    };
+    html! {
+        <section class="embed-gate" data-testid="embed-gate" data-state={status.name()}>
+            <h2>{ &e.name }</h2>
+            <p class="small">
+                { format!("{} parameters · {} · {size} · license ", e.params, e.quant) }
+                <a href={e.license_url.clone()} target="_blank" rel="noopener noreferrer">{ &e.license }</a>
+            </p>
+            <p class="small muted" data-testid="embed-storage-note">
+                { "The model runs on your own GPU; nothing you type leaves this device. " }{ where_kept }
+            </p>
+            { progress.unwrap_or_default() }
+            { action }
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ChatProps {
+    state: UseReducerHandle<State>,
+    greeting: Option<AttrValue>,
+}
+
+/// The conversation, composer and (on demand) sampling settings.
+#[function_component(EmbedChat)]
+fn embed_chat(ChatProps { state, greeting }: &ChatProps) -> Html {
+    let settings_open = use_state(|| false);
+    let conv = state.conversation().cloned();
+    let generating = state.generation.as_ref().filter(|g| Some(&g.conversation) == state.current.as_ref());
+    let busy = state.generation.is_some();
+    let can_regenerate = !busy && conv.as_ref().is_some_and(|c| !c.messages.is_empty());
+    let toggle = {
+        let open = settings_open.clone();
+        Callback::from(move |_: MouseEvent| open.set(!*open))
+    };
+    let close = {
+        let open = settings_open.clone();
+        Callback::from(move |_: MouseEvent| open.set(false))
+    };
+    html! {
+        <div class="embed-chat">
+            <div class="embed-chat-tools">
+                <button type="button" class="btn ghost small" data-testid="settings-toggle"
+                    aria-expanded={settings_open.to_string()} onclick={toggle}>{ "⚙ Settings" }</button>
+            </div>
+            if *settings_open {
+                <SettingsPanel settings={state.settings.clone()} on_close={close} embedded={true} />
+            }
+            <MessageList conversation={conv} streaming={generating.map(|g| AttrValue::from(g.text.clone()))}
+                busy={busy} embedded={true} greeting={greeting.clone()} />
+            <Composer generating={busy} stopping={state.generation.as_ref().is_some_and(|g| g.stopping)}
+                can_regenerate={can_regenerate} />
+            if let Some(stats) = &state.stats { <Stats stats={stats.clone()} /> }
+        </div>
+    }
+}
