@@ -1494,8 +1494,20 @@ async function startHearthServe(extra = []) {
     if (kept) throw new Error("the conversation was written to storage without the visitor's opt-in");
     await byId(f, "embed-forget").click();
     await f.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 0, null, { timeout: 10000 });
+    // Kept once the visitor opts in: a conversation survives a reload of the frame.
+    await byId(f, "embed-keep").check();
+    const c = ORACLE.filter(sameSystem)[0];
+    await askWidget(f, c.prompt, 2);
+    await f.evaluate(() => location.reload());
+    const g = await widgetFrame(page);
+    await g.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "ready", null, { timeout: 120000 });
+    await byId(g, "embed-start").click();
+    await g.waitForFunction((p) => [...document.querySelectorAll('[data-testid="message"][data-role="user"]')].some((m) => m.textContent.includes(p)), c.prompt, { timeout: 300000 });
+    await byId(g, "embed-forget").click();
+    await byId(g, "embed-keep").uncheck();
+    widgetOnB.f = g;
     // Closing from inside tells the host, which hides the panel.
-    await byId(f, "embed-close").click();
+    await byId(g, "embed-close").click();
     await page.waitForFunction(() => document.querySelector("[data-hearth-embed]").shadowRoot.querySelector("iframe").hidden, null, { timeout: 10000 });
   });
 

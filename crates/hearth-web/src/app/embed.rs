@@ -215,7 +215,13 @@ pub fn embed_app() -> Html {
                     let d = ctx.dispatch.clone();
                     wasm_bindgen_futures::spawn_local(async move {
                         if let Ok(convs) = history::load_all().await {
+                            // The visitor comes back to where they were: the latest conversation.
+                            let latest =
+                                convs.iter().max_by(|a, b| a.updated.total_cmp(&b.updated)).map(|c| c.id.clone());
                             d.dispatch(Action::History(convs));
+                            if let Some(id) = latest {
+                                d.dispatch(Action::SelectChat(id));
+                            }
                         }
                     });
                 }
