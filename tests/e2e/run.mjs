@@ -1618,6 +1618,70 @@ async function startHearthServe(extra = []) {
     }
   });
 
+  // The Storage Access API cannot be granted in this headless Chromium (CDP's
+  // Browser.setPermission refuses storage-access, and requestStorageAccess is refused; see
+  // tests/e2e/storage-access-probe.mjs). So `document.requestStorageAccess` is stubbed in the
+  // widget's frames, handing out what Chrome's real handle gives: Hearth's first-party
+  // IndexedDB, here taken from a first-party Hearth window the host page opened (a frame
+  // can reach a same-origin window by name). Everything after the handle is the real code.
+  await test("widget: with storage access (stubbed handle on Hearth's real first-party IndexedDB), the app's model is used with no download, and after a reload with no click", async () => {
+    // The model, downloaded in the app, first-party.
+    const app = await context.newPage();
+    await app.goto(`${A}/`);
+    await openModels(app);
+    await byId(app, `download-${MODEL_ID}`).click();
+    await cardState(app, ["stored"], 300000);
+    await app.close();
+    await context.addInitScript((A) => {
+      if (location.origin !== A || window.top === window) return;
+      const KEY = "__stubStorageAccess";
+      document.requestStorageAccess = async (types) => {
+        if (!types || types.indexedDB !== true) throw new DOMException("the stub hands out IndexedDB only", "NotAllowedError");
+        const w = window.open("", "hearth-first-party");
+        if (!w || w.location.href === "about:blank") throw new DOMException("no first-party Hearth window", "NotAllowedError");
+        localStorage.setItem(KEY, "granted");
+        return { indexedDB: w.indexedDB };
+      };
+      const query = navigator.permissions.query.bind(navigator.permissions);
+      navigator.permissions.query = (d) =>
+        d && d.name === "storage-access" ? Promise.resolve({ state: localStorage.getItem(KEY) || "prompt" }) : query(d);
+    }, A);
+    const pg = await context.newPage();
+    try {
+      await pg.goto(host(D, "/host/granted.html", tag(A) + `<button id="fp" onclick="window.open('${A}/catalog.json', 'hearth-first-party')">open</button>`));
+      const popup = context.waitForEvent("page");
+      await pg.click("#fp");
+      await (await popup).waitForLoadState();
+      await launcher(pg).click();
+      let f = await widgetFrame(pg);
+      await byId(f, "embed-gate").waitFor({ timeout: 120000 });
+      if ((await gateState(f)) !== "none") throw new Error(`before the grant the model is ${await gateState(f)} on this site`);
+      const mark = server.requests.length;
+      await byId(f, "embed-use-hearth").click();
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 60000 });
+      if (!(await byId(f, "embed-storage-note").innerText()).includes("Hearth's own storage")) throw new Error("the widget does not say which storage it uses");
+      await byId(f, "embed-start").click();
+      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
+      const c = ORACLE.filter(sameSystem)[0];
+      const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
+      const failures = [];
+      compareGreedy(0, r.tokens, oracle16(c), failures);
+      if (failures.length) throw new Error("from Hearth's storage: " + failures.join("\n"));
+      const bytes = modelBytesSent(server.requests.slice(mark));
+      if (bytes) throw new Error(`${bytes} model bytes were downloaded with storage access granted`);
+      // A reload: the grant holds, so Hearth's storage again, with no click.
+      await f.evaluate(() => location.reload());
+      f = await widgetFrame(pg);
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 120000 });
+      if (modelBytesSent(server.requests.slice(mark))) throw new Error("model bytes downloaded after the reload");
+      // The host learnt nothing of which store served the model.
+      const kinds = (await received(pg)).map((m) => JSON.parse(m.data)?.type);
+      if (kinds.some((k) => k !== "ready")) throw new Error(`the host received ${JSON.stringify(kinds)}`);
+    } finally {
+      await pg.close();
+    }
+  });
+
   await b.close();
   await server.stop();
   hostServer.close();

@@ -267,6 +267,93 @@ pub enum ToWorker {
     /// Panics in the worker, for the tests of the page's recovery. Test builds only.
     #[cfg(feature = "test-hooks")]
     Panic,
+    /// From now on keep models in the store the page holds (the widget's page, once the
+    /// visitor granted it Hearth's first-party storage): every store call goes to the page
+    /// as `StoreCall`.
+    UseWindowStore,
+    /// The page's answer to `StoreCall` number `seq`.
+    StoreReply {
+        seq: u32,
+        reply: crate::store::StoreReply,
+    },
+}
+
+/// Bytes as a `Uint8Array` across `postMessage` (serde's default would be an array of
+/// numbers, four million of them per chunk). `#[serde(with = "bytes")]`.
+pub mod bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub struct Visitor;
+
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
+/// [`bytes`] for an `Option<Vec<u8>>`.
+pub mod opt_bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&Bytes(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct Visitor;
+
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Option<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes or nothing")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_byte_buf(super::bytes::Visitor).map(Some)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        d.deserialize_option(Visitor)
+    }
 }
 
 /// What the worker is doing, for progress bars.
@@ -443,6 +530,12 @@ pub enum FromWorker {
     /// starts a fresh one.
     Panicked {
         message: String,
+    },
+    /// Run this on the store the page holds for the worker (after `UseWindowStore`), and
+    /// answer with `StoreReply` and the same `seq`.
+    StoreCall {
+        seq: u32,
+        call: crate::store::StoreCall,
     },
 }
 

@@ -171,6 +171,62 @@ fn parse(data: &JsValue) -> Option<FromHost> {
     FromHost::parse(&text)
 }
 
+/// Which store keeps the widget's models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// The browser's default for an embedded frame: storage of its own per host site.
+    Site,
+    /// Hearth's first-party storage, through the Storage Access API (the page runs the
+    /// worker's store calls on it: `crate::store::Brokered`).
+    Hearth,
+}
+
+/// Whether this browser has the Storage Access API (Chrome and Edge desktop).
+fn storage_access_offered() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| js_sys::Reflect::get(&d, &"requestStorageAccess".into()).ok())
+        .is_some_and(|f| f.is_function())
+}
+
+/// Whether the visitor granted it on an earlier visit (then it is had without a click).
+async fn storage_access_granted() -> bool {
+    async fn query() -> Option<bool> {
+        let permissions = web_sys::window()?.navigator().permissions().ok()?;
+        let desc = js_sys::Object::new();
+        js_sys::Reflect::set(&desc, &"name".into(), &"storage-access".into()).ok()?;
+        let status = wasm_bindgen_futures::JsFuture::from(permissions.query(&desc).ok()?).await.ok()?;
+        Some(js_sys::Reflect::get(&status, &"state".into()).ok()?.as_string()? == "granted")
+    }
+    query().await.unwrap_or(false)
+}
+
+/// Asks for Hearth's first-party IndexedDB (`requestStorageAccess({ indexedDB: true })`),
+/// opens the model store on it, and hands the worker over to it.
+async fn open_first_party_store(ctx: &Ctx, tier: &UseStateHandle<Tier>) -> Result<(), String> {
+    let text = |e: JsValue| e.as_string().unwrap_or_else(|| format!("{e:?}"));
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let request: js_sys::Function = js_sys::Reflect::get(&document, &"requestStorageAccess".into())
+        .map_err(text)?
+        .dyn_into()
+        .map_err(|_| "this browser has no Storage Access API".to_string())?;
+    let types = js_sys::Object::new();
+    js_sys::Reflect::set(&types, &"indexedDB".into(), &true.into()).map_err(text)?;
+    let promise: js_sys::Promise = request.call1(&document, &types).map_err(text)?.dyn_into().map_err(text)?;
+    let handle = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|_| "the browser refused".to_string())?;
+    let factory = js_sys::Reflect::get(&handle, &"indexedDB".into()).map_err(text)?;
+    if !js_sys::Reflect::get(&factory, &"open".into()).is_ok_and(|f| f.is_function()) {
+        return Err("the browser gave no IndexedDB".into());
+    }
+    let store = crate::store::IdbStore::open_on(factory.unchecked_ref()).await.map_err(|e| e.to_string())?;
+    *ctx.window_store.borrow_mut() = Some(Rc::new(store));
+    if let Some(b) = ctx.bridge.borrow().as_ref() {
+        b.send(&crate::protocol::ToWorker::UseWindowStore);
+    }
+    tier.set(Tier::Hearth);
+    Ok(())
+}
+
 fn theme_for(choice: ThemeChoice) -> Theme {
     match choice {
         ThemeChoice::Light => Theme::Light,
@@ -195,18 +251,29 @@ pub fn embed_app() -> Html {
     let bridge = use_mut_ref(|| None::<crate::bridge::Bridge>);
     let keep = use_state(|| web::load_pref(KEEP_PREF).as_deref() == Some("1"));
     let persist = use_memo((), |_| Rc::new(Cell::new(web::load_pref(KEEP_PREF).as_deref() == Some("1"))));
-    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone() };
+    let window_store = use_mut_ref(|| None);
+    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone(), window_store };
+    let tier = use_state(|| Tier::Site);
     let config = use_state(|| env.config.clone());
     let connected = use_state(|| false);
     let link = use_memo((), |_| Rc::new(HostLink::default()));
 
     // Once: the engine, the catalog, kept conversations, then the host's handshake.
     {
-        let (ctx, env, link, config, connected) =
-            (ctx.clone(), env.clone(), (*link).clone(), config.clone(), connected.clone());
+        let (ctx, env, link, config, connected, tier) =
+            (ctx.clone(), env.clone(), (*link).clone(), config.clone(), connected.clone(), tier.clone());
         use_effect_with((), move |_| {
             if env.frame != FrameKind::Sandboxed {
                 start_worker(&ctx);
+                // Access granted on an earlier visit: Hearth's own storage, with no click.
+                if env.frame == FrameKind::Embedded && storage_access_offered() {
+                    let (ctx, tier) = (ctx.clone(), tier.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        if storage_access_granted().await {
+                            let _ = open_first_party_store(&ctx, &tier).await;
+                        }
+                    });
+                }
                 let d = ctx.dispatch.clone();
                 wasm_bindgen_futures::spawn_local(async move {
                     d.dispatch(Action::Catalog(web::fetch_catalog().await));
@@ -348,7 +415,7 @@ pub fn embed_app() -> Html {
                 }
                 <Banners state={state.clone()} />
                 <main class="embed-main">
-                    { body(&state, &env, &config) }
+                    { body(&state, &env, &config, &tier) }
                 </main>
                 <footer class="embed-foot small muted">
                     <span>{ format!("Runs on your device; {host_label} cannot read this chat.") }</span>
@@ -367,7 +434,7 @@ pub fn embed_app() -> Html {
 }
 
 /// What the panel shows: a problem, the model to fetch or start, or the chat.
-fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig) -> Html {
+fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig, tier: &UseStateHandle<Tier>) -> Html {
     let problem = |kind: &str, text: String| {
         html! { <div class="embed-problem" role="alert" data-testid="embed-problem" data-kind={kind.to_string()}>{ text }</div> }
     };
@@ -430,7 +497,7 @@ fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig) -> Htm
         CatalogState::Failed(e) => return problem("catalog", format!("The model list could not be read: {e}")),
         CatalogState::Loading => return html! { <p class="muted">{ "Looking up the model…" }</p> },
     };
-    out.push(html! { <ModelGate state={state.clone()} entry={entry} frame={env.frame} host={env.host.clone()} /> });
+    out.push(html! { <ModelGate state={state.clone()} entry={entry} frame={env.frame} host={env.host.clone()} tier={tier.clone()} /> });
     out.into_iter().collect()
 }
 
@@ -440,6 +507,7 @@ struct GateProps {
     entry: CatalogEntry,
     frame: FrameKind,
     host: Option<String>,
+    tier: UseStateHandle<Tier>,
 }
 
 /// The model before the chat: download (the visitor's confirmed click), resume, or start.
@@ -473,6 +541,11 @@ fn model_gate(props: &GateProps) -> Html {
     let size = e.size.map(util::bytes).unwrap_or_else(|| "size unknown".into());
     let where_kept = match (props.frame, &props.host) {
         (FrameKind::TopLevel, _) => "It is kept in Hearth's storage in this browser.".to_string(),
+        _ if *props.tier == Tier::Hearth => {
+            "It is kept in Hearth's own storage in this browser (you allowed it), shared with the Hearth app \
+             and every site where you allow it."
+                .to_string()
+        }
         (_, Some(h)) => format!(
             "It is kept in this browser for {} only: on another site the model is downloaded again.",
             site_label(h)
@@ -504,6 +577,24 @@ fn model_gate(props: &GateProps) -> Html {
         })
     };
     let progress = props.state.progress.get(&e.id).map(|p| models::progress_bar(&e.id, p));
+    // Chrome's Storage Access API: Hearth's own storage, after the browser asks the visitor.
+    let offer_hearth = props.frame == FrameKind::Embedded
+        && *props.tier == Tier::Site
+        && matches!(status, ModelStatus::None | ModelStatus::Paused)
+        && storage_access_offered();
+    let use_hearth = {
+        let (ctx, tier) = (ctx.clone(), props.tier.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (ctx, tier) = (ctx.clone(), tier.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(why) = open_first_party_store(&ctx, &tier).await {
+                    ctx.dispatch.dispatch(Action::Notify(format!(
+                        "Hearth's own storage is not available here ({why}): models stay stored for this site."
+                    )));
+                }
+            });
+        })
+    };
     let action = match status {
         ModelStatus::None | ModelStatus::Paused if *confirming => html! {
             <div class="embed-confirm" data-testid="embed-confirm">
@@ -548,6 +639,12 @@ fn model_gate(props: &GateProps) -> Html {
             </p>
             { progress.unwrap_or_default() }
             { action }
+            if offer_hearth {
+                <button type="button" class="btn ghost small" data-testid="embed-use-hearth" onclick={use_hearth}
+                    title="Models you downloaded in Hearth, or in this chat on other sites where you allowed it, without a second download">
+                    { "Use models already in Hearth (your browser will ask)" }
+                </button>
+            }
         </section>
     }
 }

@@ -18,7 +18,7 @@ use yew::prelude::*;
 
 use crate::bridge::{Bridge, WorkerBridge};
 use crate::native::{is_native_page, NativeBridge};
-use crate::protocol::{Sampling, ToWorker};
+use crate::protocol::{FromWorker, Sampling, ToWorker};
 use state::{error_advice, kind_name, Action, Boot, Effect, Page, State, Theme};
 
 pub fn start() {
@@ -38,6 +38,8 @@ pub struct Ctx {
     /// Whether conversations are written to IndexedDB: always in the app; in the embedded
     /// widget only once the visitor opts in.
     pub persist: Rc<std::cell::Cell<bool>>,
+    /// The model store this page runs for the worker (the widget with Storage Access), if any.
+    pub window_store: Rc<RefCell<Option<Rc<crate::store::IdbStore>>>>,
 }
 
 impl PartialEq for Ctx {
@@ -58,13 +60,40 @@ fn start_worker(ctx: &Ctx) {
         ctx.dispatch.dispatch(Action::Worker(crate::protocol::FromWorker::Booted));
         return;
     }
+    let (window_store, bridge) = (ctx.window_store.clone(), Rc::downgrade(&ctx.bridge));
     match WorkerBridge::spawn(
-        move |ev| on_event.dispatch(Action::Worker(ev)),
+        move |ev| match ev {
+            FromWorker::StoreCall { seq, call } => serve_store_call(&window_store, &bridge, seq, call),
+            ev => on_event.dispatch(Action::Worker(ev)),
+        },
         move |why| on_death.dispatch(Action::WorkerDied(why)),
     ) {
         Ok(b) => *ctx.bridge.borrow_mut() = Some(Bridge::Worker(b)),
         Err(e) => ctx.dispatch.dispatch(Action::WorkerFailed(e)),
     }
+}
+
+/// Runs a store call of the worker's on the store this page holds, and answers it.
+fn serve_store_call(
+    store: &Rc<RefCell<Option<Rc<crate::store::IdbStore>>>>,
+    bridge: &std::rc::Weak<RefCell<Option<Bridge>>>,
+    seq: u32,
+    call: crate::store::StoreCall,
+) {
+    let (store, bridge) = (store.borrow().clone(), bridge.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        let reply = match store {
+            Some(store) => store.run(call).await,
+            None => crate::store::StoreReply::Failed(crate::store::StoreError::Unavailable(
+                "this page holds no model store for the engine".into(),
+            )),
+        };
+        if let Some(bridge) = bridge.upgrade() {
+            if let Some(b) = bridge.borrow().as_ref() {
+                b.send(&ToWorker::StoreReply { seq, reply });
+            }
+        }
+    });
 }
 
 fn run_effect(effect: Effect, ctx: &Ctx) {
@@ -127,7 +156,8 @@ pub fn app() -> Html {
     let state = use_reducer(|| State::with_theme(web::initial_theme()));
     let bridge = use_mut_ref(|| None::<Bridge>);
     let persist = use_memo((), |_| Rc::new(std::cell::Cell::new(true)));
-    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone() };
+    let window_store = use_mut_ref(|| None);
+    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone(), window_store };
 
     // Start the worker, fetch the catalog, load the history: once.
     {

@@ -726,6 +726,8 @@ impl State {
             | FromWorker::ChatError { .. }
             | FromWorker::ChatEnded { .. } => {}
             FromWorker::Panicked { message } => self.apply(Action::WorkerDied(message)),
+            // Answered by the page's store before the reducer (`app::start_worker`).
+            FromWorker::StoreCall { .. } => {}
         }
     }
 

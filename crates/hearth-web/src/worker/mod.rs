@@ -97,6 +97,12 @@ pub fn start() {
             Ok(ToWorker::Ping { seq }) => post(&FromWorker::Pong { seq }),
             #[cfg(feature = "test-hooks")]
             Ok(ToWorker::Panic) => panic!("a panic asked for by a test"),
+            // Straight from the handler too: a load or download awaits it.
+            Ok(ToWorker::StoreReply { seq, reply }) => {
+                if let Some(Store::Page(broker)) = state().store().as_deref() {
+                    broker.reply(seq, reply);
+                }
+            }
             Ok(ToWorker::Cancel { id }) => {
                 if let Some(cancel) = state().downloads.borrow().get(&id) {
                     cancel.cancel();
@@ -209,6 +215,14 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         ToWorker::Panic => {}
         // Answered in the message handler.
         // Only the native engine has keys.
+        ToWorker::UseWindowStore => {
+            if !st.downloads.borrow().is_empty() || st.loading.borrow().is_some() {
+                return error(ErrorKind::Other, "a download or load is under way: switch storage once it ends", None);
+            }
+            *st.store.borrow_mut() = Some(Rc::new(Store::Page(crate::store::Brokered::default())));
+            list_stored(&st).await;
+        }
+        ToWorker::StoreReply { .. } => {}
         ToWorker::ApiKey { .. } => error(ErrorKind::Other, "the engine in this browser needs no API key", None),
         ToWorker::Stop
         | ToWorker::Cancel { .. }
