@@ -1327,7 +1327,7 @@ async function startHearthServe(extra = []) {
   const b = await openBrowser("widget", [
     "--disable-features=TrackingProtection3pcd",
     "--host-resolver-rules=MAP *.test 127.0.0.1",
-    `--unsafely-treat-insecure-origin-as-secure=${C},${D}`,
+    `--unsafely-treat-insecure-origin-as-secure=${C},${D},${C.replace("c.test", "e.test")},${C.replace("c.test", "f.test")},${C.replace("c.test", "g.test")}`,
   ]);
   const { context, page } = b;
   // What a host page receives and keeps, however it arrives (window messages, and messages
@@ -1380,6 +1380,15 @@ async function startHearthServe(extra = []) {
     );
     const reply = f.locator('[data-testid="message"][data-role="assistant"]').nth(before);
     return { tokens: (await reply.getAttribute("data-tokens")).split(",").filter(Boolean).map(Number), text: await reply.innerText() };
+  }
+  /// The visitor's two-step download: the offer, then the confirmation once it is armed. On
+  /// failure the widget's markup goes into the error (and a screenshot into the output).
+  async function confirmDownload(pg, f, name) {
+    await byId(f, "embed-download").click();
+    await byId(f, "embed-download-confirm").click({ timeout: 10000 }).catch(async (e) => {
+      await shot(pg, `${name}-failed`);
+      throw new Error(`${e}\nthe widget: ${await f.evaluate(() => document.querySelector(".embed")?.outerHTML).catch((x) => x)}`);
+    });
   }
   const oracle16 = (c) => ({ ...c, greedy: c.greedy.slice(0, 16), greedy_top2_margins: c.greedy_top2_margins.slice(0, 16) });
   const CANARY = `canary-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -1545,8 +1554,7 @@ async function startHearthServe(extra = []) {
       const note = await byId(f, "embed-storage-note").innerText();
       if (!note.includes(`for ${C} only`)) throw new Error(`storage note: ${note}`);
       const mark = server.requests.length;
-      await byId(f, "embed-download").click();
-      await byId(f, "embed-download-confirm").click({ timeout: 10000 });
+      await confirmDownload(pg, f, "17-second-site");
       await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "downloading", null, { timeout: 30000 });
       // The server logs a request when it ends: pause the download, then look.
       await byId(f, "embed-cancel").click();
@@ -1677,6 +1685,116 @@ async function startHearthServe(extra = []) {
       // The host learnt nothing of which store served the model.
       const kinds = (await received(pg)).map((m) => JSON.parse(m.data)?.type);
       if (kinds.some((k) => k !== "ready")) throw new Error(`the host received ${JSON.stringify(kinds)}`);
+    } finally {
+      await pg.close();
+    }
+  });
+
+  // Cross-Origin Storage ships today only as a browser extension, so it is stubbed: a store of
+  // whole files keyed by sha256, held in a window the host page opened (so that widgets on
+  // two sites reach the same one, as they would an extension's), in the spec draft's
+  // spelling (`requestFileHandle`) on one site and the explainer's (`requestFileHandles`) on
+  // the other. It checks nothing it is given: the widget must check what it reads.
+  await test("widget: Cross-Origin Storage (stubbed, both spellings): a verified download is shared, and a second site uses it with no download", async () => {
+    const E = `http://e.test:${port}`;
+    const F = `http://f.test:${port}`;
+    const G = `http://g.test:${port}`;
+    await context.addInitScript(([A, F]) => {
+      if (location.origin !== A || window.top === window) return;
+      const plural = location.ancestorOrigins[0] === F;
+      const open = () => {
+        const w = window.open("", "hearth-cos");
+        if (!w || w.location.href === "about:blank") throw new DOMException("no shared-store window", "NotAllowedError");
+        w.__cos ||= { files: new w.Map(), calls: [] };
+        return w;
+      };
+      const handle = (hash, create) => {
+        const w = open();
+        if (!hash || hash.algorithm !== "SHA-256" || !/^[0-9a-f]{64}$/.test(hash.value)) throw new TypeError("bad hash");
+        w.__cos.calls.push({ spelling: plural ? "plural" : "singular", create, value: hash.value });
+        if (!w.__cos.files.has(hash.value) && !create) throw new DOMException("no such file", "NotFoundError");
+        return {
+          getFile: async () => new File([w.__cos.files.get(hash.value)], hash.value),
+          createWritable: async () => {
+            const parts = [];
+            return {
+              write: async (d) => parts.push(new Uint8Array(d)),
+              close: async () => w.__cos.files.set(hash.value, new w.Blob(parts)),
+              abort: async () => {},
+            };
+          },
+        };
+      };
+      const api = plural
+        ? { requestFileHandles: async (hashes, o) => hashes.map((h) => handle(h, !!(o && o.create))) }
+        : { requestFileHandle: async (h, o) => handle(h, !!(o && o.create)) };
+      Object.defineProperty(navigator, "crossOriginStorage", { value: api, configurable: true });
+    }, [A, F]);
+    const pg = await context.newPage();
+    try {
+      // The second site opens from the first as a popup: one browsing context group, as the
+      // stub's store window needs (a frame finds a window by name only within its group).
+      const fUrl = host(F, "/host/f.html", tag(A));
+      const gUrl = host(G, "/host/g.html", tag(A));
+      const opener = `<button id="cos" onclick="window.open('${A}/catalog.json', 'hearth-cos')">open</button>` +
+        `<button id="second" onclick="window.open('${fUrl}')">second site</button>` +
+        `<button id="third" onclick="window.open('${gUrl}')">third site</button>`;
+      await pg.goto(host(E, "/host/e.html", tag(A) + opener));
+      const popup = context.waitForEvent("page");
+      await pg.click("#cos");
+      const store = await popup;
+      await store.waitForLoadState();
+      await launcher(pg).click();
+      let f = await widgetFrame(pg);
+      await byId(f, "embed-gate").waitFor({ timeout: 120000 });
+      await confirmDownload(pg, f, "17-cos");
+      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 600000, polling: 500 });
+      await store.waitForFunction((sha) => window.__cos && window.__cos.files.has(sha) && window.__cos.files.get(sha).size > 0, MODEL_SHA, { timeout: 120000, polling: 250 });
+      const shared = await store.evaluate((sha) => window.__cos.files.get(sha).size, MODEL_SHA);
+      if (shared !== MODEL_SIZE) throw new Error(`the shared copy has ${shared} bytes`);
+
+      // A second site: the model from the shared store, checked, with no download.
+      const mark = server.requests.length;
+      const opened = context.waitForEvent("page");
+      await pg.click("#second");
+      const second = await opened;
+      await launcher(second).click();
+      f = await widgetFrame(second);
+      await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 120000 });
+      if (!(await byId(f, "embed-storage-note").innerText()).includes("shared model storage")) throw new Error("the widget does not say the model is shared");
+      await byId(f, "embed-start").click();
+      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
+      const c = ORACLE.filter(sameSystem)[0];
+      const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
+      const failures = [];
+      compareGreedy(0, r.tokens, oracle16(c), failures);
+      if (failures.length) throw new Error("from the shared store: " + failures.join("\n"));
+      const bytes = modelBytesSent(server.requests.slice(mark));
+      if (bytes) throw new Error(`${bytes} model bytes were downloaded on the second site`);
+      const spellings = new Set(await store.evaluate(() => window.__cos.calls.map((c) => c.spelling)));
+      if (!spellings.has("singular") || !spellings.has("plural")) throw new Error(`spellings used: ${[...spellings]}`);
+      const kinds = (await received(second)).map((m) => JSON.parse(m.data)?.type);
+      if (kinds.some((k) => k !== "ready")) throw new Error(`the host received ${JSON.stringify(kinds)}`);
+      await second.close();
+
+      // A shared copy that no longer matches its hash (one byte changed) is not used.
+      await store.evaluate((sha) => {
+        const files = window.__cos.files;
+        return files.get(sha).arrayBuffer().then((b) => {
+          const bytes = new Uint8Array(b);
+          bytes[bytes.length >> 1] ^= 0xff;
+          files.set(sha, new Blob([bytes]));
+        });
+      }, MODEL_SHA);
+      const openedThird = context.waitForEvent("page");
+      await pg.click("#third");
+      const third = await openedThird;
+      await launcher(third).click();
+      const g = await widgetFrame(third);
+      await g.waitForFunction(() => document.querySelector('[data-testid="error-banner"]')?.getAttribute("data-kind") === "corrupt", null, { timeout: 120000 });
+      if ((await gateState(g)) !== "none") throw new Error(`a damaged shared copy left the model ${await gateState(g)}`);
+      await third.close();
+      await store.close();
     } finally {
       await pg.close();
     }

@@ -271,6 +271,12 @@ pub enum ToWorker {
     /// visitor granted it Hearth's first-party storage): every store call goes to the page
     /// as `StoreCall`.
     UseWindowStore,
+    /// The model file sent beside this message (from the browser's Cross-Origin Storage) is
+    /// this catalog model: check it against the entry's size and sha256, then serve its loads
+    /// from it, with no copy in storage. Answered by `Stored` (listing it) or an error.
+    UseFile {
+        entry: Box<CatalogEntry>,
+    },
     /// The page's answer to `StoreCall` number `seq`.
     StoreReply {
         seq: u32,

@@ -380,10 +380,41 @@ fn unexpected(reply: StoreReply) -> StoreError {
     StoreError::Other(format!("the page answered a store call with {reply:?}"))
 }
 
-/// The worker's model store: its own database, or one the page runs for it.
+/// One verified model file held outside IndexedDB (a `Blob` from the browser's
+/// Cross-Origin Storage), read chunk by chunk like a stored model and checked against the
+/// chunk hashes its verification computed (`worker::download::verify_file`). Read-only.
+pub struct FileModel {
+    pub meta: ModelMeta,
+    pub blob: web_sys::Blob,
+}
+
+impl FileModel {
+    /// Bytes `start..end` of the file.
+    pub async fn slice(blob: &web_sys::Blob, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        let part = blob.slice_with_f64_and_f64(start as f64, end as f64).map_err(|e| StoreError::Other(js_text(&e)))?;
+        let buffer = JsFuture::from(part.array_buffer()).await.map_err(|e| StoreError::Other(js_text(&e)))?;
+        Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    }
+
+    async fn chunk(&self, id: &str, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        let size = self.meta.size.unwrap_or(0);
+        let start = index as u64 * CHUNK;
+        if id != self.meta.id || start >= size {
+            return Ok(None);
+        }
+        FileModel::slice(&self.blob, start, (start + CHUNK).min(size)).await.map(Some)
+    }
+}
+
+/// The worker's model store: its own database, one the page runs for it, or one shared file.
 pub enum Store {
     Own(IdbStore),
     Page(Brokered),
+    File(FileModel),
+}
+
+fn read_only() -> StoreError {
+    StoreError::Other("a model from the browser's shared storage cannot be changed here".into())
 }
 
 impl Store {
@@ -398,6 +429,7 @@ impl Store {
                 StoreReply::Models(m) => Ok(m),
                 other => Err(unexpected(other)),
             },
+            Store::File(f) => Ok(vec![f.meta.clone()]),
         }
     }
 
@@ -408,6 +440,7 @@ impl Store {
                 StoreReply::Meta(m) => Ok(m),
                 other => Err(unexpected(other)),
             },
+            Store::File(f) => Ok((f.meta.id == id).then(|| f.meta.clone())),
         }
     }
 
@@ -415,6 +448,7 @@ impl Store {
         match self {
             Store::Own(s) => s.put_meta(meta).await,
             Store::Page(b) => b.call(StoreCall::PutMeta { meta: meta.clone() }).await.map(drop),
+            Store::File(_) => Err(read_only()),
         }
     }
 
@@ -424,6 +458,7 @@ impl Store {
             Store::Page(b) => {
                 b.call(StoreCall::PutChunk { meta: meta.clone(), index, bytes: bytes.to_vec() }).await.map(drop)
             }
+            Store::File(_) => Err(read_only()),
         }
     }
 
@@ -434,6 +469,7 @@ impl Store {
                 StoreReply::Chunk(c) => Ok(c),
                 other => Err(unexpected(other)),
             },
+            Store::File(f) => f.chunk(id, index).await,
         }
     }
 
@@ -441,6 +477,7 @@ impl Store {
         match self {
             Store::Own(s) => s.delete_chunks(id, from).await,
             Store::Page(b) => b.call(StoreCall::DeleteChunks { id: id.to_string(), from }).await.map(drop),
+            Store::File(_) => Err(read_only()),
         }
     }
 
@@ -448,6 +485,7 @@ impl Store {
         match self {
             Store::Own(s) => s.delete(id).await,
             Store::Page(b) => b.call(StoreCall::Delete { id: id.to_string() }).await.map(drop),
+            Store::File(_) => Err(read_only()),
         }
     }
 }

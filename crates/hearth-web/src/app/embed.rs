@@ -179,6 +179,8 @@ enum Tier {
     /// Hearth's first-party storage, through the Storage Access API (the page runs the
     /// worker's store calls on it: `crate::store::Brokered`).
     Hearth,
+    /// A checked copy from the browser's Cross-Origin Storage, shared by every site.
+    Shared,
 }
 
 /// Whether this browser has the Storage Access API (Chrome and Edge desktop).
@@ -225,6 +227,93 @@ async fn open_first_party_store(ctx: &Ctx, tier: &UseStateHandle<Tier>) -> Resul
     }
     tier.set(Tier::Hearth);
     Ok(())
+}
+
+/// `navigator.crossOriginStorage`, where the browser (today, an extension) offers it: whole
+/// files shared across origins, keyed by their sha256.
+fn cross_origin_storage() -> Option<JsValue> {
+    let navigator = web_sys::window()?.navigator();
+    js_sys::Reflect::get(&navigator, &"crossOriginStorage".into()).ok().filter(|v| v.is_object())
+}
+
+fn js_text(e: &JsValue) -> String {
+    let name = js_sys::Reflect::get(e, &"name".into()).ok().and_then(|v| v.as_string());
+    let message = js_sys::Reflect::get(e, &"message".into()).ok().and_then(|v| v.as_string());
+    match (name, message) {
+        (Some(n), Some(m)) => format!("{n}: {m}"),
+        _ => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+/// Calls `object.name(args…)` and awaits the promise it returns.
+async fn call_async(object: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = js_sys::Reflect::get(object, &name.into())?.dyn_into()?;
+    let result = f.apply(object, &args.iter().collect::<js_sys::Array>())?;
+    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&result)).await
+}
+
+/// The Cross-Origin Storage file handle for `sha256` (hex), created if `create`; `None` if
+/// it holds no such file. The API changed its spelling in 2026: the spec draft's
+/// `requestFileHandle(hash, options)` and the explainer's `requestFileHandles([hash],
+/// options)` are both used.
+async fn cos_handle(cos: &JsValue, sha256: &str, create: bool) -> Result<Option<JsValue>, String> {
+    let hash = js_sys::Object::new();
+    let options = js_sys::Object::new();
+    let set = |o: &js_sys::Object, k: &str, v: JsValue| js_sys::Reflect::set(o, &k.into(), &v).map(drop);
+    set(&hash, "algorithm", "SHA-256".into()).and(set(&hash, "value", sha256.into())).map_err(|e| js_text(&e))?;
+    set(&options, "create", create.into()).map_err(|e| js_text(&e))?;
+    let singular = js_sys::Reflect::get(cos, &"requestFileHandle".into()).is_ok_and(|f| f.is_function());
+    let result = if singular {
+        call_async(cos, "requestFileHandle", &[hash.into(), options.into()]).await
+    } else {
+        let list: js_sys::Array = std::iter::once(JsValue::from(hash)).collect();
+        call_async(cos, "requestFileHandles", &[list.into(), options.into()])
+            .await
+            .map(|handles| js_sys::Array::from(&handles).get(0))
+    };
+    match result {
+        Ok(handle) if handle.is_object() => Ok(Some(handle)),
+        Ok(_) => Ok(None),
+        Err(e) if js_text(&e).starts_with("NotFoundError") => Ok(None),
+        Err(e) => Err(js_text(&e)),
+    }
+}
+
+/// The shared file for `entry`, if Cross-Origin Storage has one (not yet checked: the worker
+/// checks it before use).
+async fn shared_file(entry: &CatalogEntry) -> Option<web_sys::File> {
+    let (cos, sha) = (cross_origin_storage()?, entry.sha256.as_ref()?);
+    let handle = cos_handle(&cos, sha, false).await.ok()??;
+    let file = call_async(&handle, "getFile", &[]).await.ok()?;
+    // Unchecked: an extension's file may come from another realm, which `instanceof` refuses.
+    js_sys::Reflect::get(&file, &"size".into()).ok()?.as_f64()?;
+    Some(file.unchecked_into())
+}
+
+/// Copies a complete, verified model from `store` into Cross-Origin Storage (unless it is
+/// there already), each chunk checked against its hash on the way: only verified files go
+/// into the shared store.
+async fn promote(store: &crate::store::IdbStore, id: &str, cos: &JsValue) -> Result<(), String> {
+    use sha2::Digest;
+    let meta = store.meta(id).await.map_err(|e| e.to_string())?;
+    let Some(meta) = meta.filter(|m| m.complete && m.verified) else { return Ok(()) };
+    let Some(sha) = meta.sha256.clone() else { return Ok(()) };
+    if cos_handle(cos, &sha, false).await?.is_some() {
+        return Ok(());
+    }
+    let handle = cos_handle(cos, &sha, true).await?.ok_or("the shared store made no file")?;
+    let writable = call_async(&handle, "createWritable", &[]).await.map_err(|e| js_text(&e))?;
+    for (index, expected) in meta.chunk_sha.iter().enumerate() {
+        let bytes = store.chunk(id, index).await.map_err(|e| e.to_string())?.unwrap_or_default();
+        if crate::worker::source::hex(&sha2::Sha256::digest(&bytes)) != *expected {
+            let _ = call_async(&writable, "abort", &[]).await;
+            return Err(format!("stored chunk {index} failed its check"));
+        }
+        call_async(&writable, "write", &[js_sys::Uint8Array::from(bytes.as_slice()).into()])
+            .await
+            .map_err(|e| js_text(&e))?;
+    }
+    call_async(&writable, "close", &[]).await.map_err(|e| js_text(&e)).map(drop)
 }
 
 fn theme_for(choice: ThemeChoice) -> Theme {
@@ -394,6 +483,30 @@ pub fn embed_app() -> Html {
             }
         })
     };
+    // Verified models go into the browser's shared store (where there is one), for the
+    // widget on other sites; the host learns nothing of it.
+    {
+        let promoted = use_mut_ref(std::collections::HashSet::<String>::new);
+        let window_store = ctx.window_store.clone();
+        use_effect_with(state.stored.clone(), move |stored| {
+            let Some(cos) = cross_origin_storage() else { return };
+            for m in stored.iter().filter(|m| m.complete && m.verified) {
+                if !promoted.borrow_mut().insert(m.id.clone()) {
+                    continue;
+                }
+                let (cos, id, window_store) = (cos.clone(), m.id.clone(), window_store.borrow().clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let store = match window_store {
+                        Some(s) => Ok(s),
+                        None => crate::store::IdbStore::open().await.map(Rc::new).map_err(|e| e.to_string()),
+                    };
+                    if let Err(e) = async { promote(&*store?, &id, &cos).await }.await {
+                        web_sys::console::warn_1(&format!("Hearth: {id} was not shared across sites: {e}").into());
+                    }
+                });
+            }
+        });
+    }
     let busy = state.generation.is_some();
 
     html! {
@@ -520,6 +633,26 @@ fn model_gate(props: &GateProps) -> Html {
     let want_chat = use_state(|| false);
     let e = &props.entry;
     let status = props.state.status(&e.id);
+    // Not stored on this site: a checked copy from the browser's shared store, if it has one.
+    {
+        let tried = use_mut_ref(std::collections::HashSet::<String>::new);
+        let (entry, bridge, tier, ready) =
+            (e.clone(), ctx.bridge.clone(), props.tier.clone(), props.state.boot == Boot::Ready);
+        use_effect_with((status, e.id.clone(), ready), move |(status, id, ready)| {
+            if *ready
+                && matches!(status, ModelStatus::None | ModelStatus::Paused)
+                && tried.borrow_mut().insert(id.clone())
+            {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let Some(file) = shared_file(&entry).await else { return };
+                    if let Some(b) = bridge.borrow().as_ref() {
+                        b.send_file(&crate::protocol::ToWorker::UseFile { entry: Box::new(entry) }, &file);
+                        tier.set(Tier::Shared);
+                    }
+                });
+            }
+        });
+    }
     {
         let (want, d, id, ready) =
             (want_chat.clone(), ctx.dispatch.clone(), e.id.clone(), props.state.boot == Boot::Ready);
@@ -541,6 +674,10 @@ fn model_gate(props: &GateProps) -> Html {
     let size = e.size.map(util::bytes).unwrap_or_else(|| "size unknown".into());
     let where_kept = match (props.frame, &props.host) {
         (FrameKind::TopLevel, _) => "It is kept in Hearth's storage in this browser.".to_string(),
+        _ if *props.tier == Tier::Shared => {
+            "It comes from your browser's shared model storage (checked before use), which every site can use."
+                .to_string()
+        }
         _ if *props.tier == Tier::Hearth => {
             "It is kept in Hearth's own storage in this browser (you allowed it), shared with the Hearth app \
              and every site where you allow it."

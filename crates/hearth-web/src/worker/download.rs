@@ -524,6 +524,62 @@ pub async fn import_file(
     verify(store, writer.meta, &cancel).await
 }
 
+/// Checks a model file from the browser's shared storage before anything of it is used: its
+/// size and whole-file sha256 against the catalog's, reading it once in store-sized chunks
+/// and keeping each chunk's hash, so the load checks every chunk again as it reads it (a file
+/// that changes afterwards is caught too).
+pub async fn verify_file(
+    blob: web_sys::Blob,
+    entry: &CatalogEntry,
+    cancel: &Cancel,
+) -> Result<crate::store::FileModel, DownloadError> {
+    let (Some(size), Some(expected)) = (entry.size, entry.sha256.clone()) else {
+        return Err(DownloadError::Corrupt(
+            "a shared file is used only for a model with a published size and sha256".into(),
+        ));
+    };
+    let total = blob.size() as u64;
+    if total != size {
+        return Err(DownloadError::Corrupt(format!("the shared copy has {total} bytes, the model {size}: not used")));
+    }
+    let mut progress = Progress::new(&entry.id, Phase::Verifying, 0);
+    let (mut file, mut chunk_sha, mut done) = (Sha256::new(), Vec::new(), 0u64);
+    while done < total {
+        if cancel.is_set() {
+            return Err(DownloadError::Cancelled);
+        }
+        let bytes = crate::store::FileModel::slice(&blob, done, (done + CHUNK).min(total)).await?;
+        if bytes.is_empty() {
+            return Err(DownloadError::Corrupt("the shared copy ended early: not used".into()));
+        }
+        file.update(&bytes);
+        chunk_sha.push(hex(&Sha256::digest(&bytes)));
+        done += bytes.len() as u64;
+        progress.report(done, total, false);
+    }
+    let sha = hex(&file.finalize());
+    if sha != expected {
+        return Err(DownloadError::Corrupt(format!(
+            "the shared copy's sha256 is {sha}, the model's {expected}: it is not used"
+        )));
+    }
+    let meta = ModelMeta {
+        id: entry.id.clone(),
+        name: entry.name.clone(),
+        url: entry.url.clone(),
+        size: Some(size),
+        size_pinned: true,
+        validator: None,
+        expected_sha256: Some(expected),
+        chunk_sha,
+        complete: true,
+        sha256: Some(sha),
+        verified: true,
+        default_context: entry.default_context,
+    };
+    Ok(crate::store::FileModel { meta, blob })
+}
+
 /// Reads every stored chunk back, checks it against its own hash and the whole file against
 /// the published sha256, and marks the model complete. A mismatch deletes the bytes.
 async fn verify(store: &Store, mut meta: ModelMeta, cancel: &Cancel) -> Result<ModelMeta, DownloadError> {

@@ -6,7 +6,7 @@
 mod api;
 mod download;
 mod session;
-mod source;
+pub(crate) mod source;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -58,6 +58,8 @@ struct State {
     downloads: RefCell<HashMap<String, Rc<download::Cancel>>>,
     /// The model being loaded onto the GPU: it cannot be deleted meanwhile.
     loading: RefCell<Option<String>>,
+    /// Models served from checked files of the browser's shared storage (`UseFile`), by id.
+    files: RefCell<HashMap<String, Rc<Store>>>,
     /// Memory plans of stored models on the open adapter, by (id, sha256).
     plans: RefCell<HashMap<(String, String), crate::protocol::PlanSummary>>,
     /// The JS API's request queue.
@@ -177,6 +179,7 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
             if st.session.borrow().as_ref().is_some_and(|s| s.info.id == id) {
                 *st.session.borrow_mut() = None;
             }
+            st.files.borrow_mut().remove(&id);
             if let Err(e) = store.delete(&id).await {
                 error(ErrorKind::Other, e.to_string(), Some(&id));
             }
@@ -215,6 +218,24 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
         ToWorker::Panic => {}
         // Answered in the message handler.
         // Only the native engine has keys.
+        ToWorker::UseFile { entry } => {
+            if let Err(e) = check_id(&entry.id, Origin::Catalog) {
+                return error(ErrorKind::Other, format!("refused shared file: {e}"), Some(&entry.id));
+            }
+            let Some(file) = file else {
+                return error(ErrorKind::Other, "no file came with the request", Some(&entry.id));
+            };
+            let Some(cancel) = track(&st, &entry.id) else { return };
+            let checked = download::verify_file(file.into(), &entry, &cancel).await;
+            st.downloads.borrow_mut().remove(&entry.id);
+            match checked {
+                Ok(model) => {
+                    st.files.borrow_mut().insert(entry.id.clone(), Rc::new(Store::File(model)));
+                    list_stored(&st).await;
+                }
+                Err(e) => error(e.kind(), e.to_string(), Some(&entry.id)),
+            }
+        }
         ToWorker::UseWindowStore => {
             if !st.downloads.borrow().is_empty() || st.loading.borrow().is_some() {
                 return error(ErrorKind::Other, "a download or load is under way: switch storage once it ends", None);
@@ -293,6 +314,16 @@ async fn list_stored(st: &State) {
         let mut summary = meta.summary();
         summary.plan = plan(st, &store, meta).await;
         models.push(summary);
+    }
+    // Models served from shared files, unless storage has a complete copy too.
+    let files: Vec<Rc<Store>> = st.files.borrow().values().cloned().collect();
+    for file in files {
+        let Store::File(f) = &*file else { continue };
+        if !stored.iter().any(|m| m.id == f.meta.id && m.complete) {
+            let mut summary = f.meta.summary();
+            summary.plan = plan(st, &file, &f.meta).await;
+            models.push(summary);
+        }
     }
     let (quota, usage) = match download::storage_estimate().await {
         Some((q, u)) => (Some(q), Some(u)),
@@ -441,7 +472,19 @@ async fn load(st: &Rc<State>, id: &str, context: u32) {
 }
 
 async fn load_inner(st: &Rc<State>, id: &str, context: u32) -> Result<Session, (ErrorKind, String)> {
-    let (Some(store), Some(gpu)) = (st.store(), st.gpu()) else {
+    // A complete copy in storage first, else a checked shared file.
+    let mut store = st.store();
+    let file = st.files.borrow().get(id).cloned();
+    if let Some(file) = file {
+        let stored = match &store {
+            Some(s) => s.meta(id).await.ok().flatten().is_some_and(|m| m.complete),
+            None => false,
+        };
+        if !stored {
+            store = Some(file);
+        }
+    }
+    let (Some(store), Some(gpu)) = (store, st.gpu()) else {
         return Err((ErrorKind::NoWebGpu, "no GPU: Hearth needs WebGPU to run a model".into()));
     };
     // Free the previous model's GPU memory first.
