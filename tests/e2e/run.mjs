@@ -996,7 +996,7 @@ const metrics = {};
 // here): the app says so and points to the native CLI.
 {
   const server = await startServer();
-  await test("no WebGPU: the app says so and points to the hearth CLI", async () => {
+  await test("no WebGPU: the app says so and points to the hearth CLI; so does the widget, which tells its host only the error kind", async () => {
     const profile = mkdtempSync(join(tmpdir(), "hearth-e2e-nogpu-"));
     const context = await chromium.launchPersistentContext(profile, {
       executablePath: process.env.HEARTH_CHROMIUM || "/usr/bin/chromium",
@@ -1012,6 +1012,37 @@ const metrics = {};
       const text = await page.locator("body").innerText();
       if (!/WebGPU/.test(text) || !/hearth/.test(text)) throw new Error(`no actionable message: ${text.slice(0, 500)}`);
       await shot(page, "10-no-webgpu-mobile");
+
+      // The widget in the same browser, embedded by another site (here, as by default in this
+      // Chromium, a cross-site frame also gets no storage): it says so, and the host learns
+      // only "ready" and the coarse error kind.
+      const hostServer = http.createServer((req, res) =>
+        res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><body><script>
+          window.__received = [];
+          const d = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+          Object.defineProperty(MessagePort.prototype, "onmessage", { get() { return d.get.call(this); },
+            set(fn) { d.set.call(this, (e) => { __received.push(JSON.stringify(e.data)); return fn && fn(e); }); } });
+          addEventListener("message", (e) => __received.push(JSON.stringify(e.data)));
+        </script><script src="${server.url}embed.js" async></script></body>`));
+      await new Promise((r) => hostServer.listen(0, "127.0.0.1", r));
+      try {
+        await page.goto(`http://localhost:${hostServer.address().port}/`);
+        await page.locator("[data-hearth-embed] button.launcher").click();
+        let f = null;
+        for (let i = 0; i < 300 && !f; i++) {
+          f = page.frames().find((x) => x.url().includes("/embed.html"));
+          if (!f) await page.waitForTimeout(100);
+        }
+        if (!f) throw new Error("no widget frame");
+        await f.waitForSelector('[data-testid="embed-problem"][data-kind="no-webgpu"]', { timeout: 120000 });
+        await page.waitForFunction(() => window.__received.some((m) => m.includes("no_webgpu")), null, { timeout: 10000 });
+        const got = (await page.evaluate(() => window.__received)).map((m) => JSON.parse(m));
+        const kinds = got.map((m) => (m.type === "error" ? `error:${m.kind}` : m.type));
+        if (kinds.some((k) => !["ready", "error:no_webgpu"].includes(k))) throw new Error(`the host received ${JSON.stringify(got)}`);
+        await f.waitForSelector('[data-testid="error-banner"][data-kind="no_storage"]', { timeout: 30000 });
+      } finally {
+        hostServer.close();
+      }
     } finally {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
@@ -1564,10 +1595,17 @@ async function startHearthServe(extra = []) {
         asked = server.requests.slice(mark).filter((l) => l.startsWith("GET /models/"));
       }
       if (!asked.length) throw new Error("no model request on the second site");
-      // The app itself, first-party on Hearth's origin, has not got it either.
-      await pg.goto(`${A}/`);
-      await openModels(pg);
-      const state = await byId(pg, `model-card-${MODEL_ID}`).getAttribute("data-state");
+      // "Open in Hearth": the app, first-party on Hearth's origin, in its own tab; it has
+      // not got the model either.
+      const opened = context.waitForEvent("page");
+      await byId(f, "embed-open-app").click();
+      const app = await opened;
+      await app.waitForLoadState();
+      if (app.url() !== `${A}/`) throw new Error(`"Open in Hearth" opened ${app.url()}`);
+      if (await app.evaluate(() => window.opener !== null)) throw new Error("the app tab keeps a handle on the widget");
+      await openModels(app);
+      const state = await byId(app, `model-card-${MODEL_ID}`).getAttribute("data-state");
+      await app.close();
       if (state !== "none") throw new Error(`the first-party app sees the model as ${state}`);
     } finally {
       await pg.close();
