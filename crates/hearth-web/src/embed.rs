@@ -226,9 +226,32 @@ impl Default for AllowList {
 
 impl AllowList {
     pub fn allows(&self, origin: &str) -> bool {
-        // An opaque origin (a sandboxed host) is no origin to trust.
-        origin != "null" && self.embedders.iter().any(|e| e == "*" || e.trim_end_matches('/') == origin)
+        // Only a real origin: not an opaque one ("null", a sandboxed host), never "*".
+        parse_origin(origin).is_some_and(|o| o == origin)
+            && self.embedders.iter().any(|e| e == "*" || e.trim_end_matches('/') == origin)
     }
+}
+
+/// `text` if it is an http(s) origin as browsers write one (`https://host[:port]`, nothing
+/// after it): the loader's `host=` claim is used as a `postMessage` target only if it is.
+pub fn parse_origin(text: &str) -> Option<&str> {
+    let (scheme, authority) = text.split_once("://")?;
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (inside, after) = v6.split_once(']')?;
+            (!inside.is_empty() && inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':'), after)
+        }
+        None => {
+            let end = authority.find(':').unwrap_or(authority.len());
+            let host = &authority[..end];
+            let ok = !host.is_empty()
+                && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'));
+            (ok, &authority[end..])
+        }
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    (matches!(scheme, "http" | "https") && host_ok && port_ok).then_some(text)
 }
 
 /// Where the widget runs, as far as storage goes.
@@ -333,9 +356,42 @@ mod tests {
     }
 
     #[test]
+    fn origins() {
+        for good in [
+            "https://a.example",
+            "http://localhost:8081",
+            "http://127.0.0.1:9",
+            "http://[::1]:80",
+            "https://xn--bcher-kva.example",
+        ] {
+            assert_eq!(parse_origin(good), Some(good), "{good}");
+        }
+        for bad in [
+            "*",
+            "null",
+            "",
+            "https://",
+            "https://a.example/",
+            "https://a.example/x",
+            "javascript:alert(1)",
+            "https://A.example",
+            "https://a.example:",
+            "https://a.example:123456",
+            "ftp://a.example",
+            "https://a b",
+            "https://a.example?x",
+            "https://user@a.example",
+        ] {
+            assert_eq!(parse_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn allow_list() {
         let any = AllowList::default();
         assert!(any.allows("https://a.example") && !any.allows("null"));
+        // Even a list open to every site never lets "*" (or a non-origin) through as a target.
+        assert!(!any.allows("*") && !any.allows("https://a.example/path"));
         let list: AllowList =
             serde_json::from_str(r#"{"embedders":["https://a.example/","http://localhost:8081"]}"#).unwrap();
         assert!(list.allows("https://a.example") && list.allows("http://localhost:8081"));

@@ -133,6 +133,9 @@ pub struct StoredModel {
     /// The engine's memory plan for this model on this adapter, once it is stored.
     #[serde(default)]
     pub plan: Option<PlanSummary>,
+    /// Served from a checked file of the browser's shared storage, not from this store.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// `hearth_gpu::MemoryPlan` for a stored model at its default context, on the open adapter:
@@ -595,6 +598,46 @@ mod tests {
 
     /// The hooks the browser tests use are refused by the builds people get.
     #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn brokered_store_calls_survive_the_message_shapes() {
+        use crate::store::{StoreCall, StoreError, StoreReply};
+        let bytes: Vec<u8> = (0..=255).collect();
+        for reply in [
+            StoreReply::Chunk(Some(bytes.clone())),
+            StoreReply::Chunk(Some(Vec::new())),
+            StoreReply::Chunk(None),
+            StoreReply::Done,
+            StoreReply::Failed(StoreError::Quota("full".into())),
+        ] {
+            let msg = ToWorker::StoreReply { seq: 7, reply: reply.clone() };
+            let back: ToWorker = serde_json::from_str(&serde_json::to_string(&msg).unwrap()).unwrap();
+            assert_eq!(back, msg);
+        }
+        let meta = crate::store::ModelMeta {
+            id: "m".into(),
+            name: "m.gguf".into(),
+            url: "models/m.gguf".into(),
+            size: Some(256),
+            size_pinned: true,
+            validator: None,
+            expected_sha256: None,
+            chunk_sha: vec!["ab".repeat(32)],
+            complete: false,
+            sha256: None,
+            verified: false,
+            default_context: 2048,
+        };
+        for call in [
+            StoreCall::Chunk { id: "m".into(), index: 3 },
+            StoreCall::PutChunk { meta, index: 0, bytes },
+            StoreCall::Models,
+        ] {
+            let msg = FromWorker::StoreCall { seq: 1, call };
+            let back: FromWorker = serde_json::from_str(&serde_json::to_string(&msg).unwrap()).unwrap();
+            assert_eq!(back, msg);
+        }
+    }
+
     #[test]
     fn release_builds_refuse_test_hooks() {
         for hook in ["SimulateDeviceLoss", "Panic"] {

@@ -82,6 +82,7 @@ impl ModelMeta {
             sha256: self.sha256.clone(),
             verified: self.verified,
             plan: None,
+            shared: false,
         }
     }
 }

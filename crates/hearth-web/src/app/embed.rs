@@ -21,7 +21,8 @@ use super::chat::{Composer, MessageList, SettingsPanel, Stats};
 use super::state::{Action, Boot, CatalogState, ModelStatus, State, Theme};
 use super::{history, models, run_effect, start_worker, util, web, Banners, Ctx, Toasts};
 use crate::embed::{
-    form_pairs, site_label, AllowList, EmbedConfig, FrameKind, FromHost, HostErrorKind, ThemeChoice, ToHost,
+    form_pairs, parse_origin, site_label, AllowList, EmbedConfig, FrameKind, FromHost, HostErrorKind, ThemeChoice,
+    ToHost,
 };
 use crate::protocol::CatalogEntry;
 
@@ -36,15 +37,19 @@ const ARM_MS: u32 = 800;
 struct Env {
     frame: FrameKind,
     /// The embedding page's origin: the browser's `location.ancestorOrigins[0]` where it has
-    /// one, else the `host=` the loader put in the URL (checked against the handshake's real
-    /// sender either way).
+    /// one, else the `host=` the loader put in the URL if it is an origin (checked against the
+    /// handshake's real sender either way).
     host: Option<String>,
-    config: EmbedConfig,
+    /// `host` as the browser said it (`ancestorOrigins`), not as the URL claims it.
+    verified: bool,
+    /// The iframe's query string settings (plain `<iframe>` embeds): applied only once the
+    /// host is known to be on the allow-list, and never to a page opened on its own.
+    url_config: EmbedConfig,
 }
 
 fn read_env() -> Env {
     let Some(window) = web_sys::window() else {
-        return Env { frame: FrameKind::Embedded, host: None, config: EmbedConfig::default() };
+        return Env { frame: FrameKind::Embedded, host: None, verified: false, url_config: EmbedConfig::default() };
     };
     let location = window.location();
     let query = location.search().unwrap_or_default();
@@ -56,10 +61,24 @@ fn read_env() -> Env {
     let ancestor = js_sys::Reflect::get(&location, &"ancestorOrigins".into())
         .ok()
         .and_then(|v| v.dyn_into::<web_sys::DomStringList>().ok())
-        .and_then(|list| list.item(0));
+        .and_then(|list| list.item(0))
+        .filter(|o| parse_origin(o).is_some());
     let claimed = form_pairs(&query).into_iter().find(|(k, _)| k == "host").map(|(_, v)| v);
+    let claimed = claimed.filter(|o| parse_origin(o).is_some());
+    let verified = ancestor.is_some();
     let host = if top_level { None } else { ancestor.or(claimed) };
-    Env { frame, host, config: EmbedConfig::from_query(&query) }
+    Env { frame, host, verified, url_config: EmbedConfig::from_query(&query) }
+}
+
+/// The host's settings so far: each message adds to what earlier ones set.
+#[derive(Default, PartialEq)]
+struct ConfigState(EmbedConfig);
+
+impl Reducible for ConfigState {
+    type Action = EmbedConfig;
+    fn reduce(self: Rc<Self>, update: EmbedConfig) -> Rc<Self> {
+        Rc::new(ConfigState(self.0.clone().merged(update)))
+    }
 }
 
 type OnMessage = Closure<dyn FnMut(web_sys::MessageEvent)>;
@@ -110,8 +129,9 @@ fn record_sent(target: &str, data: &JsValue) {
     }
 }
 
-/// `embed-allow.json` (the deployment's allow-list); the default (any site) if it is missing.
-async fn fetch_allow_list() -> AllowList {
+/// `embed-allow.json` (the deployment's allow-list); `None` (no site allowed) if it cannot
+/// be read.
+async fn fetch_allow_list() -> Option<AllowList> {
     async fn fetch() -> Option<AllowList> {
         let window = web_sys::window()?;
         let resp = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str("embed-allow.json")).await.ok()?;
@@ -122,7 +142,7 @@ async fn fetch_allow_list() -> AllowList {
         let text = wasm_bindgen_futures::JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
         serde_json::from_str(&text).ok()
     }
-    fetch().await.unwrap_or_default()
+    fetch().await
 }
 
 /// Starts listening for the host's handshake (from `window.parent` only, from its origin
@@ -179,8 +199,6 @@ enum Tier {
     /// Hearth's first-party storage, through the Storage Access API (the page runs the
     /// worker's store calls on it: `crate::store::Brokered`).
     Hearth,
-    /// A checked copy from the browser's Cross-Origin Storage, shared by every site.
-    Shared,
 }
 
 /// Whether this browser has the Storage Access API (Chrome and Edge desktop).
@@ -269,7 +287,8 @@ async fn cos_handle(cos: &JsValue, sha256: &str, create: bool) -> Result<Option<
         let list: js_sys::Array = std::iter::once(JsValue::from(hash)).collect();
         call_async(cos, "requestFileHandles", &[list.into(), options.into()])
             .await
-            .map(|handles| js_sys::Array::from(&handles).get(0))
+            // The first handle, read without assuming an array (a bad answer is just no file).
+            .map(|handles| js_sys::Reflect::get(&handles, &0.into()).unwrap_or(JsValue::UNDEFINED))
     };
     match result {
         Ok(handle) if handle.is_object() => Ok(Some(handle)),
@@ -341,9 +360,19 @@ pub fn embed_app() -> Html {
     let keep = use_state(|| web::load_pref(KEEP_PREF).as_deref() == Some("1"));
     let persist = use_memo((), |_| Rc::new(Cell::new(web::load_pref(KEEP_PREF).as_deref() == Some("1"))));
     let window_store = use_mut_ref(|| None);
-    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone(), window_store };
+    let ctx = Ctx {
+        dispatch: state.dispatcher(),
+        bridge: bridge.clone(),
+        persist: (*persist).clone(),
+        window_store,
+        chats_db: history::WIDGET,
+    };
     let tier = use_state(|| Tier::Site);
-    let config = use_state(|| env.config.clone());
+    // What the URL may set before the host is checked: the model and the theme.
+    let config = use_reducer(|| {
+        let u = &env.url_config;
+        ConfigState(EmbedConfig { model: u.model.clone(), theme: u.theme, ..EmbedConfig::default() })
+    });
     let connected = use_state(|| false);
     let link = use_memo((), |_| Rc::new(HostLink::default()));
 
@@ -370,7 +399,7 @@ pub fn embed_app() -> Html {
                 if ctx.persist.get() {
                     let d = ctx.dispatch.clone();
                     wasm_bindgen_futures::spawn_local(async move {
-                        if let Ok(convs) = history::load_all().await {
+                        if let Ok(convs) = history::load_all(history::WIDGET).await {
                             // The visitor comes back to where they were: the latest conversation.
                             let latest =
                                 convs.iter().max_by(|a, b| a.updated.total_cmp(&b.updated)).map(|c| c.id.clone());
@@ -383,16 +412,22 @@ pub fn embed_app() -> Html {
                 }
             }
             if let Some(host) = env.host.clone() {
-                let on_host = Callback::from(move |msg: FromHost| match msg {
-                    FromHost::Configure { config: c, .. } | FromHost::Connect { config: c, .. } => {
-                        connected.set(true);
-                        config.set((*config).clone().merged(c));
-                    }
-                    // The host's launcher shows or hides the frame; nothing to do inside.
-                    FromHost::Open { .. } | FromHost::Close { .. } => {}
-                });
+                let dispatch = config.dispatcher();
+                let on_host = {
+                    let dispatch = dispatch.clone();
+                    Callback::from(move |msg: FromHost| match msg {
+                        FromHost::Configure { config: c, .. } | FromHost::Connect { config: c, .. } => {
+                            connected.set(true);
+                            dispatch.dispatch(c);
+                        }
+                        // The host's launcher shows or hides the frame; nothing to do inside.
+                        FromHost::Open { .. } | FromHost::Close { .. } => {}
+                    })
+                };
+                let url_config = env.url_config.clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    if fetch_allow_list().await.allows(&host) {
+                    if fetch_allow_list().await.is_some_and(|list| list.allows(&host)) {
+                        dispatch.dispatch(url_config);
                         connect_host(&link, host, on_host);
                         if matches!(env.frame, FrameKind::Sandboxed | FrameKind::Credentialless) {
                             link.send(ToHost::Error { kind: HostErrorKind::UnsupportedFrame });
@@ -411,11 +446,11 @@ pub fn embed_app() -> Html {
         });
     }
     {
-        let (system, d) = (config.system.clone(), ctx.dispatch.clone());
+        let (system, d) = (config.0.system.clone(), ctx.dispatch.clone());
         use_effect_with(system, move |s| d.dispatch(Action::SetSystemPrompt(s.clone().unwrap_or_default())));
     }
     {
-        let theme = theme_for(config.theme.unwrap_or_default());
+        let theme = theme_for(config.0.theme.unwrap_or_default());
         let d = ctx.dispatch.clone();
         use_effect_with(theme, move |t| {
             d.dispatch(Action::SetTheme(*t));
@@ -423,7 +458,7 @@ pub fn embed_app() -> Html {
         });
     }
     {
-        let title = config.title.clone();
+        let title = config.0.title.clone();
         use_effect_with(title, move |t| {
             if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
                 doc.set_title(&format!("{} · Hearth", t.as_deref().unwrap_or("Chat")));
@@ -443,8 +478,23 @@ pub fn embed_app() -> Html {
         let app_state = state.app_state();
         use_effect_with(app_state, move |s| web::set_body_state(s));
     }
+    // A restarted worker opens its own store: point it at the page's again.
+    {
+        let ready = state.boot == Boot::Ready;
+        let ctx = ctx.clone();
+        use_effect_with(ready, move |ready| {
+            if *ready && ctx.window_store.borrow().is_some() {
+                if let Some(b) = ctx.bridge.borrow().as_ref() {
+                    b.send(&crate::protocol::ToWorker::UseWindowStore);
+                }
+            }
+        });
+    }
 
-    let host_label = env.host.as_deref().map(site_label).unwrap_or("the page that embeds this chat").to_string();
+    // A site is named only as the browser or the handshake vouches for it.
+    let vouched = env.host.as_deref().filter(|_| env.verified || *connected);
+    let host_label = vouched.map(site_label).unwrap_or("the page that embeds this chat").to_string();
+    let config = &config.0;
     let title = config.title.clone().unwrap_or_else(|| "Chat".into());
     let close = connected.then(|| {
         let link = (*link).clone();
@@ -470,14 +520,14 @@ pub fn embed_app() -> Html {
                 web::save_pref(KEEP_PREF, "1");
                 wasm_bindgen_futures::spawn_local(async move {
                     for c in convs {
-                        let _ = history::save(c).await;
+                        let _ = history::save(history::WIDGET, c).await;
                     }
                 });
             } else {
                 web::save_pref(KEEP_PREF, "0");
                 wasm_bindgen_futures::spawn_local(async move {
                     for c in convs {
-                        let _ = history::delete(c.id).await;
+                        let _ = history::delete(history::WIDGET, c.id).await;
                     }
                 });
             }
@@ -528,7 +578,7 @@ pub fn embed_app() -> Html {
                 }
                 <Banners state={state.clone()} />
                 <main class="embed-main">
-                    { body(&state, &env, &config, &tier) }
+                    { body(&state, &env, vouched, config, &tier) }
                 </main>
                 <footer class="embed-foot small muted">
                     <span>{ format!("Runs on your device; {host_label} cannot read this chat.") }</span>
@@ -547,7 +597,13 @@ pub fn embed_app() -> Html {
 }
 
 /// What the panel shows: a problem, the model to fetch or start, or the chat.
-fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig, tier: &UseStateHandle<Tier>) -> Html {
+fn body(
+    state: &UseReducerHandle<State>,
+    env: &Env,
+    host: Option<&str>,
+    config: &EmbedConfig,
+    tier: &UseStateHandle<Tier>,
+) -> Html {
     let problem = |kind: &str, text: String| {
         html! { <div class="embed-problem" role="alert" data-testid="embed-problem" data-kind={kind.to_string()}>{ text }</div> }
     };
@@ -610,7 +666,12 @@ fn body(state: &UseReducerHandle<State>, env: &Env, config: &EmbedConfig, tier: 
         CatalogState::Failed(e) => return problem("catalog", format!("The model list could not be read: {e}")),
         CatalogState::Loading => return html! { <p class="muted">{ "Looking up the model…" }</p> },
     };
-    out.push(html! { <ModelGate state={state.clone()} entry={entry} frame={env.frame} host={env.host.clone()} tier={tier.clone()} /> });
+    // Keyed by the model: a host that switches models resets the confirmation (no armed
+    // button for another, larger model).
+    out.push(html! {
+        <ModelGate key={entry.id.clone()} state={state.clone()} entry={entry.clone()} frame={env.frame} host={host.map(str::to_string)}
+            tier={tier.clone()} />
+    });
     out.into_iter().collect()
 }
 
@@ -636,8 +697,7 @@ fn model_gate(props: &GateProps) -> Html {
     // Not stored on this site: a checked copy from the browser's shared store, if it has one.
     {
         let tried = use_mut_ref(std::collections::HashSet::<String>::new);
-        let (entry, bridge, tier, ready) =
-            (e.clone(), ctx.bridge.clone(), props.tier.clone(), props.state.boot == Boot::Ready);
+        let (entry, bridge, ready) = (e.clone(), ctx.bridge.clone(), props.state.boot == Boot::Ready);
         use_effect_with((status, e.id.clone(), ready), move |(status, id, ready)| {
             if *ready
                 && matches!(status, ModelStatus::None | ModelStatus::Paused)
@@ -647,7 +707,6 @@ fn model_gate(props: &GateProps) -> Html {
                     let Some(file) = shared_file(&entry).await else { return };
                     if let Some(b) = bridge.borrow().as_ref() {
                         b.send_file(&crate::protocol::ToWorker::UseFile { entry: Box::new(entry) }, &file);
-                        tier.set(Tier::Shared);
                     }
                 });
             }
@@ -672,12 +731,13 @@ fn model_gate(props: &GateProps) -> Html {
         });
     }
     let size = e.size.map(util::bytes).unwrap_or_else(|| "size unknown".into());
-    let where_kept = match (props.frame, &props.host) {
+    // Served from a checked shared file (the worker says so in its list).
+    let shared = props.state.stored.iter().any(|m| m.id == e.id && m.shared);
+    let mut where_kept = match (props.frame, &props.host) {
+        _ if shared => "It comes from your browser's shared model storage (checked before use), which Hearth \
+             can use on every site."
+            .to_string(),
         (FrameKind::TopLevel, _) => "It is kept in Hearth's storage in this browser.".to_string(),
-        _ if *props.tier == Tier::Shared => {
-            "It comes from your browser's shared model storage (checked before use), which every site can use."
-                .to_string()
-        }
         _ if *props.tier == Tier::Hearth => {
             "It is kept in Hearth's own storage in this browser (you allowed it), shared with the Hearth app \
              and every site where you allow it."
@@ -689,6 +749,11 @@ fn model_gate(props: &GateProps) -> Html {
         ),
         (_, None) => "It is kept in this browser for this site only.".to_string(),
     };
+    if !shared && cross_origin_storage().is_some() {
+        where_kept.push_str(
+            " Once checked, a copy also goes to your browser's shared model storage, which only Hearth reads, on any site.",
+        );
+    }
     let act = |a: Action| {
         let d = ctx.dispatch.clone();
         Callback::from(move |_: MouseEvent| d.dispatch(a.clone()))

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub persist: Rc<std::cell::Cell<bool>>,
     /// The model store this page runs for the worker (the widget with Storage Access), if any.
     pub window_store: Rc<RefCell<Option<Rc<crate::store::IdbStore>>>>,
+    /// The conversations' database (`history::APP` or `history::WIDGET`).
+    pub chats_db: &'static str,
 }
 
 impl PartialEq for Ctx {
@@ -109,16 +111,18 @@ fn run_effect(effect: Effect, ctx: &Ctx) {
         Effect::SaveConversation(_) | Effect::DeleteConversation(_) if !ctx.persist.get() => {}
         Effect::SaveConversation(conv) => {
             let d = ctx.dispatch.clone();
+            let db = ctx.chats_db;
             wasm_bindgen_futures::spawn_local(async move {
-                if let Err(e) = history::save(conv).await {
+                if let Err(e) = history::save(db, conv).await {
                     d.dispatch(Action::Notify(format!("The conversation was not saved: {e}")));
                 }
             });
         }
         Effect::DeleteConversation(id) => {
             let d = ctx.dispatch.clone();
+            let db = ctx.chats_db;
             wasm_bindgen_futures::spawn_local(async move {
-                if let Err(e) = history::delete(id).await {
+                if let Err(e) = history::delete(db, id).await {
                     d.dispatch(Action::Notify(format!("The conversation was not deleted: {e}")));
                 }
             });
@@ -157,7 +161,13 @@ pub fn app() -> Html {
     let bridge = use_mut_ref(|| None::<Bridge>);
     let persist = use_memo((), |_| Rc::new(std::cell::Cell::new(true)));
     let window_store = use_mut_ref(|| None);
-    let ctx = Ctx { dispatch: state.dispatcher(), bridge: bridge.clone(), persist: (*persist).clone(), window_store };
+    let ctx = Ctx {
+        dispatch: state.dispatcher(),
+        bridge: bridge.clone(),
+        persist: (*persist).clone(),
+        window_store,
+        chats_db: history::APP,
+    };
 
     // Start the worker, fetch the catalog, load the history: once.
     {
@@ -170,7 +180,7 @@ pub fn app() -> Html {
             });
             let d = ctx.dispatch.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match history::load_all().await {
+                match history::load_all(history::APP).await {
                     Ok(convs) => d.dispatch(Action::History(convs)),
                     Err(e) => d.dispatch(Action::Notify(format!("Saved conversations could not be read: {e}"))),
                 }

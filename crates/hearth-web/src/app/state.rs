@@ -1030,6 +1030,7 @@ mod tests {
             sha256: None,
             verified: false,
             plan: None,
+            shared: false,
         };
         s.apply(Action::Worker(FromWorker::Stored {
             models: vec![partial.clone()],

@@ -318,6 +318,7 @@ mod tests {
             sha256: sha,
             verified: true,
             plan: None,
+            shared: false,
         };
         assert!(verified(&e, None));
         assert!(verified(&e, Some(&stored(Some("AB".repeat(32)), true))));
@@ -353,6 +354,7 @@ mod tests {
             sha256: None,
             verified: false,
             plan: Some(PlanSummary { context: 2048, total: 3 * gib, problem: None }),
+            shared: false,
         };
         let verdict = fit(&e, Some(&adapter(2 * gib)), Some(&stored));
         assert_eq!(verdict.level, FitLevel::Fits, "{verdict:?}");

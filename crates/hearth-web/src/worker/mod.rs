@@ -237,10 +237,14 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
             }
         }
         ToWorker::UseWindowStore => {
-            if !st.downloads.borrow().is_empty() || st.loading.borrow().is_some() {
-                return error(ErrorKind::Other, "a download or load is under way: switch storage once it ends", None);
+            // Already there (the page says it again after a restart): nothing to switch.
+            if !matches!(st.store().as_deref(), Some(Store::Page(_))) {
+                // What is under way finishes in the store it started in.
+                while !st.downloads.borrow().is_empty() || st.loading.borrow().is_some() {
+                    gloo_timers::future::TimeoutFuture::new(50).await;
+                }
+                *st.store.borrow_mut() = Some(Rc::new(Store::Page(crate::store::Brokered::default())));
             }
-            *st.store.borrow_mut() = Some(Rc::new(Store::Page(crate::store::Brokered::default())));
             list_stored(&st).await;
         }
         ToWorker::StoreReply { .. } => {}
@@ -315,15 +319,19 @@ async fn list_stored(st: &State) {
         summary.plan = plan(st, &store, meta).await;
         models.push(summary);
     }
-    // Models served from shared files, unless storage has a complete copy too.
+    // Models served from shared files, unless storage has a complete copy too (a partial one
+    // gives way: the file is what a load will use).
     let files: Vec<Rc<Store>> = st.files.borrow().values().cloned().collect();
     for file in files {
         let Store::File(f) = &*file else { continue };
-        if !stored.iter().any(|m| m.id == f.meta.id && m.complete) {
-            let mut summary = f.meta.summary();
-            summary.plan = plan(st, &file, &f.meta).await;
-            models.push(summary);
+        if stored.iter().any(|m| m.id == f.meta.id && m.complete) {
+            continue;
         }
+        let mut summary = f.meta.summary();
+        summary.shared = true;
+        summary.plan = plan(st, &file, &f.meta).await;
+        models.retain(|m| m.id != summary.id);
+        models.push(summary);
     }
     let (quota, usage) = match download::storage_estimate().await {
         Some((q, u)) => (Some(q), Some(u)),
@@ -407,7 +415,12 @@ async fn init(st: &Rc<State>) {
     // Storage first: cached models can be listed (and deleted) even without a GPU.
     if st.store().is_none() {
         match Store::open().await {
-            Ok(store) => *st.store.borrow_mut() = Some(Rc::new(store)),
+            // Unless the page's store came meanwhile (`UseWindowStore`).
+            Ok(store) => {
+                if st.store().is_none() {
+                    *st.store.borrow_mut() = Some(Rc::new(store));
+                }
+            }
             Err(e) => error(ErrorKind::NoStorage, e.to_string(), None),
         }
     }
