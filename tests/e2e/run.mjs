@@ -193,7 +193,7 @@ async function greedySettings(page, maxTokens) {
 }
 
 /// Sends `text` in a new chat (or, with `fresh` false, the current one) and waits for the
-/// reply; returns its token ids and timing.
+/// reply; returns its token ids and timing. `page` may be a frame (the widget).
 async function ask(page, text, fresh = true) {
   if (fresh) await byId(page, "new-chat").click();
   const before = await page.locator('[data-testid="message"][data-role="assistant"]').count();
@@ -1392,25 +1392,11 @@ async function startHearthServe(extra = []) {
   const gateState = (f) => byId(f, "embed-gate").getAttribute("data-state");
   const sent = (f) => f.evaluate(() => window.__hearthEmbedSent || []);
   const received = (pg) => pg.evaluate(() => window.__received);
-  /// One greedy reply in the widget; its tokens.
+  /// One greedy reply in the widget (`ask` works on a frame as on a page); its tokens.
   async function askWidget(f, text, maxTokens) {
     await greedySettings(f, maxTokens);
     await byId(f, "settings-toggle").click();
-    const before = await f.locator('[data-testid="message"][data-role="assistant"]').count();
-    await byId(f, "composer").fill(text);
-    await byId(f, "composer").press("Enter");
-    await f.waitForFunction(
-      (n) => {
-        const banner = document.querySelector('[data-testid="error-banner"]');
-        if (banner) throw new Error("error banner: " + banner.textContent);
-        const el = document.querySelectorAll('[data-testid="message"][data-role="assistant"]')[n];
-        return el && el.getAttribute("data-state") === "done" && el.hasAttribute("data-tokens");
-      },
-      before,
-      { timeout: 300000, polling: 250 },
-    );
-    const reply = f.locator('[data-testid="message"][data-role="assistant"]').nth(before);
-    return { tokens: (await reply.getAttribute("data-tokens")).split(",").filter(Boolean).map(Number), text: await reply.innerText() };
+    return ask(f, text, false);
   }
   /// The visitor's two-step download: the offer, then the confirmation once it is armed. On
   /// failure the widget's markup goes into the error (and a screenshot into the output).
@@ -1420,6 +1406,19 @@ async function startHearthServe(extra = []) {
       await shot(pg, `${name}-failed`);
       throw new Error(`${e}\nthe widget: ${await f.evaluate(() => document.querySelector(".embed")?.outerHTML).catch((x) => x)}`);
     });
+  }
+  /// Starts the chat on a model the widget found stored, checks a greedy reply against the
+  /// oracle, and that no model byte was downloaded since `mark` (the server log's length).
+  async function startWithNoDownload(f, mark, what) {
+    await byId(f, "embed-start").click();
+    await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
+    const c = ORACLE.filter(sameSystem)[0];
+    const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
+    const failures = [];
+    compareGreedy(0, r.tokens, oracle16(c), failures);
+    if (failures.length) throw new Error(`${what}: ` + failures.join("\n"));
+    const bytes = modelBytesSent(server.requests.slice(mark));
+    if (bytes) throw new Error(`${bytes} model bytes were downloaded ${what}`);
   }
   const oracle16 = (c) => ({ ...c, greedy: c.greedy.slice(0, 16), greedy_top2_margins: c.greedy_top2_margins.slice(0, 16) });
   const CANARY = `canary-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -1724,15 +1723,7 @@ async function startHearthServe(extra = []) {
       await byId(f, "embed-use-hearth").click();
       await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 60000 });
       if (!(await byId(f, "embed-storage-note").innerText()).includes("Hearth's own storage")) throw new Error("the widget does not say which storage it uses");
-      await byId(f, "embed-start").click();
-      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
-      const c = ORACLE.filter(sameSystem)[0];
-      const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
-      const failures = [];
-      compareGreedy(0, r.tokens, oracle16(c), failures);
-      if (failures.length) throw new Error("from Hearth's storage: " + failures.join("\n"));
-      const bytes = modelBytesSent(server.requests.slice(mark));
-      if (bytes) throw new Error(`${bytes} model bytes were downloaded with storage access granted`);
+      await startWithNoDownload(f, mark, "with storage access granted");
       // A reload: the grant holds, so Hearth's storage again, with no click.
       await f.evaluate(() => location.reload());
       f = await widgetFrame(pg);
@@ -1818,15 +1809,7 @@ async function startHearthServe(extra = []) {
       f = await widgetFrame(second);
       await f.waitForFunction(() => document.querySelector('[data-testid="embed-gate"]')?.getAttribute("data-state") === "stored", null, { timeout: 120000 });
       if (!(await byId(f, "embed-storage-note").innerText()).includes("shared model storage")) throw new Error("the widget does not say the model is shared");
-      await byId(f, "embed-start").click();
-      await f.waitForFunction(() => document.querySelector("[data-app-state]")?.getAttribute("data-app-state") === "chat", null, { timeout: 300000, polling: 500 });
-      const c = ORACLE.filter(sameSystem)[0];
-      const r = await askWidget(f, c.prompt, Math.min(16, c.greedy.length));
-      const failures = [];
-      compareGreedy(0, r.tokens, oracle16(c), failures);
-      if (failures.length) throw new Error("from the shared store: " + failures.join("\n"));
-      const bytes = modelBytesSent(server.requests.slice(mark));
-      if (bytes) throw new Error(`${bytes} model bytes were downloaded on the second site`);
+      await startWithNoDownload(f, mark, "on the second site, from the shared store");
       const spellings = new Set(await store.evaluate(() => window.__cos.calls.map((c) => c.spelling)));
       if (!spellings.has("singular") || !spellings.has("plural")) throw new Error(`spellings used: ${[...spellings]}`);
       const kinds = (await received(second)).map((m) => JSON.parse(m.data)?.type);

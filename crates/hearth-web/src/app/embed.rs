@@ -339,16 +339,7 @@ fn theme_for(choice: ThemeChoice) -> Theme {
     match choice {
         ThemeChoice::Light => Theme::Light,
         ThemeChoice::Dark => Theme::Dark,
-        ThemeChoice::Auto => {
-            let light = web_sys::window()
-                .and_then(|w| w.match_media("(prefers-color-scheme: light)").ok().flatten())
-                .is_some_and(|m| m.matches());
-            if light {
-                Theme::Light
-            } else {
-                Theme::Dark
-            }
-        }
+        ThemeChoice::Auto => web::system_theme(),
     }
 }
 

@@ -27,10 +27,14 @@ pub fn save_pref(key: &str, value: &str) {
 /// The saved theme, else the system's preference.
 pub fn initial_theme() -> Theme {
     match load_pref("hearth-theme").as_deref() {
-        Some("light") => return Theme::Light,
-        Some("dark") => return Theme::Dark,
-        _ => {}
+        Some("light") => Theme::Light,
+        Some("dark") => Theme::Dark,
+        _ => system_theme(),
     }
+}
+
+/// The system's preference (`prefers-color-scheme`), dark unless it asks for light.
+pub fn system_theme() -> Theme {
     let light = web_sys::window()
         .and_then(|w| w.match_media("(prefers-color-scheme: light)").ok().flatten())
         .is_some_and(|m| m.matches());
