@@ -1844,19 +1844,24 @@ async function startHearthServe(extra = []) {
   hostServer.close();
 }
 
-// 18: with an allow-list, frame-ancestors keeps the widget off every other site.
+// 18: with an allow-list, frame-ancestors keeps the widget off every other site. This
+// browser keeps Chromium's default, which gives a cross-site frame no storage at all: the
+// widget on the listed site says so instead of offering a download it could not keep.
 {
-  const b = await openBrowser("widget-allow", ["--host-resolver-rules=MAP *.test 127.0.0.1"]);
-  const { page } = b;
   // The host pages (on localhost:HP and c.test:HP) first: the allow-list names c.test:HP.
   let A = null;
   const hostServer = http.createServer((req, res) =>
     res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><body><script src="${A}/embed.js" async></script></body>`));
   await new Promise((r) => hostServer.listen(0, "127.0.0.1", r));
   const hp = hostServer.address().port;
+  const b = await openBrowser("widget-allow", [
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
+    `--unsafely-treat-insecure-origin-as-secure=http://c.test:${hp}`,
+  ]);
+  const { page } = b;
   const server = await startServer(["--embed-allow", `http://c.test:${hp}`]);
   A = server.url.replace(/\/$/, "");
-  await test("widget: frame-ancestors from the allow-list blocks a host that is not listed", async () => {
+  await test("widget: frame-ancestors from the allow-list blocks a host that is not listed; with no storage the widget says so", async () => {
     const embedded = async (origin) => {
       await page.goto(`${origin}/host/p.html`);
       await page.locator("[data-hearth-embed] button.launcher").click();
@@ -1866,8 +1871,11 @@ async function startHearthServe(extra = []) {
       return await f.evaluate(() => (document.querySelector(".embed") ? "widget" : "blank")).catch(() => "blocked");
     };
     const listed = await embedded(`http://c.test:${hp}`);
-    const unlisted = await embedded(`http://localhost:${hp}`);
     if (listed !== "widget") throw new Error(`on the listed site the widget is ${listed}`);
+    const f = page.frames().find((x) => x !== page.mainFrame());
+    await f.waitForSelector('[data-testid="embed-problem"][data-kind="no-storage"]', { timeout: 120000 });
+    if (await f.locator('[data-testid="embed-download"]').count()) throw new Error("a download is offered with no storage to keep it");
+    const unlisted = await embedded(`http://localhost:${hp}`);
     if (unlisted === "widget") throw new Error("an unlisted site framed the widget");
   });
   await b.close();

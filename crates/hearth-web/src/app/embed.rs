@@ -789,6 +789,13 @@ fn model_gate(props: &GateProps) -> Html {
         })
     };
     let action = match status {
+        // The browser gives this frame no storage: a download could not be kept.
+        ModelStatus::None | ModelStatus::Paused if props.state.no_storage => html! {
+            <p class="embed-problem" data-testid="embed-problem" data-kind="no-storage">
+                { "This browser gives chats embedded in other sites no storage, so the model cannot be downloaded \
+                   here. Use Hearth's own storage (below, where the browser offers it), or open Hearth in its own tab." }
+            </p>
+        },
         ModelStatus::None | ModelStatus::Paused if *confirming => html! {
             <div class="embed-confirm" data-testid="embed-confirm">
                 <p>{ format!("Download {} ({size}) to this device?", e.name) }</p>

@@ -189,6 +189,9 @@ pub struct State {
     pub quota: Option<u64>,
     pub usage: Option<u64>,
     pub persisted: bool,
+    /// The engine could not open any storage (`ErrorKind::NoStorage`): nothing can be
+    /// downloaded until a store is listed (the widget's Storage Access store, say).
+    pub no_storage: bool,
     pub progress: HashMap<String, ProgressInfo>,
     /// Downloads under way (requested or reporting progress).
     pub downloading: HashSet<String>,
@@ -219,6 +222,7 @@ impl Default for State {
             quota: None,
             usage: None,
             persisted: false,
+            no_storage: false,
             progress: HashMap::new(),
             downloading: HashSet::new(),
             loading: None,
@@ -662,6 +666,7 @@ impl State {
                 }
             },
             FromWorker::Stored { models, quota, usage, persisted } => {
+                self.no_storage = false;
                 for m in &models {
                     if m.complete {
                         self.downloading.remove(&m.id);
@@ -755,7 +760,7 @@ impl State {
                 }
                 self.finish_generation(None, 0.0);
             }
-            ErrorKind::NoStorage => {}
+            ErrorKind::NoStorage => self.no_storage = true,
             ErrorKind::Network | ErrorKind::Quota => {
                 if let Some(id) = &id {
                     self.progress.remove(id);
@@ -1055,6 +1060,16 @@ mod tests {
         s.apply(Action::Worker(FromWorker::Error { kind: ErrorKind::OutOfMemory, message: "oom".into(), id: None }));
         assert_eq!(s.status(&id), ModelStatus::Stored);
         assert_eq!(s.banners.len(), 1);
+    }
+
+    #[test]
+    fn no_storage_lasts_until_a_store_lists_its_models() {
+        let mut s = loaded_state();
+        s.apply(Action::Worker(FromWorker::Error { kind: ErrorKind::NoStorage, message: "denied".into(), id: None }));
+        assert!(s.no_storage);
+        assert_eq!(s.banners.last().map(|b| b.kind), Some(ErrorKind::NoStorage));
+        s.apply(Action::Worker(FromWorker::Stored { models: vec![], quota: None, usage: None, persisted: false }));
+        assert!(!s.no_storage);
     }
 
     #[test]
