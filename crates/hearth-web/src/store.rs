@@ -113,10 +113,13 @@ fn meta_value(meta: &ModelMeta) -> Result<JsValue, StoreError> {
         .map_err(|e| StoreError::Other(format!("encoding a model record: {e}")))
 }
 
-fn js_text(e: &JsValue) -> String {
-    match e.dyn_ref::<web_sys::DomException>() {
-        Some(d) => format!("{}: {}", d.name(), d.message()),
-        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+/// An exception as "Name: message". Read as properties, not through `instanceof`: the widget's
+/// granted factory throws exceptions of another window's realm.
+pub(crate) fn js_text(e: &JsValue) -> String {
+    let get = |k: &str| js_sys::Reflect::get(e, &k.into()).ok().and_then(|v| v.as_string());
+    match (get("name"), get("message")) {
+        (Some(name), Some(message)) => format!("{name}: {message}"),
+        _ => e.as_string().unwrap_or_else(|| format!("{e:?}")),
     }
 }
 

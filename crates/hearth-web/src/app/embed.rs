@@ -25,6 +25,7 @@ use crate::embed::{
     ToHost,
 };
 use crate::protocol::CatalogEntry;
+use crate::store::js_text;
 
 /// localStorage key: the visitor chose to keep conversations (on this site's partition).
 const KEEP_PREF: &str = "hearth-embed-keep";
@@ -224,7 +225,7 @@ async fn storage_access_granted() -> bool {
 /// Asks for Hearth's first-party IndexedDB (`requestStorageAccess({ indexedDB: true })`),
 /// opens the model store on it, and hands the worker over to it.
 async fn open_first_party_store(ctx: &Ctx, tier: &UseStateHandle<Tier>) -> Result<(), String> {
-    let text = |e: JsValue| e.as_string().unwrap_or_else(|| format!("{e:?}"));
+    let text = |e: JsValue| js_text(&e);
     let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
     let request: js_sys::Function = js_sys::Reflect::get(&document, &"requestStorageAccess".into())
         .map_err(text)?
@@ -252,15 +253,6 @@ async fn open_first_party_store(ctx: &Ctx, tier: &UseStateHandle<Tier>) -> Resul
 fn cross_origin_storage() -> Option<JsValue> {
     let navigator = web_sys::window()?.navigator();
     js_sys::Reflect::get(&navigator, &"crossOriginStorage".into()).ok().filter(|v| v.is_object())
-}
-
-fn js_text(e: &JsValue) -> String {
-    let name = js_sys::Reflect::get(e, &"name".into()).ok().and_then(|v| v.as_string());
-    let message = js_sys::Reflect::get(e, &"message".into()).ok().and_then(|v| v.as_string());
-    match (name, message) {
-        (Some(n), Some(m)) => format!("{n}: {m}"),
-        _ => e.as_string().unwrap_or_else(|| format!("{e:?}")),
-    }
 }
 
 /// Calls `object.name(args…)` and awaits the promise it returns.
