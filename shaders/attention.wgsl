@@ -1,5 +1,6 @@
 // Causal grouped-query attention over an f16 KV cache, decode (1 token) and prefill alike:
-//   token t (at position start + t) sees cache positions 0..=start + t;
+//   token t (at position start + t) sees cache positions 0..=start + t, or, on a sliding
+//   layer (window > 0), only the last `window` of them;
 //   out[t, h] = Σ_p softmax_p(q[t, h] · k[p, kvh] / √head_dim) · v[p, kvh],  kvh = h / group
 // with group = n_heads / n_kv_heads.
 // One workgroup per (token, KV head, batch of up to G query heads of its group): the heads of
@@ -23,7 +24,7 @@ struct Params {
     n_kv_heads: u32, // divides n_heads
     start: u32,      // position of token 0
     scale: f32,      // 1/√HD
-    _pad0: u32,
+    window: u32,     // 0: every position; else each token sees its last `window` positions
     _pad1: u32,
     _pad2: u32,
 }
@@ -40,6 +41,11 @@ var<workgroup> s_sh: array<f32, G * CHUNK>; // scores, then probabilities, of th
 var<workgroup> m_sh: array<f32, G>;         // running max per head
 var<workgroup> l_sh: array<f32, G>;         // running sum of exp(score - m) per head
 var<workgroup> a_sh: array<f32, G>;         // this chunk's rescale factor exp(m_old - m_new)
+
+// The first cache position a token that sees `n_pos` positions attends to.
+fn first_pos(n_pos: u32) -> u32 {
+    return select(0u, n_pos - p.window, p.window != 0u && n_pos > p.window);
+}
 
 const F32_LOWEST: f32 = -3.40282346638528859811704183484516925440e38; // exactly -f32::MAX (Tint rejects a rounded literal above it)
 
@@ -71,7 +77,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
 
-    for (var c0 = 0u; c0 < n_pos; c0 += CHUNK) {
+    for (var c0 = first_pos(n_pos); c0 < n_pos; c0 += CHUNK) {
         let cnt = min(CHUNK, n_pos - c0);
         // Scores, one (position j, head g) per item; the heads of one position are adjacent.
         for (var i = lid.x; i < cnt * ng; i += WG) {

@@ -1,6 +1,7 @@
 // Split-K decode attention (flash-decoding) over the f16 KV cache, for GPUs: the one token of a
-// decode step at position `start` attends to cache positions 0..=start, spread over
-//   n_splits = ceil((start + 1) / SPLIT)
+// decode step at position `start` attends to cache positions first..=start (first = 0, or
+// start + 1 − window on a sliding layer), spread over
+//   n_splits = ceil((start + 1 − first) / SPLIT)
 // workgroups per KV head, so a long context keeps the whole GPU reading the cache instead of
 // one workgroup per head. Each workgroup takes SPLIT positions and up to G query heads of one
 // KV head (they share each K and V load):
@@ -30,7 +31,7 @@ struct Params {
     n_kv_heads: u32, // divides n_heads
     start: u32,      // position of the token
     scale: f32,      // 1/√HD
-    _pad0: u32,
+    window: u32,     // 0: every position; else the token sees its last `window` positions
     _pad1: u32,
     _pad2: u32,
 }
@@ -50,8 +51,13 @@ var<workgroup> sum_sh: array<f32, G * R>;
 
 const F32_LOWEST: f32 = -3.40282346638528859811704183484516925440e38; // exactly -f32::MAX (Tint rejects a rounded literal above it)
 
+// The first position the token attends to.
+fn first_pos() -> u32 {
+    return select(0u, p.start + 1u - p.window, p.window != 0u && p.start + 1u > p.window);
+}
+
 fn splits() -> u32 {
-    return (p.start + SPLIT) / SPLIT; // ceil((start + 1) / SPLIT)
+    return (p.start - first_pos() + SPLIT) / SPLIT; // ceil((start + 1 − first) / SPLIT)
 }
 
 @compute @workgroup_size(WG)
@@ -63,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let ng = min(G, group - g0); // heads in this workgroup
     let h0 = kvh * group + g0;   // its first query head
     let split = wid.y;
-    let p0 = split * SPLIT;
+    let p0 = first_pos() + split * SPLIT;
     let cnt = min(SPLIT, p.start + 1u - p0); // positions in this split
 
     let q4 = HD / 4u;

@@ -2,6 +2,7 @@
 // CPU-backed adapters (lavapipe, SwiftShader). Same operands, parameters and result as
 // attention.wgsl:
 //   out[t, h] = Σ_p softmax_p(q[t, h] · k[p, kvh] · scale) · v[p, kvh],  p in 0..=start + t
+// (the last `window` of those on a sliding layer)
 //
 // On those adapters every buffer or workgroup-memory load is a per-lane gather, so the
 // workgroup-memory version spends its time loading q and scores. Here a thread keeps its G
@@ -22,7 +23,7 @@ struct Params {
     n_kv_heads: u32,
     start: u32,
     scale: f32,
-    _pad0: u32,
+    window: u32, // 0: every position; else each token sees its last `window` positions
     _pad1: u32,
     _pad2: u32,
 }
@@ -56,12 +57,13 @@ fn main(
         return;
     }
     let n_pos = p.start + t + 1u;
+    let first = select(0u, n_pos - p.window, p.window != 0u && n_pos > p.window);
     let row = p.n_kv_heads * (HD / 8u); // vec4<u32> per cache position
     let kv0 = kvh * (HD / 8u);
     let qbase = (t * p.n_heads + kvh * G) * (HD / 4u); // the group's heads are contiguous
     // q_G_J: elements 4J..4J+4 of head G;  acc_G_J: its output so far;  m_G, l_G: softmax state
     {{DECLARE}}
-    for (var pos = 0u; pos < n_pos; pos++) {
+    for (var pos = first; pos < n_pos; pos++) {
         let kb = pos * row + kv0;
         {{POSITION}}
     }

@@ -1,5 +1,6 @@
 // Element-wise ops over n f32 values, in place, one thread per element:
 //   swiglu: x[i] = silu(x[i]) * y[i]   (x = gate, y = up; silu(v) = v / (1 + exp(-v)))
+//   geglu:  x[i] = gelu(x[i]) * y[i]   (GELU, tanh approximation: Gemma)
 // (for gate and up projections that are two matmuls; fuse.wgsl fuses it otherwise).
 // x: (n) f32, read and written;  y: (n) f32.
 // Element index = (wid.y * num_workgroups.x + wid.x) * WG + lid.x: the host spreads the
@@ -39,5 +40,24 @@ fn swiglu(
     let i = index(wid, groups, lid);
     if (i < p.n) {
         x[i] = silu(x[i]) * y[i];
+    }
+}
+
+// GELU, tanh approximation, as ggml's ggml_gelu_f32 (and fuse.wgsl's gelu); tanh's argument is
+// clamped where tanh is ±1 in f32 anyway.
+fn gelu(v: f32) -> f32 {
+    let u = clamp(0.7978845608028654 * v * (1.0 + 0.044715 * v * v), -10.0, 10.0);
+    return 0.5 * v * (1.0 + tanh(u));
+}
+
+@compute @workgroup_size(WG)
+fn geglu(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = index(wid, groups, lid);
+    if (i < p.n) {
+        x[i] = gelu(x[i]) * y[i];
     }
 }

@@ -1,4 +1,5 @@
-// Embedding lookup: y[t, :] = row ids[t] of the (vocab, dim) table, dequantized to f32.
+// Embedding lookup: y[t, :] = row ids[t] of the (vocab, dim) table, dequantized to f32, times
+// `scale` (Gemma 3's √dim; 1 for the others).
 // W: rows row_start .. row_start + n_rows of the table (all of it, unless it is split by rows
 //    across bindings), (n_rows, dim) row-major in its GGUF block layout; row r is
 //    `row_bytes` bytes at byte (r - row_start) * row_bytes of `w`, as raw bytes in u32
@@ -19,7 +20,7 @@ struct Params {
     n_tokens: u32,
     row_bytes: u32, // bytes per row of W: dim / QK * BLOCK_BYTES
     row_start: u32, // the table row that `w` starts with
-    _pad0: u32,
+    scale: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -52,7 +53,7 @@ fn main(
             for (var e = 0u; e < 4u; e++) {
                 let col = pc * PIECE + 4u * k + e;
                 if (col < p.cols) {
-                    y[t * p.cols + col] = wv[k][e];
+                    y[t * p.cols + col] = wv[k][e] * p.scale;
                 }
             }
         }

@@ -12,6 +12,7 @@
 //   SWIGLU  W is [W_gate; W_up] (rows / 2 each, one buffer); output r is
 //           silu(gate_r) · up_r, so y has rows / 2 columns. A workgroup computes the gate
 //           and up rows of the same outputs.
+//   GEGLU   as SWIGLU with GELU (tanh approximation) for silu: Gemma's FFN. Both are "gated".
 //   RUNTIME the norm and the epilogue are read from p.fuse at run time: the Tile prefill
 //           kernel, one pipeline per weight format instead of one per fusion, because each
 //           of its unrolled 16 × 16 tiles takes ~20 s to compile on SwiftShader (the browser
@@ -22,6 +23,10 @@ const STORE: u32 = 0u;
 const ADD: u32 = 1u;
 const SWIGLU: u32 = 2u;
 const RUNTIME: u32 = 3u;
+const GEGLU: u32 = 4u;
+
+// The compiled-in epilogue is a gated one (W is [W_gate; W_up]).
+const GATED: bool = EPILOGUE == SWIGLU || EPILOGUE == GEGLU;
 
 // The epilogue in force: EPILOGUE, or under RUNTIME the one p.fuse names.
 fn epilogue() -> u32 {
@@ -39,6 +44,12 @@ fn norm_on() -> bool {
     return NORM;
 }
 
+// The epilogue in force is a gated one.
+fn gated() -> bool {
+    let e = epilogue();
+    return e == SWIGLU || e == GEGLU;
+}
+
 // x * sigmoid(x) without overflow: exp only ever sees a non-positive argument.
 fn silu(v: f32) -> f32 {
     let e = exp(-abs(v));
@@ -46,9 +57,24 @@ fn silu(v: f32) -> f32 {
     return v * s;
 }
 
+// GELU, tanh approximation, as ggml's ggml_gelu_f32; tanh's argument is clamped where tanh is
+// ±1 in f32 anyway, so that no implementation's exp overflows inside it.
+fn gelu(v: f32) -> f32 {
+    let u = clamp(0.7978845608028654 * v * (1.0 + 0.044715 * v * v), -10.0, 10.0);
+    return 0.5 * v * (1.0 + tanh(u));
+}
+
+// The gate's activation of a gated epilogue.
+fn gate_act(v: f32) -> f32 {
+    if (epilogue() == GEGLU) {
+        return gelu(v);
+    }
+    return silu(v);
+}
+
 // Columns of y this matmul produces.
 fn out_rows() -> u32 {
-    if (epilogue() == SWIGLU) {
+    if (gated()) {
         return p.rows / 2u;
     }
     return p.rows;
@@ -58,7 +84,7 @@ fn out_rows() -> u32 {
 // rows and are simply not stored); `up`: its W_up row under SWIGLU.
 fn weight_row(o: u32, up: bool) -> u32 {
     let r = min(o, out_rows() - 1u);
-    if (epilogue() == SWIGLU && up) {
+    if (gated() && up) {
         return r + p.rows / 2u;
     }
     return r;

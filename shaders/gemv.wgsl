@@ -34,7 +34,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>; // (y_stride)
 
 // Outputs per workgroup, and rows of partial sums: R rows of W, then Σx² under NORM.
-const OUT_R: u32 = select(R, R / 2u, EPILOGUE == SWIGLU);
+const OUT_R: u32 = select(R, R / 2u, GATED);
 const SLOTS: u32 = select(R, R + 1u, NORM);
 
 var<workgroup> partial: array<f32, SLOTS * WG>; // [slot][thread]
@@ -98,8 +98,8 @@ fn main(
             }
         }
         let scale = norm_scale(sums[SLOTS - 1u]);
-        if (EPILOGUE == SWIGLU) {
-            y[out0 + lid.x] = silu(sums[lid.x] * scale) * (sums[lid.x + OUT_R] * scale);
+        if (GATED) {
+            y[out0 + lid.x] = gate_act(sums[lid.x] * scale) * (sums[lid.x + OUT_R] * scale);
         } else {
             put(out0 + lid.x, sums[lid.x] * scale);
         }

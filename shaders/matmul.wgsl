@@ -73,7 +73,7 @@ fn main(
 ) {
     let group = wid.x + wid.y * nwg.x;
     let t0 = wid.z * TILE_N;
-    let half = select(ROWS, ROWS / 2u, EPILOGUE == SWIGLU); // outputs per workgroup
+    let half = select(ROWS, ROWS / 2u, GATED); // outputs per workgroup
     if (group * half >= out_rows() || t0 >= p.n_tokens) {
         return; // uniform per workgroup, so no barrier is skipped by part of it
     }
@@ -141,8 +141,8 @@ fn main(
             let sc = select(1.0, scale[t], NORM);
             let v = partial[t * WG + lid.x - lane] * sc;
             let i = (t0 + t) * p.y_stride + out;
-            if (EPILOGUE == SWIGLU) {
-                y[i] = silu(v) * (partial[t * WG + lid.x - lane + half * tpr] * sc);
+            if (GATED) {
+                y[i] = gate_act(v) * (partial[t * WG + lid.x - lane + half * tpr] * sc);
             } else {
                 put(i, v);
             }

@@ -36,7 +36,7 @@ struct Params {
 // Outputs per thread: OUT_TILE (R_TILE, or under SWIGLU R_TILE / 2); under RUNTIME the
 // tile is laid out for SWIGLU and holds R_TILE outputs of the other epilogues.
 fn tile_outs() -> u32 {
-    if (EPILOGUE == RUNTIME && epilogue() != SWIGLU) {
+    if (EPILOGUE == RUNTIME && !gated()) {
         return R_TILE;
     }
     return OUT_TILE;
@@ -44,7 +44,7 @@ fn tile_outs() -> u32 {
 
 // The weight row behind row r of a thread's tile whose first output is out0.
 fn tile_row(out0: u32, r: u32) -> u32 {
-    if (epilogue() == SWIGLU) {
+    if (gated()) {
         return weight_row(out0 + r % OUT_TILE, r >= OUT_TILE);
     }
     return weight_row(out0 + r, false);

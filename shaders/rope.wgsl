@@ -1,8 +1,11 @@
 // Rotary position embedding of Q and K, and the append of K and V to the KV cache, in one
 // dispatch (the epilogue of the Q/K/V projection, as a kernel of its own):
-//   q_out[t]              = RoPE(q[t], start + t)                       (f32)
-//   k_cache[start + t]    = f16(RoPE(k[t], start + t))
-//   v_cache[start + t]    = f16(v[t])
+//   q_out[t]              = RoPE(norm_q(q[t] + b_q), start + t)          (f32)
+//   k_cache[start + t]    = f16(RoPE(norm_k(k[t] + b_k), start + t))
+//   v_cache[start + t]    = f16(v[t] + b_v)
+// The biases (Qwen2) are there when has_bias; norm_q and norm_k (Qwen3) are RMSNorm of each
+// head with the head_dim weights g_q and g_k when has_qk_norm, else the identity; a layer
+// that does not rotate (SmolLM3's every fourth) has n_rot = 0.
 // q, k, v are read from `src` (the projection's output): token t's q at q_off + t·q_stride,
 // its k and v at k_off / v_off + t·kv_stride (one [Q | K | V] row per token when the
 // projection is one matmul, three regions when it is three).
@@ -41,7 +44,11 @@ struct Params {
     q_off: u32,        // elements of src before token 0's q
     k_off: u32,
     v_off: u32,
-    _pad: u32,
+    has_bias: u32,     // 0: bias is ignored
+    has_qk_norm: u32,  // 0: qk_norm is ignored
+    eps: f32,          // the Q/K norms' epsilon
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,6 +57,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> q_out: array<f32>;     // (n_tokens, n_heads, head_dim)
 @group(0) @binding(4) var<storage, read_write> k_cache: array<u32>;   // (positions, kv_dim / 2)
 @group(0) @binding(5) var<storage, read_write> v_cache: array<u32>;   // (positions, kv_dim / 2)
+@group(0) @binding(6) var<storage, read> bias: array<f32>;            // [b_q; b_k; b_v], read only if has_bias
+@group(0) @binding(7) var<storage, read> qk_norm: array<f32>;         // [g_q; g_k], read only if has_qk_norm
 
 // 2π = TWO_PI_HI + TWO_PI_MID + TWO_PI_LO; HI and MID have 8 significant bits, so k·HI and
 // k·MID are exact for |k| < 2^16 (angles up to ~4·10^5 rad).
@@ -58,19 +67,61 @@ const TWO_PI_MID: f32 = 1.9378662109375e-3;
 const TWO_PI_LO: f32 = -2.559031372584286e-6;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 
-// Element d of the head starting at src[head], rotated for position `pos`.
-fn rotated(head: u32, d: u32, pos: u32) -> f32 {
+// A head of q or k: where it starts in src, in bias, and its norm weights in qk_norm.
+struct Head {
+    src: u32,
+    bias: u32,
+    norm: u32,
+    scale: f32, // RMSNorm's 1/√(mean² + eps) over the biased head, or 1
+}
+
+// Element d of `h` plus its bias.
+fn biased(h: Head, d: u32) -> f32 {
+    var x = src[h.src + d];
+    if (p.has_bias != 0u) {
+        x += bias[h.bias + d];
+    }
+    return x;
+}
+
+// Element d of `h` as the attention sees it before rotation: biased, then normalised.
+fn loaded(h: Head, d: u32) -> f32 {
+    var x = biased(h, d);
+    if (p.has_qk_norm != 0u) {
+        x = x * h.scale * qk_norm[h.norm + d];
+    }
+    return x;
+}
+
+// The head at src[at], with bias[bias_at] and norm weights at qk_norm[norm_at]: its norm
+// scale computed here, by every invocation of the head (head_dim loads each: cheaper than a
+// second dispatch at the sizes of a decode step).
+fn head_at(at: u32, bias_at: u32, norm_at: u32) -> Head {
+    var h = Head(at, bias_at, norm_at, 1.0);
+    if (p.has_qk_norm != 0u) {
+        var sum_sq = 0.0;
+        for (var d = 0u; d < p.head_dim; d++) {
+            let x = biased(h, d);
+            sum_sq += x * x;
+        }
+        h.scale = inverseSqrt(sum_sq / f32(p.head_dim) + p.eps);
+    }
+    return h;
+}
+
+// Element d of head `h`, rotated for position `pos`.
+fn rotated(h: Head, d: u32, pos: u32) -> f32 {
     if (d >= p.n_rot) {
-        return src[head + d];
+        return loaded(h, d);
     }
     let half = p.n_rot / 2u;
     var i = d / 2u; // the pair
-    var a = head + 2u * i;
+    var a = 2u * i;
     var b = a + 1u;
     var second = d % 2u == 1u;
     if (p.mode == 1u) {
         i = d % half;
-        a = head + i;
+        a = i;
         b = a + half;
         second = d >= half;
     }
@@ -86,8 +137,8 @@ fn rotated(head: u32, d: u32, pos: u32) -> f32 {
     let r = ((theta - k * TWO_PI_HI) - k * TWO_PI_MID) - k * TWO_PI_LO;
     let c = cos(r);
     let s = sin(r);
-    let x0 = src[a];
-    let x1 = src[b];
+    let x0 = loaded(h, a);
+    let x1 = loaded(h, b);
     return select(x0 * c - x1 * s, x0 * s + x1 * c, second);
 }
 
@@ -104,19 +155,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let pos = p.start + t;
     if (j < q_words) {
         let e = 2u * j;
-        let head = p.q_off + t * p.q_stride + e / hd * hd;
+        let first = e / hd * hd;
+        let h = head_at(p.q_off + t * p.q_stride + first, first, 0u);
         let d = e % hd;
         let o = t * 2u * q_words + e;
-        q_out[o] = rotated(head, d, pos);
-        q_out[o + 1u] = rotated(head, d + 1u, pos);
+        q_out[o] = rotated(h, d, pos);
+        q_out[o + 1u] = rotated(h, d + 1u, pos);
     } else {
         let w = j - q_words;
         let e = 2u * w;
         let d = e % hd;
-        let head = p.k_off + t * p.kv_stride + e / hd * hd;
+        let first = e / hd * hd;
+        let q_dim = 2u * q_words;
+        let h = head_at(p.k_off + t * p.kv_stride + first, q_dim + first, hd);
         let dst = pos * kv_words + w;
-        k_cache[dst] = pack2x16float(vec2<f32>(rotated(head, d, pos), rotated(head, d + 1u, pos)));
-        let v = p.v_off + t * p.kv_stride + e;
-        v_cache[dst] = pack2x16float(vec2<f32>(src[v], src[v + 1u]));
+        k_cache[dst] = pack2x16float(vec2<f32>(rotated(h, d, pos), rotated(h, d + 1u, pos)));
+        // v as a head of its own, never normalised nor rotated: its two elements, biased.
+        let v = Head(p.v_off + t * p.kv_stride + first, q_dim + 2u * kv_words + first, 0u, 1.0);
+        v_cache[dst] = pack2x16float(vec2<f32>(biased(v, d), biased(v, d + 1u)));
     }
 }

@@ -270,11 +270,18 @@ fn bad_input_gives_one_clear_line() {
     std::fs::write(&truncated, &bytes[..4096]).unwrap();
     assert_clean_error(&hearth(&["generate", "--model", truncated.to_str().unwrap(), "--prompt", "hi"]), "truncated");
 
-    // A real GGUF of another architecture (Qwen2's vocab file): refused by name.
+    // A real GGUF of an architecture Hearth does not run (Phi-3's vocab file): refused by
+    // name. One of a family it runs but without weights (Qwen2's vocab file): the first
+    // missing tensor, by name.
+    let phi = testdata("vocab/ggml-vocab-phi-3.gguf");
+    assert_clean_error(
+        &hearth(&["generate", "--model", phi.to_str().unwrap(), "--prompt", "hi"]),
+        "unsupported architecture \"phi3\"",
+    );
     let qwen = testdata("vocab/ggml-vocab-qwen2.gguf");
     assert_clean_error(
         &hearth(&["generate", "--model", qwen.to_str().unwrap(), "--prompt", "hi"]),
-        "unsupported architecture \"qwen2\"",
+        "tensor \"token_embd.weight\" is missing",
     );
 
     let m = model_path();

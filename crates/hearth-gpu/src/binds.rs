@@ -9,7 +9,8 @@ use crate::ops::attention::{self, Attention};
 use crate::ops::elementwise::{self, Elementwise, Kind};
 use crate::ops::embedding::{self, Embedding};
 use crate::ops::matmul::{self, Fuse, MatMul};
-use crate::ops::rope::{self, RopeKv};
+use crate::ops::norm_add::{self, NormAdd};
+use crate::ops::rope::{self, Extras, RopeKv};
 use crate::ops::sample::{self, Argmax, ArgmaxBind, Sample};
 use crate::step::{Bound, Rows, StepBuffer};
 use crate::weights::{GpuLayer, GpuMatrix, GpuWeights, Proj};
@@ -21,8 +22,11 @@ pub struct Ops {
     pub matmuls: Vec<MatMul>,
     pub rope_kv: RopeKv,
     pub attention: Attention,
-    /// For gate and up projections that could not be stacked (one matmul each), if any.
+    /// For gate and up projections that could not be stacked (one matmul each), if any:
+    /// SwiGLU or GeGLU.
     pub swiglu: Option<Elementwise>,
+    /// For post-norms (Gemma 3), if the model has them.
+    pub norm_add: Option<NormAdd>,
     pub argmax: Argmax,
     pub sample: Sample,
 }
@@ -39,9 +43,10 @@ impl Ops {
             rope_kv: RopeKv::new(gpu)?,
             attention: Attention::new(gpu, c.head_dim as u32, c.gqa_group() as u32)?,
             swiglu: match w.layers.iter().any(|l| matches!(l.gate_up, Proj::Separate(_))) {
-                true => Some(Elementwise::new(gpu, Kind::SwiGlu)?),
+                true => Some(Elementwise::new(gpu, Kind::gated(c.ffn_act))?),
                 false => None,
             },
+            norm_add: if c.post_norms { Some(NormAdd::new(gpu)?) } else { None },
             argmax: Argmax::new(gpu)?,
             sample: Sample::new(gpu)?,
         })
@@ -60,6 +65,11 @@ impl Ops {
     pub fn swiglu(&self) -> &Elementwise {
         self.swiglu.as_ref().expect("a SwiGLU pipeline where gate and up are separate")
     }
+
+    /// The post-norm's norm + add: built where the model has post-norms.
+    pub fn norm_add(&self) -> &NormAdd {
+        self.norm_add.as_ref().expect("a norm + add pipeline where layers have post-norms")
+    }
 }
 
 /// One part of a matmul, bound for the decode pipeline (1 token) and, where batches pass
@@ -77,14 +87,18 @@ pub struct LayerBinds {
     /// RoPE(q) → q; RoPE(k), v → the KV cache
     pub rope_kv: Bound<rope::Slot>,
     pub attention: Bound<attention::Slot, attention::Binds>,
-    /// x += att · W_o
+    /// x += att · W_o (or, with a post-norm, block_out = att · W_o)
     pub wo: Vec<MatPart>,
+    /// x += RMSNorm(block_out) (Gemma 3's post-attention norm)
+    pub post_attn: Option<Bound<norm_add::Slot>>,
     /// silu(RMSNorm(x) · W_gate) ⊙ RMSNorm(x) · W_up → gate
     pub gate_up: Vec<MatPart>,
     /// The SwiGLU, when gate and up were two matmuls.
     pub swiglu: Option<Bound<elementwise::Slot>>,
-    /// x += gate · W_down
+    /// x += gate · W_down (or, with a post-norm, block_out = gate · W_down)
     pub down: Vec<MatPart>,
+    /// x += RMSNorm(block_out) (Gemma 3's post-FFN norm)
+    pub post_ffn: Option<Bound<norm_add::Slot>>,
 }
 
 /// The logits, RMSNorm(x) · W_outputᵀ, for the last position (from `x_last`) or for all of a
@@ -153,7 +167,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    fn layer(&mut self, l: &GpuLayer, a: &Activations, kv: &KvLayer, f: Option<&wgpu::Buffer>) -> LayerBinds {
+    fn layer(&mut self, i: usize, l: &GpuLayer, a: &Activations, kv: &KvLayer, f: Option<&wgpu::Buffer>) -> LayerBinds {
         let c = self.c;
         let gpu = self.gpu;
         let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
@@ -172,13 +186,30 @@ impl Builder<'_> {
                 (parts, rope::Layout { q_stride: q_dim, kv_stride: kv_dim, q_off, k_off, v_off })
             }
         };
-        let slot = rope::Slot { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, layout };
-        let i = self.step.slot(gpu, &slot);
-        let params = self.step.binding(i);
-        let bind =
-            self.ops.rope_kv.bind(gpu, params, whole(&a.qkv), f.map(whole), whole(&a.q), whole(&kv.k), whole(&kv.v));
+        let slot = rope::Slot {
+            rotate: c.rotates(i),
+            bias: l.qkv_bias.is_some(),
+            qk_norm: l.qk_norm.is_some(),
+            eps: c.norm_eps,
+            local_base: c.window(i).and(c.sliding.as_ref()).map(|s| s.freq_base),
+            ..rope::Slot::plain(c.n_heads, c.n_kv_heads, layout)
+        };
+        let s = self.step.slot(gpu, &slot);
+        let params = self.step.binding(s);
+        let extras = Extras {
+            freq_factors: f.map(whole),
+            bias: l.qkv_bias.as_ref().map(whole),
+            qk_norm: l.qk_norm.as_ref().map(whole),
+        };
+        let bind = self.ops.rope_kv.bind(gpu, params, whole(&a.qkv), extras, whole(&a.q), whole(&kv.k), whole(&kv.v));
         let rope_kv = Bound { bind, slot };
-        let att_slot = attention::Slot { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+        let att_slot = attention::Slot {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale,
+            window: c.window(i),
+        };
         let i = self.step.slot(gpu, &att_slot);
         let params = self.step.binding(i);
         let attention = Bound {
@@ -194,8 +225,9 @@ impl Builder<'_> {
             slot: att_slot,
         };
         let norm = Some(&l.ffn_norm);
+        let gated = Fuse::norm_gated(c.ffn_act);
         let (gate_up, swiglu) = match &l.gate_up {
-            Proj::Stacked(m) => (self.matmul(m, Fuse::NORM_SWIGLU, norm, &a.x, &a.gate, 0, Rows::Batch), None),
+            Proj::Stacked(m) => (self.matmul(m, gated, norm, &a.x, &a.gate, 0, Rows::Batch), None),
             Proj::Separate(ms) => {
                 let mut parts = self.matmul(&ms[0], Fuse::NORM, norm, &a.x, &a.gate, 0, Rows::Batch);
                 parts.extend(self.matmul(&ms[1], Fuse::NORM, norm, &a.x, &a.up, 0, Rows::Batch));
@@ -205,15 +237,30 @@ impl Builder<'_> {
                 (parts, Some(Bound { bind: self.ops.swiglu().bind(gpu, params, whole(&a.gate), whole(&a.up)), slot }))
             }
         };
-        LayerBinds {
-            qkv,
-            rope_kv,
-            attention,
-            wo: self.matmul(&l.wo, Fuse::ADD, None, &a.att, &a.x, 0, Rows::Batch),
-            gate_up,
-            swiglu,
-            down: self.matmul(&l.w_down, Fuse::ADD, None, &a.gate, &a.x, 0, Rows::Batch),
-        }
+        let (wo, post_attn) = self.residual(&l.wo, &l.post_attn_norm, &a.att, a);
+        let (down, post_ffn) = self.residual(&l.w_down, &l.post_ffn_norm, &a.gate, a);
+        LayerBinds { qkv, rope_kv, attention, wo, post_attn, gate_up, swiglu, down, post_ffn }
+    }
+
+    /// x += input · Wᵀ: in the matmul's epilogue, or, under a post-norm, into `block_out` and
+    /// then x += RMSNorm(block_out) by the norm + add kernel.
+    fn residual(
+        &mut self,
+        m: &GpuMatrix,
+        post_norm: &Option<wgpu::Buffer>,
+        input: &wgpu::Buffer,
+        a: &Activations,
+    ) -> (Vec<MatPart>, Option<Bound<norm_add::Slot>>) {
+        let fuse = GpuLayer::residual_fuse(post_norm);
+        let Some(norm) = post_norm else {
+            return (self.matmul(m, fuse, None, input, &a.x, 0, Rows::Batch), None);
+        };
+        let parts = self.matmul(m, fuse, None, input, &a.block_out, 0, Rows::Batch);
+        let slot = norm_add::Slot { dim: self.c.dim, eps: self.c.norm_eps };
+        let i = self.step.slot(self.gpu, &slot);
+        let params = self.step.binding(i);
+        let bind = self.ops.norm_add().bind(self.gpu, params, whole(&a.x), whole(&a.block_out), whole(norm));
+        (parts, Some(Bound { bind, slot }))
     }
 }
 
@@ -235,7 +282,8 @@ impl Binds {
             .parts
             .iter()
             .map(|part| {
-                let slot = embedding::Slot { rows: part.rows.clone(), dim: c.dim, ty: w.token_embd.ty };
+                let scale = c.embed_scale.unwrap_or(1.0);
+                let slot = embedding::Slot { rows: part.rows.clone(), dim: c.dim, ty: w.token_embd.ty, scale };
                 let i = b.step.slot(gpu, &slot);
                 let step = &*b.step;
                 let params = step.binding(i);
@@ -243,7 +291,13 @@ impl Binds {
                 Bound { bind, slot }
             })
             .collect();
-        let layers = w.layers.iter().zip(kv).map(|(l, kv)| b.layer(l, a, kv, w.rope_freqs.as_ref())).collect();
+        let layers = w
+            .layers
+            .iter()
+            .zip(kv)
+            .enumerate()
+            .map(|(i, (l, kv))| b.layer(i, l, a, kv, w.rope_freqs.as_ref()))
+            .collect();
         let norm = Some(&w.output_norm);
         let last = HeadBinds { output: b.matmul(&w.output, Fuse::NORM, norm, &a.x_last, &a.logits, 0, Rows::One) };
         let slot = sample::ArgmaxSlot { vocab: c.vocab_size };

@@ -45,9 +45,12 @@ pub struct Activations {
     pub att: wgpu::Buffer, // (B, n_heads, head_dim) attention output
     /// Split-K decode attention's partials: (context / SPLIT, n_heads, head_dim + 2).
     pub att_part: wgpu::Buffer,
-    pub gate: wgpu::Buffer,    // (B, ffn_dim) silu(gate) ⊙ up (gate alone before, when unfused)
-    pub up: wgpu::Buffer,      // (B, ffn_dim), when gate and up are separate matmuls
-    pub x_last: wgpu::Buffer,  // (dim) the last token's x, for logits of the last position only
+    pub gate: wgpu::Buffer,   // (B, ffn_dim) silu(gate) ⊙ up (gate alone before, when unfused)
+    pub up: wgpu::Buffer,     // (B, ffn_dim), when gate and up are separate matmuls
+    pub x_last: wgpu::Buffer, // (dim) the last token's x, for logits of the last position only
+    /// (B, dim) Wo's or W_down's output before its post-norm joins it to x (Gemma 3); one
+    /// word for models without post-norms.
+    pub block_out: wgpu::Buffer,
     pub logits: wgpu::Buffer,  // (B, vocab); row 0 only when the last position's are wanted
     pub sampled: wgpu::Buffer, // (1) u32 the token picked on the device
     /// (B, vocab) f32, mappable: logits come back through it.
@@ -64,7 +67,7 @@ const REGION_ALIGN: usize = 64;
 /// Words of each storage buffer of [`Activations`] (field order), and bytes of its two
 /// readbacks: what [`Activations::new`] allocates and the memory plan counts.
 pub(crate) struct ActivationSizes {
-    pub storage: [(&'static str, u64); 10],
+    pub storage: [(&'static str, u64); 11],
     pub logits_readback: u64,
     pub token_readback: u64,
 }
@@ -85,6 +88,7 @@ impl ActivationSizes {
                 ("gate", b * ffn_dim),
                 ("up", b * ffn_dim),
                 ("x_last", dim),
+                ("block out", if c.post_norms { b * dim } else { 1 }),
                 ("logits", b * vocab),
                 ("sampled", 2),
             ],
@@ -104,7 +108,7 @@ impl ActivationSizes {
 impl Activations {
     pub fn new(gpu: &Gpu, c: &Config, batch: usize, context: usize) -> Self {
         let sizes = ActivationSizes::new(c, batch, context);
-        let [x, qkv, q, att, att_part, gate, up, x_last, logits, sampled] =
+        let [x, qkv, q, att, att_part, gate, up, x_last, block_out, logits, sampled] =
             sizes.storage.map(|(label, words)| storage(gpu, label, words));
         let token = sizes.token_readback;
         Activations {
@@ -116,6 +120,7 @@ impl Activations {
             gate,
             up,
             x_last,
+            block_out,
             logits,
             sampled,
             logits_readback: staging(gpu, "logits readback", sizes.logits_readback),

@@ -86,7 +86,7 @@ impl GpuModel {
         // around everything that allocates.
         let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let weights = GpuWeights::load(gpu, &config, index, src, progress).await?;
-        let rope = RopeSpec::llama(&config, weights.rope_freq_factors.clone());
+        let rope = RopeSpec::of_model(&config, weights.rope_freq_factors.clone());
         let ops = Ops::new(gpu, &config, &weights)?;
         let act = Activations::new(gpu, &config, batch, context);
         let kv = kv_cache(gpu, &config, context);
@@ -195,6 +195,11 @@ impl GpuModel {
             pass.run(&ops.attention, &l.attention, step);
             pass.family("Wo + add");
             matmul(pass, ops, &l.wo, step);
+            if let Some(post) = &l.post_attn {
+                // Gemma 3: x += RMSNorm(att · W_o)
+                pass.family("post-norm + add");
+                pass.run(ops.norm_add(), post, step);
+            }
 
             // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x)), the norm
             // and SwiGLU inside the gate/up projection, the add inside W_down.
@@ -205,6 +210,10 @@ impl GpuModel {
             }
             pass.family("down + add");
             matmul(pass, ops, &l.down, step);
+            if let Some(post) = &l.post_ffn {
+                pass.family("post-norm + add");
+                pass.run(ops.norm_add(), post, step);
+            }
         }
     }
 }

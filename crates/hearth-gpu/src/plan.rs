@@ -110,6 +110,16 @@ impl MemoryPlan {
         for i in 0..config.n_layers {
             let m = |s: &str, rows| matrix(&format!("blk.{i}.{s}.weight"), rows);
             weights += 2 * vector(dim); // attn_norm, ffn_norm
+            let has = |s: &str| index.tensor(&format!("blk.{i}.{s}")).is_some();
+            if ["attn_q.bias", "attn_k.bias", "attn_v.bias"].iter().any(|s| has(s)) {
+                weights += vector(q + 2 * kv);
+            }
+            if config.qk_norm {
+                weights += vector(2 * config.head_dim);
+            }
+            if config.post_norms {
+                weights += 2 * vector(dim); // post_attention_norm, post_ffw_norm
+            }
             weights += projection([m("attn_q", q), m("attn_k", kv), m("attn_v", kv)].into_iter().flatten().collect());
             weights += single(m("attn_output", dim));
             weights += projection([m("ffn_gate", ffn), m("ffn_up", ffn)].into_iter().flatten().collect());

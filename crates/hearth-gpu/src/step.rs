@@ -89,6 +89,10 @@ impl<S: SlotParams, B> Bound<S, B> {
     }
 }
 
+/// The largest parameter struct a slot holds (RoPE's is 80 bytes): every slot is at least
+/// this long, whatever the adapter's offset alignment (lavapipe's is 16).
+const MAX_PARAMS_BYTES: u64 = 128;
+
 /// Slots per chunk: enough that a Llama model's distinct parameters fit in one (SmolLM2 uses
 /// about 20), so a step is one write.
 const CHUNK_SLOTS: usize = 64;
@@ -117,7 +121,7 @@ impl StepBuffer {
     fn layout(limits: &wgpu::Limits, batch: usize) -> (u64, u64) {
         let align = u64::from(limits.min_uniform_buffer_offset_alignment)
             .max(u64::from(limits.min_storage_buffer_offset_alignment))
-            .max(64);
+            .max(MAX_PARAMS_BYTES);
         (align, (4 * batch as u64).div_ceil(align) * align)
     }
 
@@ -157,6 +161,9 @@ impl StepBuffer {
 
     /// Stores `slot` (or finds an equal one) and returns its index for [`StepBuffer::binding`].
     pub fn slot<S: SlotParams>(&mut self, gpu: &Gpu, slot: &S) -> usize {
+        // An op's parameters outgrowing the slot would overlap the next one's: a bug in this
+        // crate, caught by every model load in the tests, never by input.
+        assert!(std::mem::size_of::<S::Params>() as u64 <= MAX_PARAMS_BYTES, "{slot:?}: params outgrow a slot");
         let found = self.slots.iter().position(|s| s.as_any().downcast_ref::<S>() == Some(slot));
         match found {
             Some(i) => i,

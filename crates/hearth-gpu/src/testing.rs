@@ -127,6 +127,8 @@ impl Budget {
     /// Embedding rows are dequantized with ggml's f32 arithmetic, as on the CPU: bit-exact.
     pub const EMBEDDING: Budget = Budget { name: "embedding (exact dequant)", nmse: 0.0 };
     pub const SWIGLU: Budget = Budget { name: "swiglu (f32)", nmse: 3e-14 };
+    /// RMSNorm of a row then an add: f32 tree sum against the CPU's f64 sum, and inverseSqrt.
+    pub const NORM_ADD: Budget = Budget { name: "norm + add (f32)", nmse: 1e-13 };
     /// θ as the CPU builds it (bit-exact on lavapipe: 2e-15 measured); leaves room for GPU
     /// cos/sin on [-π, π] with ~1e-6 absolute error. θ by pow() instead would cost 3e-7.
     pub const ROPE: Budget = Budget { name: "rope (f32)", nmse: 1e-12 };

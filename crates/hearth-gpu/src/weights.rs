@@ -43,11 +43,31 @@ pub struct GpuLayer {
     pub attn_norm: wgpu::Buffer,
     /// [W_q; W_k; W_v]
     pub qkv: Proj,
+    /// [b_q; b_k; b_v] f32, added by the RoPE kernel (Qwen2)
+    pub qkv_bias: Option<wgpu::Buffer>,
+    /// [g_q; g_k] f32, the per-head norms the RoPE kernel applies (Qwen3)
+    pub qk_norm: Option<wgpu::Buffer>,
     pub wo: GpuMatrix,
+    /// Norm weights of the attention block's output before the residual add (Gemma 3)
+    pub post_attn_norm: Option<wgpu::Buffer>,
     pub ffn_norm: wgpu::Buffer,
     /// [W_gate; W_up]
     pub gate_up: Proj,
     pub w_down: GpuMatrix,
+    /// Norm weights of the FFN's output before the residual add (Gemma 3)
+    pub post_ffn_norm: Option<wgpu::Buffer>,
+}
+
+impl GpuLayer {
+    /// How Wo and W_down store: added to x in their epilogue, or (with a post-norm, which
+    /// needs the whole row first) stored for the norm + add kernel.
+    pub fn residual_fuse(post_norm: &Option<wgpu::Buffer>) -> Fuse {
+        if post_norm.is_some() {
+            Fuse::NONE
+        } else {
+            Fuse::ADD
+        }
+    }
 }
 
 /// The model's weights on the device (shapes as in `hearth_model::LlamaWeights`), plus the
@@ -59,6 +79,8 @@ pub struct GpuWeights {
     pub output: std::sync::Arc<GpuMatrix>,
     pub rope_freq_factors: Option<Vec<f32>>,
     pub rope_freqs: Option<wgpu::Buffer>, // (n_rot / 2) f32
+    /// The gate/up matmul's fusion when they are stacked: SwiGLU or GeGLU.
+    pub gate_fuse: Fuse,
 }
 
 /// How many rows of a matrix go in one buffer (all of them when they fit the binding limit
@@ -164,10 +186,14 @@ impl GpuWeights {
             .map(|l: Layer<GpuMatrix, wgpu::Buffer>| GpuLayer {
                 attn_norm: l.attn_norm,
                 qkv: stack(gpu, max_part, "attn_qkv", vec![l.wq, l.wk, l.wv]),
+                qkv_bias: l.qkv_bias,
+                qk_norm: l.qk_norm,
                 wo: l.wo,
+                post_attn_norm: l.post_attn_norm,
                 ffn_norm: l.ffn_norm,
                 gate_up: stack(gpu, max_part, "ffn_gate_up", vec![l.w_gate, l.w_up]),
                 w_down: l.w_down,
+                post_ffn_norm: l.post_ffn_norm,
             })
             .collect();
         Ok(GpuWeights {
@@ -177,6 +203,7 @@ impl GpuWeights {
             output: llama.output,
             rope_freq_factors: llama.rope_freq_factors,
             rope_freqs,
+            gate_fuse: Fuse::norm_gated(config.ffn_act),
         })
     }
 
@@ -190,8 +217,9 @@ impl GpuWeights {
         let mut uses = vec![(&*self.output, Fuse::NORM, false)];
         for l in &self.layers {
             let mut layer = l.qkv.fused(Fuse::NORM, Fuse::NORM);
-            layer.extend([(&l.wo, Fuse::ADD), (&l.w_down, Fuse::ADD)]);
-            layer.extend(l.gate_up.fused(Fuse::NORM_SWIGLU, Fuse::NORM));
+            let (wo, down) = (GpuLayer::residual_fuse(&l.post_attn_norm), GpuLayer::residual_fuse(&l.post_ffn_norm));
+            layer.extend([(&l.wo, wo), (&l.w_down, down)]);
+            layer.extend(l.gate_up.fused(self.gate_fuse, Fuse::NORM));
             uses.extend(layer.into_iter().map(|(m, fuse)| (m, fuse, true)));
         }
         let mut out: Vec<MatmulShapes> = Vec::new();

@@ -3,15 +3,58 @@
 
 use hearth_gguf::{GgufIndex, Value};
 
+use crate::ops::{Activation, RopeMode};
 use crate::ModelError;
 
-/// The architectures the forward pass implements. Mistral, TinyLlama and SmolLM2 are all
-/// written as `llama` in GGUF.
-const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+/// The architectures the forward pass implements (`general.architecture`). Mistral,
+/// TinyLlama and SmolLM2 are all written as `llama` in GGUF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Llama 2 and 3, TinyLlama, SmolLM2, Mistral: the baseline every other is a delta from.
+    Llama,
+    /// Qwen2, Qwen2.5, DeepSeek-R1-Distill-Qwen: Q/K/V biases, NeoX RoPE.
+    Qwen2,
+    /// Qwen3: per-head Q and K RMSNorm before RoPE, NeoX RoPE, head size of its own.
+    Qwen3,
+    /// SmolLM3: Llama, but every fourth layer skips RoPE.
+    SmolLm3,
+    /// Gemma 3: embeddings × √dim, per-head Q/K norms, post-attention and post-FFN norms,
+    /// GELU-gated FFN, interleaved sliding-window attention with its own RoPE base.
+    Gemma3,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [Family::Llama, Family::Qwen2, Family::Qwen3, Family::SmolLm3, Family::Gemma3];
+
+    /// The name GGUF gives it.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            Family::SmolLm3 => "smollm3",
+            Family::Gemma3 => "gemma3",
+        }
+    }
+
+    fn from_gguf_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.gguf_name() == name)
+    }
+
+    /// How RoPE pairs a head's elements (llama.cpp's `llama_model_rope_type`).
+    pub fn rope_mode(self) -> RopeMode {
+        match self {
+            Family::Llama | Family::SmolLm3 => RopeMode::Interleaved,
+            Family::Qwen2 | Family::Qwen3 | Family::Gemma3 => RopeMode::Neox,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub architecture: String,
+    /// What the forward pass switches on (see [`Family`]).
+    pub family: Family,
     /// Model width (`embedding_length`).
     pub dim: usize,
     pub n_layers: usize,
@@ -26,10 +69,42 @@ pub struct Config {
     pub max_context: usize,
     pub norm_eps: f32,
     pub rope: RopeConfig,
+    /// Each query and key head is RMS-normalised with its own weights (`attn_q_norm`,
+    /// `attn_k_norm`, head_dim long) before RoPE: Qwen3.
+    pub qk_norm: bool,
+    /// Layer `l` skips RoPE when `(l + 1) % n == 0` (SmolLM3, n = 4, as llama.cpp fixes it);
+    /// `None`: every layer rotates.
+    pub no_rope_every: Option<usize>,
+    /// Token embeddings are multiplied by this before the first layer (Gemma 3: √dim).
+    pub embed_scale: Option<f32>,
+    /// The attention block's and the FFN's outputs are RMS-normalised, each with its own
+    /// weights (`post_attention_norm`, `post_ffw_norm`), before they join the residual stream
+    /// (Gemma 3).
+    pub post_norms: bool,
+    /// The FFN gate's activation: SiLU (SwiGLU) or GELU (GeGLU, Gemma 3).
+    pub ffn_act: Activation,
+    /// Attention scores are q·k times this: 1/√head_dim.
+    pub attn_scale: f32,
+    /// Sliding-window attention on some layers (Gemma 3), `None` for none.
+    pub sliding: Option<Sliding>,
+}
+
+/// Interleaved sliding-window attention: a query at position i of a sliding layer sees only
+/// positions j with i − j < `window` (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`); those layers
+/// rotate with their own RoPE base, unscaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sliding {
+    pub window: usize,
+    /// Per layer: whether it slides.
+    pub layers: Vec<bool>,
+    /// RoPE θ base of sliding layers (`rope.freq_base_swa`, 10 000 when absent).
+    pub freq_base: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RopeConfig {
+    /// Which elements of a head are rotated together.
+    pub mode: RopeMode,
     /// θ base: pair i of a head rotates by pos · base^(-2i/n_rot).
     pub freq_base: f32,
     /// Leading dimensions of each head that are rotated (`rope.dimension_count`).
@@ -114,6 +189,28 @@ impl Meta<'_> {
     }
 }
 
+/// Which of `n_layers` layers slide, as llama.cpp reads it: `attention.sliding_window_pattern`
+/// as one bool per layer, or as n (every n-th layer is global: layer l slides unless
+/// l % n == n − 1), 6 when the key is absent (Gemma 3).
+fn sliding_layers(m: &Meta, n_layers: usize) -> Result<Vec<bool>, ModelError> {
+    let key = m.key("attention.sliding_window_pattern");
+    let n = match m.opt("attention.sliding_window_pattern") {
+        None => 6,
+        Some(Value::Array(_, items)) => {
+            let flags: Option<Vec<bool>> = items.iter().map(Value::as_bool).collect();
+            return match flags {
+                Some(flags) if flags.len() == n_layers => Ok(flags),
+                _ => Err(bad(&key, format!("{} values", items.len()), "must be one bool per layer")),
+            };
+        }
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= MAX_DIM => n as usize,
+            _ => return Err(bad(&key, format!("{v:?}"), "must be a layer count or one bool per layer")),
+        },
+    };
+    Ok((0..n_layers).map(|l| n == 0 || l % n < n - 1).collect())
+}
+
 /// Dimensions beyond this are not a real model; refusing them keeps `a * b` from overflowing
 /// a u64 (sizes are computed in u64 on every target: usize is 32 bits on wasm32).
 const MAX_DIM: u64 = 1 << 24;
@@ -136,9 +233,8 @@ fn bad(key: &str, value: impl ToString, why: &str) -> ModelError {
 impl Config {
     pub fn from_gguf(index: &GgufIndex) -> Result<Self, ModelError> {
         let arch = index.architecture()?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
-            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
-        }
+        let family =
+            Family::from_gguf_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture(arch.to_string()))?;
         let m = Meta { index, arch };
 
         if m.opt_usize("expert_count").unwrap_or(None).unwrap_or(0) > 0 {
@@ -180,10 +276,11 @@ impl Config {
         }
 
         let n_rot = m.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
-        // llama.cpp refuses partial rotation for `llama` ("invalid n_rot"); so do we, rather
-        // than run a model it would not.
+        // llama.cpp refuses partial rotation for every family here ("invalid n_rot", or an
+        // assertion in its graph); so do we, rather than run a model it would not.
         if n_rot != head_dim {
-            return Err(bad(&m.key("rope.dimension_count"), n_rot, "must equal the head size for llama models"));
+            let why = format!("must equal the head size for {arch} models");
+            return Err(bad(&m.key("rope.dimension_count"), n_rot, &why));
         }
         let freq_base = m.opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
         if !(freq_base.is_finite() && freq_base > 1.0) {
@@ -222,8 +319,29 @@ impl Config {
             }
         }
 
+        let gemma = family == Family::Gemma3;
+        let sliding = match m.opt_usize("attention.sliding_window")? {
+            Some(window) if gemma => {
+                let layers = sliding_layers(&m, n_layers)?;
+                let freq_base = m.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0);
+                if !(freq_base.is_finite() && freq_base > 1.0) {
+                    return Err(bad(&m.key("rope.freq_base_swa"), freq_base, "must be a number above 1"));
+                }
+                Some(Sliding { window, layers, freq_base })
+            }
+            _ => None,
+        };
+        if let Some(cap) = m.opt_f32("final_logit_softcapping")?.filter(|&c| c != 0.0) {
+            return Err(ModelError::Unsupported(format!("final logit soft-capping ({cap}) is not supported yet")));
+        }
+        if gemma && n_layers == 62 {
+            // llama.cpp scales Gemma 3 27B's queries by 1/√(dim / heads), not 1/√head_dim.
+            return Err(ModelError::Unsupported("Gemma 3 27B's query scale is not supported yet".into()));
+        }
+
         Ok(Config {
             architecture: arch.to_string(),
+            family,
             dim,
             n_layers,
             n_heads,
@@ -233,8 +351,26 @@ impl Config {
             vocab_size,
             max_context,
             norm_eps,
-            rope: RopeConfig { freq_base, n_rot, freq_scale, llama3 },
+            rope: RopeConfig { mode: family.rope_mode(), freq_base, n_rot, freq_scale, llama3 },
+            qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
+            no_rope_every: (family == Family::SmolLm3).then_some(4),
+            embed_scale: gemma.then(|| (dim as f32).sqrt()),
+            post_norms: gemma,
+            ffn_act: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            sliding,
         })
+    }
+
+    /// The attention window of layer `l`: `Some(window)` if it slides.
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        let s = self.sliding.as_ref()?;
+        s.layers.get(layer).copied().unwrap_or(false).then_some(s.window)
+    }
+
+    /// Whether layer `l` applies RoPE to its queries and keys.
+    pub fn rotates(&self, layer: usize) -> bool {
+        self.no_rope_every.is_none_or(|n| !(layer + 1).is_multiple_of(n))
     }
 
     /// Query heads per key/value head.

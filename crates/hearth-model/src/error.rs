@@ -6,7 +6,7 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("unsupported architecture {0:?}: Hearth runs Llama-family models (general.architecture = \"llama\": Llama 2/3, TinyLlama, SmolLM2, Mistral)")]
+    #[error("unsupported architecture {0:?}: Hearth runs general.architecture llama (Llama 2/3, TinyLlama, SmolLM2, Mistral), qwen2 (Qwen2.5), qwen3 and smollm3")]
     UnsupportedArchitecture(String),
     #[error("unsupported model: {0}")]
     Unsupported(String),

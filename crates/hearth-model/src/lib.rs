@@ -1,4 +1,4 @@
-//! Llama-family models on the CPU, in plain f32: the reference every GPU kernel is checked
+//! Llama-family models (and Qwen2, Qwen3, SmolLM3) on the CPU, in plain f32: the reference every GPU kernel is checked
 //! against, and a working (slow) backend in its own right.
 //!
 //! GGUF index → [`Config`] (typed hyper-parameters) → [`Weights`] (tensors in their file
@@ -17,7 +17,7 @@ mod sampling;
 mod synthetic;
 mod weights;
 
-pub use config::{Config, Llama3Scaling, RopeConfig};
+pub use config::{Config, Family, Llama3Scaling, RopeConfig};
 pub use engine::{Blocking, CpuEngine, Engine, EngineStats, Feed, Pipelined, Steps};
 pub use error::ModelError;
 pub use generate::{generate, generate_async, GenerateParams, Generation, StopReason, Timings};
@@ -25,4 +25,4 @@ pub use model::{KvCache, Logits, Model};
 pub use perplexity::{log_softmax_at, perplexity, Perplexity};
 pub use sampling::{argmax, Sampler, SamplingParams};
 pub use synthetic::{QuantMix, SyntheticModel, SyntheticShape};
-pub use weights::{checked_tensor, Layer, LayerWeights, LlamaWeights, Matrix, WeightLoader, Weights};
+pub use weights::{checked_tensor, unused_tensor, Layer, LayerWeights, LlamaWeights, Matrix, WeightLoader, Weights};

@@ -1,8 +1,10 @@
-//! The Llama forward pass, once, in f32: the CPU reference.
+//! The forward pass, once, in f32: the CPU reference. One pass for every family, its steps
+//! switched by the config (biases, Q/K norms, which layers rotate), so that it reads like
+//! the Llama paper with the deltas marked.
 
 use hearth_gguf::{GgufIndex, ReadAt};
 
-use crate::ops::{add_assign, attention, matmul, rmsnorm_rows, swiglu, Rope};
+use crate::ops::{add_assign, attention, gated, matmul, rmsnorm_heads, rmsnorm_rows, AttentionShape, Rope};
 use crate::weights::Weights;
 use crate::{Config, ModelError};
 
@@ -10,6 +12,8 @@ pub struct Model {
     pub config: Config,
     pub weights: Weights,
     rope: Rope,
+    /// The rotation of sliding-window layers, where it differs (Gemma 3's base 10 000).
+    rope_local: Option<Rope>,
 }
 
 /// Keys and values of every position seen so far, f32.
@@ -69,8 +73,9 @@ impl Model {
     pub fn load<R: ReadAt + ?Sized>(index: &GgufIndex, src: &R) -> Result<Self, ModelError> {
         let config = Config::from_gguf(index)?;
         let weights = Weights::load(&config, index, src)?;
-        let rope = Rope::llama(&config, weights.rope_freq_factors.clone());
-        Ok(Model { config, weights, rope })
+        let rope = Rope::of_model(&config, weights.rope_freq_factors.clone());
+        let rope_local = Rope::local(&config);
+        Ok(Model { config, weights, rope, rope_local })
     }
 
     /// An empty cache for up to `capacity` positions (at most the trained context).
@@ -107,8 +112,13 @@ impl Model {
         let mut x = vec![0f32; n * dim];
         for (row, &t) in x.chunks_exact_mut(dim).zip(tokens) {
             w.token_embd.row_into(t as usize, row);
+            if let Some(scale) = c.embed_scale {
+                row.iter_mut().for_each(|v| *v *= scale); // Gemma 3: × √dim
+            }
         }
-        let rope_cs: Vec<Vec<(f32, f32)>> = (start..start + n).map(|p| self.rope.cos_sin(p)).collect();
+        let angles = |rope: &Rope| -> Vec<Vec<(f32, f32)>> { (start..start + n).map(|p| rope.cos_sin(p)).collect() };
+        let rope_cs = angles(&self.rope);
+        let rope_cs_local = self.rope_local.as_ref().map(angles);
 
         let mut xb = vec![0f32; n * dim];
         let mut q = vec![0f32; n * q_dim];
@@ -124,23 +134,48 @@ impl Model {
             matmul(&mut q, &xb, &lw.wq);
             matmul(&mut k, &xb, &lw.wk);
             matmul(&mut v, &xb, &lw.wv);
-            for t in 0..n {
-                self.rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], &rope_cs[t]);
-                self.rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], &rope_cs[t]);
+            if let Some(bias) = &lw.qkv_bias {
+                // Qwen2: q, k, v += their biases
+                let (bq, rest) = bias.split_at(q_dim);
+                let (bk, bv) = rest.split_at(kv_dim);
+                for (m, b) in [(&mut q, bq), (&mut k, bk), (&mut v, bv)] {
+                    m.chunks_exact_mut(b.len()).for_each(|row| add_assign(row, b));
+                }
+            }
+            if let Some(norm) = &lw.qk_norm {
+                // Qwen3: each query and key head RMS-normalised, before RoPE
+                let (gq, gk) = norm.split_at(c.head_dim);
+                rmsnorm_heads(&mut q, gq, c.norm_eps);
+                rmsnorm_heads(&mut k, gk, c.norm_eps);
+            }
+            let window = c.window(l);
+            if c.rotates(l) {
+                // Gemma 3's sliding layers rotate with their own base
+                let (rope, cs) = match (&self.rope_local, &rope_cs_local) {
+                    (Some(local), Some(cs)) if window.is_some() => (local, cs),
+                    _ => (&self.rope, &rope_cs),
+                };
+                for t in 0..n {
+                    rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], &cs[t]);
+                    rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], &cs[t]);
+                }
             }
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            attention(&mut att, &q, &cache.k[l], &cache.v[l], start, c.n_heads, c.n_kv_heads, c.head_dim);
+            let (n_heads, n_kv_heads, head_dim, scale) = (c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale);
+            let shape = AttentionShape { n_heads, n_kv_heads, head_dim, scale, window };
+            attention(&mut att, &q, &cache.k[l], &cache.v[l], start, shape);
             matmul(&mut xb, &att, &lw.wo);
-            add_assign(&mut x, &xb);
+            self.add_to_residual(&mut x, &mut xb, lw.post_attn_norm.as_deref());
 
-            // Feed-forward block: x += W_down · (silu(W_gate·norm(x)) ⊙ W_up·norm(x))
+            // Feed-forward block: x += W_down · (act(W_gate·norm(x)) ⊙ W_up·norm(x)), act =
+            // SiLU (SwiGLU) or GELU (Gemma's GeGLU)
             rmsnorm_rows(&mut xb, &x, &lw.ffn_norm, c.norm_eps);
             matmul(&mut gate, &xb, &lw.w_gate);
             matmul(&mut up, &xb, &lw.w_up);
-            swiglu(&mut gate, &up);
+            gated(&mut gate, &up, c.ffn_act);
             matmul(&mut xb, &gate, &lw.w_down);
-            add_assign(&mut x, &xb);
+            self.add_to_residual(&mut x, &mut xb, lw.post_ffn_norm.as_deref());
         }
         cache.len = start + n;
 
@@ -153,5 +188,15 @@ impl Model {
         let mut logits = vec![0f32; rows.len() / dim * c.vocab_size];
         matmul(&mut logits, &normed, &w.output);
         Ok(logits)
+    }
+
+    /// `x += out`, `out` first RMS-normalised with `post_norm` where the model has one
+    /// (Gemma 3's post-attention and post-FFN norms).
+    fn add_to_residual(&self, x: &mut [f32], out: &mut [f32], post_norm: Option<&[f32]>) {
+        if let Some(g) = post_norm {
+            let raw = out.to_vec();
+            rmsnorm_rows(out, &raw, g, self.config.norm_eps);
+        }
+        add_assign(x, out);
     }
 }

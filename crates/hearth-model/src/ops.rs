@@ -95,17 +95,31 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// The rotation a Llama model uses: llama.cpp's `LLAMA_ROPE_TYPE_NORM` (adjacent pairs)
+    /// The rotation a model uses: its family's pairing (llama.cpp's `llama_model_rope_type`)
     /// with the config's base and scale, and `freq_factors` from the weights (Llama 3).
-    pub fn llama(config: &crate::Config, freq_factors: Option<Vec<f32>>) -> Rope {
+    pub fn of_model(config: &crate::Config, freq_factors: Option<Vec<f32>>) -> Rope {
         Rope {
-            mode: RopeMode::Interleaved,
+            mode: config.rope.mode,
             head_dim: config.head_dim,
             n_rot: config.rope.n_rot,
             freq_base: config.rope.freq_base,
             freq_scale: config.rope.freq_scale,
             freq_factors,
         }
+    }
+
+    /// The rotation of a model's sliding-window layers where it differs from
+    /// [`Rope::of_model`]'s: their own base, unscaled and without frequency factors (Gemma 3).
+    pub fn local(config: &crate::Config) -> Option<Rope> {
+        let sliding = config.sliding.as_ref()?;
+        Some(Rope {
+            mode: config.rope.mode,
+            head_dim: config.head_dim,
+            n_rot: config.rope.n_rot,
+            freq_base: sliding.freq_base,
+            freq_scale: 1.0,
+            freq_factors: None,
+        })
     }
 
     /// (cos, sin) for every rotated pair at position `pos`. θ_i = pos · base^(-2i/n_rot),
@@ -141,6 +155,15 @@ impl Rope {
     }
 }
 
+/// RMSNorm of every `w.len()`-long head of `x` in place, each with the same weights `w`
+/// (Qwen3's per-head query and key norms).
+pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
+    for head in x.chunks_exact_mut(w.len()) {
+        let raw = head.to_vec();
+        rmsnorm(head, &raw, w, eps);
+    }
+}
+
 /// In-place softmax; the normaliser is summed in f64.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -155,44 +178,74 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`, silu(x) = x / (1 + e^-x).
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+/// The gate's activation in a gated FFN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// silu(x) = x / (1 + e^-x): SwiGLU (Llama, Qwen, SmolLM).
+    Silu,
+    /// GELU, tanh approximation, as ggml computes it in f32: GeGLU (Gemma).
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::GeluTanh => {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+        }
     }
+}
+
+/// A gated FFN's middle: `gate[i] = act(gate[i]) * up[i]`.
+pub fn gated(gate: &mut [f32], up: &[f32], act: Activation) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = act.apply(*g) * u;
+    }
+}
+
+/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    gated(gate, up, Activation::Silu);
+}
+
+/// The shape of one attention call: heads, head size, the score scale and the window.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Scores are q·k times this (1/√head_dim).
+    pub scale: f32,
+    /// A sliding layer's window: position i sees only j with i − j < window.
+    pub window: Option<usize>,
 }
 
 /// Causal grouped-query attention for a batch whose first token sits at position `start`.
 /// q, out: (n × n_heads · head_dim); k_cache, v_cache: (positions × n_kv_heads · head_dim),
-/// already holding this batch. Query head h reads KV head h / (n_heads / n_kv_heads);
-/// scores are scaled by 1/√head_dim.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    out: &mut [f32],
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    start: usize,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-) {
+/// already holding this batch. Query head h reads KV head h / (n_heads / n_kv_heads).
+pub fn attention(out: &mut [f32], q: &[f32], k_cache: &[f32], v_cache: &[f32], start: usize, shape: AttentionShape) {
+    let AttentionShape { n_heads, n_kv_heads, head_dim, scale, window } = shape;
     let (hd, q_dim, kv_dim) = (head_dim, n_heads * head_dim, n_kv_heads * head_dim);
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
     out.par_chunks_mut(q_dim).zip(q.par_chunks(q_dim)).enumerate().for_each(|(t, (out_t, q_t))| {
-        let n_pos = start + t + 1; // token t sees positions 0..=start+t
-        let mut scores = vec![0f32; n_pos];
+        let n_pos = start + t + 1; // token t sees positions first..=start+t
+        let first = window.map_or(0, |w| n_pos.saturating_sub(w));
+        let mut scores = vec![0f32; n_pos - first];
         for h in 0..n_heads {
             let kvh = h / group;
             let qh = &q_t[h * hd..(h + 1) * hd];
-            for (p, s) in scores.iter_mut().enumerate() {
+            for (i, s) in scores.iter_mut().enumerate() {
+                let p = first + i;
                 *s = dot(qh, &k_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd]) * scale;
             }
             softmax(&mut scores);
             let oh = &mut out_t[h * hd..(h + 1) * hd];
             oh.fill(0.0);
-            for (p, &s) in scores.iter().enumerate() {
+            for (i, &s) in scores.iter().enumerate() {
+                let p = first + i;
                 let vp = &v_cache[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
                 for (o, &vv) in oh.iter_mut().zip(vp) {
                     *o += s * vv;

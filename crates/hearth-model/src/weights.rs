@@ -59,14 +59,23 @@ pub struct Layer<M, V> {
     pub wq: M,        // (n_heads · head_dim) × dim
     pub wk: M,        // (n_kv_heads · head_dim) × dim
     pub wv: M,        // (n_kv_heads · head_dim) × dim
-    pub wo: M,        // dim × (n_heads · head_dim)
-    pub ffn_norm: V,  // (dim)
-    pub w_gate: M,    // ffn_dim × dim
-    pub w_up: M,      // ffn_dim × dim
-    pub w_down: M,    // dim × ffn_dim
+    /// [b_q; b_k; b_v] (q_dim + 2 kv_dim), added after the projections, when the file has
+    /// any of them (Qwen2; llama.cpp reads them for every family); a missing one is zeros.
+    pub qkv_bias: Option<V>,
+    /// [g_q; g_k] (2 head_dim): per-head RMSNorm weights of queries and keys (Qwen3).
+    pub qk_norm: Option<V>,
+    pub wo: M, // dim × (n_heads · head_dim)
+    /// RMSNorm weights of the attention block's output before the residual add (Gemma 3)
+    pub post_attn_norm: Option<V>,
+    pub ffn_norm: V, // (dim)
+    pub w_gate: M,   // ffn_dim × dim
+    pub w_up: M,     // ffn_dim × dim
+    pub w_down: M,   // dim × ffn_dim
+    /// RMSNorm weights of the FFN's output before the residual add (Gemma 3)
+    pub post_ffn_norm: Option<V>,
 }
 
-/// A Llama model's weights on any backend.
+/// A model's weights on any backend (every family: what one lacks is `None`).
 #[derive(Debug)]
 pub struct LlamaWeights<M, V> {
     pub token_embd: Arc<M>, // vocab × dim: row t is token t's embedding
@@ -115,6 +124,31 @@ pub fn checked_tensor<'i>(index: &'i GgufIndex, name: &str, expected: &[u64]) ->
     Ok(info)
 }
 
+/// The first tensor of `index` that [`LlamaWeights::load_with`] would not read for `config`
+/// (a bias the forward pass has no place for, a fused `attn_qkv`, a vision tower), if any.
+pub fn unused_tensor<'i>(config: &Config, index: &'i GgufIndex) -> Option<&'i str> {
+    let global = ["token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"];
+    let mut layer = vec!["attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_q.bias"];
+    layer.extend(["attn_k.bias", "attn_v.bias", "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight"]);
+    layer.extend(["ffn_up.weight", "ffn_down.weight"]);
+    if config.qk_norm {
+        layer.extend(["attn_q_norm.weight", "attn_k_norm.weight"]);
+    }
+    if config.post_norms {
+        layer.extend(["post_attention_norm.weight", "post_ffw_norm.weight"]);
+    }
+    let read = |name: &str| {
+        if global.contains(&name) {
+            return true;
+        }
+        let Some((i, rest)) = name.strip_prefix("blk.").and_then(|n| n.split_once('.')) else {
+            return false;
+        };
+        i.parse::<usize>().is_ok_and(|i| i < config.n_layers) && layer.contains(&rest)
+    };
+    index.tensors.iter().map(|t| t.name.as_str()).find(|name| !read(name))
+}
+
 /// Reads a 1-D tensor of `len` elements as f32.
 async fn read_vector<S: TensorSource + ?Sized>(
     index: &GgufIndex,
@@ -147,6 +181,14 @@ impl<M, V> LlamaWeights<M, V> {
     {
         let total: u64 = index.tensors.iter().map(|t| t.n_bytes).sum();
         let mut done = 0u64;
+        // A tensor the forward pass would silently skip means a model it would run wrong.
+        if let Some(name) = unused_tensor(config, index) {
+            return Err(ModelError::Unsupported(format!(
+                "tensor {name:?} of this {} model: Hearth does not run what it is for yet",
+                config.architecture
+            ))
+            .into());
+        }
         let (dim, q, kv, ffn) = (config.dim, config.q_dim(), config.kv_dim(), config.ffn_dim);
         // A macro rather than closures: each read awaits, and async closures borrowing
         // `done` and `progress` mutably would not outlive one call.
@@ -169,21 +211,68 @@ impl<M, V> LlamaWeights<M, V> {
                 loader.vector(&name, values)?
             }};
         }
+        // Vectors stacked into one, `None` when the file has none of them (a missing part
+        // is zeros).
+        macro_rules! stacked {
+            ($label:expr, $parts:expr) => {{
+                let parts: Vec<(String, usize)> = $parts;
+                if parts.iter().any(|(name, _)| index.tensor(name).is_some()) {
+                    let mut values = Vec::new();
+                    for (name, len) in parts {
+                        match index.tensor(&name) {
+                            Some(info) => {
+                                values.extend(read_vector(index, src, &name, len).await?);
+                                done += info.n_bytes;
+                                progress(done, total);
+                            }
+                            None => values.resize(values.len() + len, 0.0),
+                        }
+                    }
+                    Some(loader.vector(&$label, values)?)
+                } else {
+                    None
+                }
+            }};
+        }
 
         let token_embd = Arc::new(matrix!("token_embd.weight", config.vocab_size, dim));
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
+            let bias = |s: &str| format!("blk.{i}.{s}.bias");
+            let hd = config.head_dim;
             layers.push(Layer {
                 attn_norm: vector!(name("attn_norm"), dim),
                 wq: matrix!(name("attn_q"), q, dim),
                 wk: matrix!(name("attn_k"), kv, dim),
                 wv: matrix!(name("attn_v"), kv, dim),
+                qkv_bias: stacked!(
+                    bias("attn_qkv"),
+                    vec![(bias("attn_q"), q), (bias("attn_k"), kv), (bias("attn_v"), kv)]
+                ),
+                qk_norm: match config.qk_norm {
+                    true => {
+                        let parts = vec![(name("attn_q_norm"), hd), (name("attn_k_norm"), hd)];
+                        if let Some((missing, _)) = parts.iter().find(|(n, _)| index.tensor(n).is_none()) {
+                            return Err(ModelError::MissingTensor(missing.clone()).into());
+                        }
+                        stacked!(format!("blk.{i}.attn_qk_norm"), parts)
+                    }
+                    false => None,
+                },
                 wo: matrix!(name("attn_output"), dim, q),
+                post_attn_norm: match config.post_norms {
+                    true => Some(vector!(name("post_attention_norm"), dim)),
+                    false => None,
+                },
                 ffn_norm: vector!(name("ffn_norm"), dim),
                 w_gate: matrix!(name("ffn_gate"), ffn, dim),
                 w_up: matrix!(name("ffn_up"), ffn, dim),
                 w_down: matrix!(name("ffn_down"), dim, ffn),
+                post_ffn_norm: match config.post_norms {
+                    true => Some(vector!(name("post_ffw_norm"), dim)),
+                    false => None,
+                },
             });
         }
         let output_norm = vector!("output_norm.weight".to_string(), dim);

@@ -1,8 +1,10 @@
-//! The CPU reference against llama.cpp on tiny random Llama models that cover what the real
+//! The CPU reference against llama.cpp on tiny random models that cover what the real
 //! SmolLM2 model does not: multi-head attention with an untied `output.weight`, other GQA
 //! ratios, a head size given by `attention.key_length` (n_heads · head_dim ≠ dim, an odd
 //! number of rotated pairs), RoPE bases 1e4 / 1e6 / 5e5, Llama 3 frequency scaling (the
-//! `rope_freqs.weight` tensor, and the same factors from metadata), and linear RoPE scaling.
+//! `rope_freqs.weight` tensor, and the same factors from metadata), linear RoPE scaling, and
+//! the other families: qwen2 (Q/K/V biases, NeoX RoPE), qwen3 (per-head Q/K norms, NeoX, a
+//! head size of its own) and smollm3 (every fourth layer without RoPE).
 //! The models and llama.cpp's logits come from tests/fixtures/make_tiny_models.py; see the
 //! docstring there for how the oracle was run.
 //!
@@ -12,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hearth_gguf::{read_index, read_tensor, GgufIndex, TensorType, Value};
-use hearth_model::{Config, Logits, Model, ModelError};
+use hearth_model::{Config, Family, Logits, Model, ModelError};
 use serde_json::Value as Json;
 
 /// Largest |hearth − llama.cpp| allowed for any logit of any position. Both sides compute in
@@ -94,6 +96,10 @@ fn max_err(what: &str, a: &[f32], b: &[f32], n_vocab: usize) -> (f32, usize, usi
 /// Runs the fixture tokens through `model` in one batch and again one token at a time
 /// through the KV cache, and compares both with llama.cpp. Returns the largest error.
 fn check_against_oracle(label: &str, model: &Model, expected: &[f32]) -> f32 {
+    // Gemma 3's oracle is llama.cpp built with its GELU in f32 (make_tiny_models.py): the same
+    // budget holds (6.7e-6 measured); against stock llama.cpp, whose GELU goes through f16,
+    // it is 4.6e-3.
+    let budget = LOGIT_TOLERANCE;
     let toks = tokens();
     let n_vocab = model.config.vocab_size;
     assert_eq!(expected.len(), toks.len() * n_vocab, "{label}: oracle logit count");
@@ -115,13 +121,10 @@ fn check_against_oracle(label: &str, model: &Model, expected: &[f32]) -> f32 {
     eprintln!(
         "{label}: max |Δ| vs llama.cpp: batch {eb:.2e} (pos {pb}, token {tb}), token by token {es:.2e} (pos {ps}, token {ts}); batch vs token by token {ebs:.2e}"
     );
+    assert!(eb <= budget, "{label}: batch logit at position {pb}, token {tb} off by {eb:.3e} (budget {budget:e})");
     assert!(
-        eb <= LOGIT_TOLERANCE,
-        "{label}: batch logit at position {pb}, token {tb} off by {eb:.3e} (budget {LOGIT_TOLERANCE:e})"
-    );
-    assert!(
-        es <= LOGIT_TOLERANCE,
-        "{label}: token-by-token logit at position {ps}, token {ts} off by {es:.3e} (budget {LOGIT_TOLERANCE:e})"
+        es <= budget,
+        "{label}: token-by-token logit at position {ps}, token {ts} off by {es:.3e} (budget {budget:e})"
     );
     assert!(
         ebs <= SELF_TOLERANCE,
@@ -140,9 +143,20 @@ fn check_model(name: &str) {
     let n = |k: &str| spec[k].as_u64().unwrap() as usize;
     assert_eq!(
         (c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab_size),
-        (n("dim"), 2, n("n_heads"), n("n_kv_heads"), n("head_dim"), n("ffn_dim"), n("n_vocab")),
+        (n("dim"), n("n_layers"), n("n_heads"), n("n_kv_heads"), n("head_dim"), n("ffn_dim"), n("n_vocab")),
         "{name}: config"
     );
+    assert_eq!(c.family.gguf_name(), spec["arch"].as_str().unwrap(), "{name}: family");
+    assert_eq!(c.qk_norm, spec["qk_norm"].as_bool().unwrap(), "{name}: Q/K norms");
+    assert_eq!(c.post_norms, spec["post_norms"].as_bool().unwrap(), "{name}: post-norms");
+    let window = c.sliding.as_ref().map(|s| s.window as u64);
+    assert_eq!(window, spec["sliding_window"].as_u64(), "{name}: sliding window");
+    if c.ffn_act == hearth_model::ops::Activation::GeluTanh {
+        let gelu = spec["oracle_gelu"].as_str();
+        assert_eq!(gelu, Some("f32 (GGML_GELU_FP16 off)"), "{name}: the oracle must not round GELU through f16");
+    }
+    let biased = model.weights.layers.iter().all(|l| l.qkv_bias.is_some());
+    assert_eq!(biased, spec["bias"].as_bool().unwrap(), "{name}: Q/K/V biases");
     assert_eq!(c.rope.n_rot, c.head_dim, "{name}: n_rot");
     assert_eq!(c.rope.freq_base, spec["rope_base"].as_f64().unwrap() as f32, "{name}: rope base");
     assert_eq!(c.norm_eps, spec["norm_eps"].as_f64().unwrap() as f32, "{name}: eps");
@@ -170,6 +184,24 @@ fn llama3_rope_freqs_tensor_matches_llama_cpp() {
 #[test]
 fn linear_rope_scaling_matches_llama_cpp() {
     check_model("linear_rope");
+}
+
+#[test]
+fn qwen2_with_qkv_biases_and_neox_rope_matches_llama_cpp() {
+    check_model("qwen2_bias");
+}
+
+#[test]
+fn qwen3_with_per_head_qk_norms_matches_llama_cpp() {
+    check_model("qwen3_qk_norm");
+}
+
+#[test]
+fn smollm3_without_rope_every_fourth_layer_matches_llama_cpp() {
+    let model = load_bytes(&model_bytes("smollm3_no_rope")).unwrap();
+    let rotates: Vec<bool> = (0..4).map(|l| model.config.rotates(l)).collect();
+    assert_eq!(rotates, [true, true, true, false]);
+    check_model("smollm3_no_rope");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +285,18 @@ fn linear_scaling_factor_without_a_type_is_linear_as_in_llama_cpp() {
 fn probes_show_the_rope_comparisons_are_sensitive() {
     // If switching a feature off moved llama.cpp's logits by less than the budget, the
     // comparisons above could not catch its absence.
-    for (model, probe) in [("llama3_rope_freqs", "without_rope_freqs"), ("linear_rope", "without_linear_scaling")] {
+    for (model, probe) in [
+        ("llama3_rope_freqs", "without_rope_freqs"),
+        ("linear_rope", "without_linear_scaling"),
+        ("qwen2_bias", "without_bias"),
+        ("qwen2_bias", "as_llama"),
+        ("qwen3_qk_norm", "qk_norm_weights_ones"),
+        ("smollm3_no_rope", "as_llama"),
+        ("gemma3_swa", "qk_norm_weights_ones"),
+        ("gemma3_swa", "post_norm_weights_ones"),
+        ("gemma3_swa", "without_sliding_window"),
+        ("gemma3_swa", "swa_rope_base_1e6"),
+    ] {
         let d =
             spec(model)["probes"][probe]["max_abs_diff"].as_f64().unwrap_or_else(|| panic!("{model}: probe {probe}"));
         assert!(d > 100.0 * f64::from(LOGIT_TOLERANCE), "{model}: {probe} moves logits by only {d:e}");
@@ -277,6 +320,84 @@ fn unsupported_architecture_is_an_error() {
     match load_err(&g) {
         ModelError::UnsupportedArchitecture(a) => assert_eq!(a, "gptneox"),
         e => panic!("wrong error: {e:?}"),
+    }
+}
+
+/// Gemma 3: six layers, the first five sliding (window 5 < 30 tokens) with RoPE base 10 000,
+/// the sixth global with base 1e6; embeddings × √48; Q/K norms; post-norms; GeGLU.
+#[test]
+fn gemma3_with_sliding_windows_post_norms_and_geglu_matches_llama_cpp() {
+    let model = load_bytes(&model_bytes("gemma3_swa")).unwrap();
+    let c = &model.config;
+    let windows: Vec<Option<usize>> = (0..6).map(|l| c.window(l)).collect();
+    assert_eq!(windows, [Some(5), Some(5), Some(5), Some(5), Some(5), None]);
+    assert_eq!(c.sliding.as_ref().unwrap().freq_base, 10_000.0);
+    assert_eq!(c.embed_scale, Some(48f32.sqrt()));
+    check_model("gemma3_swa");
+}
+
+/// Gemma 3's sliding pattern as llama.cpp reads it: a count n (every n-th layer global), or
+/// one bool per layer; a malformed one is refused by key.
+#[test]
+fn gemma3_sliding_patterns_follow_llama_cpp() {
+    let with = |v: Value| {
+        let mut g = Gguf::parse(&model_bytes("gemma3_swa"));
+        g.set("gemma3.attention.sliding_window_pattern", v);
+        load_bytes(&g.to_bytes())
+    };
+    let windows = |m: Model| (0..6).map(|l| m.config.window(l).is_some()).collect::<Vec<_>>();
+    assert_eq!(windows(with(Value::U32(3)).unwrap()), [true, true, false, true, true, false]);
+    let flags = [false, true, false, true, true, true];
+    let arr = Value::Array(hearth_gguf::ValueType::Bool, flags.iter().map(|&b| Value::Bool(b)).collect());
+    assert_eq!(windows(with(arr).unwrap()), flags);
+    let short = Value::Array(hearth_gguf::ValueType::Bool, vec![Value::Bool(true)]);
+    assert!(
+        matches!(with(short), Err(ModelError::BadConfig { key, .. }) if key == "gemma3.attention.sliding_window_pattern")
+    );
+}
+
+#[test]
+fn the_families_are_told_apart_by_their_architecture() {
+    // The same qwen2 tensors read as llama: adjacent RoPE pairs, so different logits
+    // (llama.cpp's probe "as_llama"); as qwen3: its Q/K norms are missing.
+    let mut g = Gguf::parse(&model_bytes("qwen2_bias"));
+    let renamed: Vec<(String, Value)> = g
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("qwen2.").map(|rest| (format!("llama.{rest}"), v.clone())))
+        .collect();
+    g.metadata.extend(renamed);
+    g.set("general.architecture", Value::String("llama".into()));
+    let model = load_bytes(&g.to_bytes()).unwrap();
+    assert_eq!(model.config.family, Family::Llama);
+    let mut cache = model.new_cache(n_ctx());
+    let logits = model.forward(&mut cache, &tokens(), Logits::All).unwrap();
+    let (e, _, _) = max_err("qwen2 read as llama", &logits, &oracle_logits(&spec("qwen2_bias")), 264);
+    assert!(e > 1.0, "NeoX against adjacent pairs moved the logits by only {e}");
+
+    let mut g = Gguf::parse(&model_bytes("qwen3_qk_norm"));
+    g.remove_tensor("blk.1.attn_k_norm.weight");
+    assert!(matches!(load_err(&g), ModelError::MissingTensor(t) if t == "blk.1.attn_k_norm.weight"));
+}
+
+/// A tensor the forward pass has no place for is refused by name, not skipped: an output
+/// projection bias, a fused Q/K/V, Q/K norms in a family that has none.
+#[test]
+fn tensors_hearth_would_skip_are_refused_by_name() {
+    for (model, name, dims) in [
+        ("qwen2_bias", "blk.1.attn_output.bias", vec![48]),
+        ("qwen2_bias", "blk.0.attn_qkv.weight", vec![48, 96]),
+        ("mha_untied", "blk.0.attn_q_norm.weight", vec![12]),
+        ("smollm3_no_rope", "output.bias", vec![264]),
+        ("gqa3_hd10_tied", "blk.2.attn_norm.weight", vec![48]),
+    ] {
+        let mut g = Gguf::parse(&model_bytes(model));
+        let n: u64 = dims.iter().product();
+        g.tensors.push(Tensor { name: name.into(), dims, ty: TensorType::F32, data: vec![0; 4 * n as usize] });
+        match load_err(&g) {
+            ModelError::Unsupported(why) => assert!(why.contains(name), "{model}: {why}"),
+            e => panic!("{model} with {name}: wrong error {e:?}"),
+        }
     }
 }
 

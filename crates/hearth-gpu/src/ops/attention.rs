@@ -61,31 +61,49 @@ pub struct Params {
     pub n_kv_heads: u32,
     /// Position of the batch's first token; the cache holds positions `0..start + n_tokens`.
     pub start: u32,
-    /// 1/√head_dim.
+    /// Scores are q·k times this (1/√head_dim).
     pub scale: f32,
-    pub _pad: [u32; 3],
+    /// 0, or a sliding layer's window: each token sees only its last `window` positions.
+    pub window: u32,
+    pub _pad: [u32; 2],
 }
 
 impl Params {
+    /// Scale 1/√head_dim (as the CPU reference computes it) and no window.
     pub fn new(n_tokens: u32, n_heads: u32, n_kv_heads: u32, head_dim: u32, start: u32) -> Self {
-        let scale = 1.0 / (head_dim as f32).sqrt(); // as the CPU reference computes it
-        Params { n_tokens, n_heads, n_kv_heads, start, scale, _pad: [0; 3] }
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        Params { n_tokens, n_heads, n_kv_heads, start, scale, window: 0, _pad: [0; 2] }
+    }
+
+    /// The first cache position the last token of the step attends to.
+    fn first(&self) -> u32 {
+        let n_pos = self.start + self.n_tokens;
+        if self.window != 0 && n_pos > self.window {
+            n_pos - self.window
+        } else {
+            0
+        }
     }
 }
 
-/// What a step's attention covers: every token of the batch, over the cache up to it.
+/// What a step's attention covers: every token of the batch, over the cache up to it (its
+/// last `window` positions on a sliding layer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
 }
 
 impl SlotParams for Slot {
     type Params = Params;
     fn params(&self, step: &Step) -> Params {
         let (n, start) = (step.n as u32, step.start as u32);
-        Params::new(n, self.n_heads as u32, self.n_kv_heads as u32, self.head_dim as u32, start)
+        let window = self.window.map_or(0, |w| w as u32);
+        let base = Params::new(n, self.n_heads as u32, self.n_kv_heads as u32, self.head_dim as u32, start);
+        Params { scale: self.scale, window, ..base }
     }
 }
 
@@ -272,7 +290,7 @@ impl Kernel for Attention {
         if let (Some(split), Some((main, merge)), 1) = (&self.split, &bind.split, params.n_tokens) {
             let group = params.n_heads / params.n_kv_heads;
             let batches = group.div_ceil(split.heads_per_workgroup);
-            let splits = (params.start + 1).div_ceil(SPLIT);
+            let splits = (params.start + 1 - params.first()).div_ceil(SPLIT);
             pass.dispatch(&split.main, main, [params.n_kv_heads * batches, splits, 1]);
             if splits > 1 {
                 pass.dispatch(&split.merge, merge, [params.n_heads, 1, 1]);
@@ -343,6 +361,7 @@ mod tests {
                     ("n_kv_heads", offset_of!(Params, n_kv_heads)),
                     ("start", offset_of!(Params, start)),
                     ("scale", offset_of!(Params, scale)),
+                    ("window", offset_of!(Params, window)),
                 ],
             );
         }
@@ -397,10 +416,16 @@ mod tests {
             };
             let (q_dim, kv_dim) = ((n_heads * hd) as usize, (n_kv_heads * hd) as usize);
             // Split-K decode: one split (1, 17, 256), a second of one position (257), three
-            // with a partial last (600).
+            // with a partial last (600). Sliding windows (Gemma 3) shorter than the prefill (5
+            // at 17 positions, 13 at 600) and over a split boundary (260 at 600: two splits).
             for len in [1usize, 17, 256, 257, 600] {
+                let windows: &[Option<usize>] = match len {
+                    17 => &[None, Some(5)],
+                    600 => &[None, Some(13), Some(260)],
+                    _ => &[None],
+                };
                 // Decode (one token at the end), short and longer prefills ending at `len`.
-                for n in [1, len.min(5), len.min(40)] {
+                for (&window, n) in windows.iter().flat_map(|w| [1, len.min(5), len.min(40)].map(|n| (w, n))) {
                     let start = len - n;
                     let q = testing::random(&mut rng, n * q_dim, 4.0);
                     let k = testing::random(&mut rng, len * kv_dim, 2.0);
@@ -408,12 +433,23 @@ mod tests {
                     let (k16, v16) = (round_f16(&k), round_f16(&v));
                     let mut want = vec![0f32; n * q_dim];
                     let (nh, nkv, hdu) = (n_heads as usize, n_kv_heads as usize, hd as usize);
-                    hearth_model::ops::attention(&mut want, &q, &k16, &v16, start, nh, nkv, hdu);
+                    let scale = 1.0 / (hd as f32).sqrt();
+                    let shape = hearth_model::ops::AttentionShape {
+                        n_heads: nh,
+                        n_kv_heads: nkv,
+                        head_dim: hdu,
+                        scale,
+                        window,
+                    };
+                    hearth_model::ops::attention(&mut want, &q, &k16, &v16, start, shape);
                     let mut want32 = vec![0f32; n * q_dim];
-                    hearth_model::ops::attention(&mut want32, &q, &k, &v, start, nh, nkv, hdu);
+                    hearth_model::ops::attention(&mut want32, &q, &k, &v, start, shape);
                     worst_storage = worst_storage.max(nmse(&want, &want32));
 
-                    let params = Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32);
+                    let params = Params {
+                        window: window.map_or(0, |w| w as u32),
+                        ..Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32)
+                    };
                     let pb = gpu.uniform("params", &params);
                     let qb = gpu.upload("q", &q);
                     let kb = cache_buffer(gpu, &k, kv_dim, len + 3);
@@ -432,7 +468,7 @@ mod tests {
                     testing::run(gpu, |pass| op.dispatch(pass, &bind, &params));
                     let got = out.read(gpu);
                     let label = format!(
-                        "attention {n_heads}/{n_kv_heads}x{hd} ({}) len {len} tokens {n} start {start}",
+                        "attention {n_heads}/{n_kv_heads}x{hd} ({}) len {len} tokens {n} start {start} window {window:?}",
                         match (per_wg, n) {
                             (0, _) => "tile".to_string(),
                             (g, 1) if op.split.is_some() => format!("split-K, G {g}"),
@@ -486,9 +522,17 @@ mod tests {
             v_all.extend(round_f16(&v));
             let mut want = vec![0f32; n * q_dim];
             let (nh, nkv) = (n_heads as usize, n_kv_heads as usize);
-            hearth_model::ops::attention(&mut want, &q, &k_all, &v_all, start, nh, nkv, hd as usize);
+            let scale = 1.0 / (hd as f32).sqrt();
+            let shape = hearth_model::ops::AttentionShape {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd as usize,
+                scale,
+                window: None,
+            };
+            hearth_model::ops::attention(&mut want, &q, &k_all, &v_all, start, shape);
 
-            let slot = RopeSlot { n_heads: nh, n_kv_heads: nkv, layout: Layout::rows(q_dim, kv_dim) };
+            let slot = RopeSlot::plain(nh, nkv, Layout::rows(q_dim, kv_dim));
             let wp = RopeParams::new(&spec, &slot, n as u32, start as u32);
             let ap = Params::new(n as u32, n_heads, n_kv_heads, hd, start as u32);
             let (wpb, apb) = (gpu.uniform("rope params", &wp), gpu.uniform("attention params", &ap));
@@ -501,7 +545,7 @@ mod tests {
                 gpu,
                 wpb.as_entire_buffer_binding(),
                 src.as_entire_buffer_binding(),
-                None,
+                Default::default(),
                 q_out.as_entire_buffer_binding(),
                 kc.as_entire_buffer_binding(),
                 vc.as_entire_buffer_binding(),

@@ -1,6 +1,6 @@
-//! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU, for models whose gate and
-//! up projections are two matmuls (different formats); otherwise the SwiGLU is fused into
-//! the gate/up matmul (`ops::matmul::Fuse`). CPU reference: `hearth_model::ops::swiglu`.
+//! In-place element-wise ops (`shaders/elementwise.wgsl`): SwiGLU and GeGLU, for models whose
+//! gate and up projections are two matmuls (different formats); otherwise they are fused into
+//! the gate/up matmul (`ops::matmul::Fuse`). CPU reference: `hearth_model::ops::gated`.
 
 use super::{bind_group, Kernel, Pass};
 use crate::step::{SlotParams, Step};
@@ -43,6 +43,18 @@ impl SlotParams for Slot {
 pub enum Kind {
     /// `x = silu(x) * y` (x: gate, y: up).
     SwiGlu,
+    /// `x = gelu(x) * y` (Gemma).
+    GeGlu,
+}
+
+impl Kind {
+    /// The gated FFN middle for a gate activated by `act`.
+    pub fn gated(act: hearth_model::ops::Activation) -> Kind {
+        match act {
+            hearth_model::ops::Activation::Silu => Kind::SwiGlu,
+            hearth_model::ops::Activation::GeluTanh => Kind::GeGlu,
+        }
+    }
 }
 
 /// One element-wise op: `x ← f(x, y)` over `n` elements, both (n) f32.
@@ -61,6 +73,7 @@ impl Elementwise {
     pub fn with_workgroup(gpu: &Gpu, kind: Kind, workgroup: u32) -> Result<Self, GpuError> {
         let entry = match kind {
             Kind::SwiGlu => "swiglu",
+            Kind::GeGlu => "geglu",
         };
         let pipeline = gpu.compute_pipeline(entry, SOURCE, entry, &[("WG", f64::from(workgroup))])?;
         Ok(Elementwise { pipeline, workgroup, max_groups: gpu.limits.max_compute_workgroups_per_dimension })
@@ -165,6 +178,10 @@ mod tests {
                 hearth_model::ops::swiglu(&mut want, &y);
                 Budget::SWIGLU
             }
+            Kind::GeGlu => {
+                hearth_model::ops::gated(&mut want, &y, hearth_model::ops::Activation::GeluTanh);
+                Budget::SWIGLU
+            }
         };
         let got = run_op(op, &x, &y);
         testing::assert_close(&format!("{kind:?} n={n}"), &got, &want, budget);
@@ -173,7 +190,7 @@ mod tests {
     #[test]
     fn matches_cpu_reference_at_awkward_sizes() {
         let gpu = testing::gpu();
-        for kind in [Kind::SwiGlu] {
+        for kind in [Kind::SwiGlu, Kind::GeGlu] {
             let op = Elementwise::new(gpu, kind).unwrap();
             for (seed, n) in [1, 3, 255, 257, 1000, 4097].into_iter().enumerate() {
                 check(&op, kind, n, seed as u64);
@@ -196,6 +213,19 @@ mod tests {
             let want = v / (1.0 + (-v).exp()) * f64::from(y[i]);
             let tol = 1e-6 * want.abs() + 1e-30;
             assert!((f64::from(g) - want).abs() <= tol, "silu({v}) * {}: {g} vs {want}", y[i]);
+        }
+    }
+
+    #[test]
+    fn geglu_is_finite_at_extreme_gates() {
+        let gpu = testing::gpu();
+        let op = Elementwise::new(gpu, Kind::GeGlu).unwrap();
+        let x: Vec<f32> = vec![-1e4, -1e3, -100.0, -20.0, -3.0, -0.0, 0.0, 3.0, 20.0, 100.0, 1e3, 1e4];
+        let y = vec![1.5f32; x.len()];
+        let got = run_op(&op, &x, &y);
+        for ((&g, &v), &u) in got.iter().zip(&x).zip(&y) {
+            let want = hearth_model::ops::Activation::GeluTanh.apply(v) * u;
+            assert!(g.is_finite() && (g - want).abs() <= 1e-6 * want.abs() + 1e-6, "gelu({v}) * {u}: {g} vs {want}");
         }
     }
 

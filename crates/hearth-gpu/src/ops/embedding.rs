@@ -27,7 +27,9 @@ pub struct Params {
     pub row_bytes: u32,
     /// The table row that the bound `w` starts with.
     pub row_start: u32,
-    pub _pad: [u32; 3],
+    /// Every value times this (Gemma 3: √dim; else 1).
+    pub scale: f32,
+    pub _pad: [u32; 2],
 }
 
 /// What a step gathers: the batch's tokens whose rows lie in table rows `rows` (the part of a
@@ -37,6 +39,8 @@ pub struct Slot {
     pub rows: std::ops::Range<usize>,
     pub dim: usize,
     pub ty: TensorType,
+    /// Every value times this (`Config::embed_scale`, else 1).
+    pub scale: f32,
 }
 
 impl SlotParams for Slot {
@@ -50,7 +54,8 @@ impl SlotParams for Slot {
             n_tokens: step.n as u32,
             row_bytes: self.ty.bytes_for(self.dim as u64).unwrap_or(0) as u32,
             row_start: self.rows.start as u32,
-            _pad: [0; 3],
+            scale: self.scale,
+            _pad: [0; 2],
         }
     }
 }
@@ -96,7 +101,8 @@ impl Embedding {
             n_tokens: n_tokens as u32,
             row_bytes: row_bytes as u32,
             row_start: rows.start as u32,
-            _pad: [0; 3],
+            scale: 1.0,
+            _pad: [0; 2],
         })
     }
 
@@ -172,6 +178,7 @@ mod tests {
                     ("n_tokens", std::mem::offset_of!(Params, n_tokens)),
                     ("row_bytes", std::mem::offset_of!(Params, row_bytes)),
                     ("row_start", std::mem::offset_of!(Params, row_start)),
+                    ("scale", std::mem::offset_of!(Params, scale)),
                 ],
             );
         }

@@ -102,6 +102,15 @@ pub enum Epilogue {
     Add = 1,
     /// W is [W_gate; W_up] in one buffer: y = silu(x W_gateᵀ) ⊙ x W_upᵀ, rows / 2 wide.
     SwiGlu = 2,
+    /// As SwiGlu with GELU (tanh) for silu: Gemma's feed-forward.
+    GeGlu = 4,
+}
+
+impl Epilogue {
+    /// W is [W_gate; W_up] and y is half as wide.
+    pub fn gated(self) -> bool {
+        matches!(self, Epilogue::SwiGlu | Epilogue::GeGlu)
+    }
 }
 
 /// What a matmul fuses: `norm` multiplies x by RMSNorm's weights as it loads it and scales
@@ -122,10 +131,20 @@ impl Fuse {
     pub const ADD: Fuse = Fuse { norm: false, epilogue: Epilogue::Add };
     /// silu(RMSNorm(x) W_gateᵀ) ⊙ RMSNorm(x) W_upᵀ: the feed-forward's first half.
     pub const NORM_SWIGLU: Fuse = Fuse { norm: true, epilogue: Epilogue::SwiGlu };
+    /// gelu(RMSNorm(x) W_gateᵀ) ⊙ RMSNorm(x) W_upᵀ: Gemma's feed-forward's first half.
+    pub const NORM_GEGLU: Fuse = Fuse { norm: true, epilogue: Epilogue::GeGlu };
+
+    /// The gated fusion of a feed-forward whose gate's activation is `act`.
+    pub fn norm_gated(act: hearth_model::ops::Activation) -> Fuse {
+        match act {
+            hearth_model::ops::Activation::Silu => Fuse::NORM_SWIGLU,
+            hearth_model::ops::Activation::GeluTanh => Fuse::NORM_GEGLU,
+        }
+    }
 
     /// Output columns for a W of `rows` rows.
     pub fn out_rows(self, rows: u32) -> u32 {
-        if self.epilogue == Epilogue::SwiGlu {
+        if self.epilogue.gated() {
             rows / 2
         } else {
             rows
@@ -141,6 +160,7 @@ impl Fuse {
         let epilogue = match code >> 1 {
             1 => Epilogue::Add,
             2 => Epilogue::SwiGlu,
+            4 => Epilogue::GeGlu,
             _ => Epilogue::Store,
         };
         Fuse { norm: code & 1 != 0, epilogue }
@@ -255,7 +275,7 @@ pub fn tile_source(rows: u32, tokens: u32, fuse: Option<Fuse>) -> String {
     // Under RUNTIME (`fuse` None) the tile is laid out for SWIGLU, x is always normalised as
     // loaded (the norm weights are ones when p.fuse says no norm) and both stores are written.
     let norm = fuse.is_none_or(|f| f.norm);
-    let swiglu = fuse.is_none_or(|f| f.epilogue == Epilogue::SwiGlu);
+    let swiglu = fuse.is_none_or(|f| f.epilogue.gated());
     let outs = if swiglu { rows / 2 } else { rows };
     let (mut declare, mut load_x, mut body) = (String::new(), String::new(), String::new());
     for r in 0..rows {
@@ -273,7 +293,7 @@ pub fn tile_source(rows: u32, tokens: u32, fuse: Option<Fuse>) -> String {
                 let at = format!("(t0 + {t}u) * p.y_stride + out0 + {o}u");
                 let value = if swiglu {
                     let (g, u) = (format!("acc_{o}_{t}{}", scale(t)), format!("acc_{}_{t}{}", o + n, scale(t)));
-                    format!("y[{at}] = silu({g}) * ({u});")
+                    format!("y[{at}] = gate_act({g}) * ({u});")
                 } else {
                     format!("put({at}, acc_{o}_{t}{});", scale(t))
                 };
@@ -293,7 +313,7 @@ pub fn tile_source(rows: u32, tokens: u32, fuse: Option<Fuse>) -> String {
     match fuse {
         Some(_) => store += &stores(outs, swiglu, "    "),
         None => {
-            let _ = writeln!(store, "    if (epilogue() == SWIGLU) {{");
+            let _ = writeln!(store, "    if (gated()) {{");
             store += &stores(outs, true, "        ");
             let _ = writeln!(store, "    }} else {{");
             store += &stores(rows, false, "        ");
@@ -404,7 +424,7 @@ struct Variant {
 impl Variant {
     /// Output rows one workgroup covers under `fuse`.
     fn outputs(&self, fuse: Fuse) -> u32 {
-        if self.runtime && fuse.epilogue != Epilogue::SwiGlu {
+        if self.runtime && !fuse.epilogue.gated() {
             2 * self.rows
         } else {
             self.rows
@@ -820,11 +840,15 @@ pub(crate) mod tests {
         let want: Vec<f32> = match fuse.epilogue {
             Epilogue::Store => y,
             Epilogue::Add => y.iter().zip(&init).map(|(a, b)| a + b).collect(),
-            Epilogue::SwiGlu => y
+            Epilogue::SwiGlu | Epilogue::GeGlu => y
                 .chunks_exact(rows)
                 .flat_map(|row| {
                     let (mut gate, up) = (row[..out_rows].to_vec(), &row[out_rows..]);
-                    hearth_model::ops::swiglu(&mut gate, up);
+                    let act = match fuse.epilogue {
+                        Epilogue::GeGlu => hearth_model::ops::Activation::GeluTanh,
+                        _ => hearth_model::ops::Activation::Silu,
+                    };
+                    hearth_model::ops::gated(&mut gate, up, act);
                     gate
                 })
                 .collect(),
@@ -849,7 +873,7 @@ pub(crate) mod tests {
         testing::run(gpu, |pass| op.dispatch(pass, &bind, &p));
         let got = out.read(gpu);
         let what = format!("matmul {ty} {fuse:?} {:?} {rows}x{cols}, n = {n}", op.strategy);
-        let budget = if fuse.epilogue == Epilogue::SwiGlu { Budget::MATMUL_SWIGLU } else { budget(ty) };
+        let budget = if fuse.epilogue.gated() { Budget::MATMUL_SWIGLU } else { budget(ty) };
         testing::assert_close(&what, &got, &want, budget);
     }
 
@@ -875,7 +899,7 @@ pub(crate) mod tests {
     fn shader_is_valid_and_params_match() {
         let tiles = [(TILE_DECODE_ROWS, 1), TILE_PREFILL, (3, 5)];
         for &ty in FORMATS {
-            let fusions = [Fuse::NONE, Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU];
+            let fusions = [Fuse::NONE, Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU, Fuse::NORM_GEGLU];
             let sources = fusions.into_iter().flat_map(|f| {
                 let kernels = std::iter::once(SOURCE.to_string())
                     .chain(tiles.iter().map(move |&(r, t)| tile_source(r, t, Some(f))))
@@ -1057,7 +1081,7 @@ pub(crate) mod tests {
         let mut rng = testing::rng(11);
         for &ty in FORMATS {
             let cols = awkward_cols(ty)[1];
-            for fuse in [Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU] {
+            for fuse in [Fuse::NORM, Fuse::ADD, Fuse::NORM_SWIGLU, Fuse::NORM_GEGLU] {
                 for strategy in STRATEGIES {
                     let op = MatMul::build(testing::gpu(), ty, strategy, &[(cols, fuse)], &[fuse], TEST_TILE).unwrap();
                     assert_eq!(op.has_gemv(fuse, cols), strategy == Strategy::Reduce && gemv_fits(cols));

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
+pub mod norm_add;
 pub mod rope;
 pub mod sample;
 pub mod softmax;
