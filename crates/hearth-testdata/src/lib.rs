@@ -21,6 +21,17 @@ pub fn model_path() -> PathBuf {
     p
 }
 
+/// Gemma 3 270M Q4_K_M, the `gemma3` architecture's real model: `$HEARTH_TEST_GEMMA` (set by
+/// `cargo xtask test`), else where `cargo xtask fetch-gemma` caches it by default.
+pub fn gemma_path() -> PathBuf {
+    let p = std::env::var_os("HEARTH_TEST_GEMMA").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".cache/hearth/models/gemma-3-270m-q4_k_m.gguf")
+    });
+    assert!(p.exists(), "model {} is missing: run `cargo xtask fetch-gemma` (or `cargo xtask test`)", p.display());
+    p
+}
+
 /// A JSON file from the test data.
 pub fn json(rel: &str) -> serde_json::Value {
     let path = testdata(rel);
