@@ -407,6 +407,39 @@ const metrics = {};
     await shot(page, "03-storage");
   });
 
+  await test("the picker: what each model is for and its languages, license notices, and a filter for what fits this GPU", async () => {
+    await openModels(page);
+    const cards = await page.$$eval('[data-testid^="model-card-"]', (els) =>
+      els.map((el) => ({
+        id: el.getAttribute("data-testid").slice("model-card-".length),
+        summary: el.querySelector('[data-testid^="summary-"]')?.textContent ?? "",
+        notice: el.querySelector('[data-testid^="license-notice-"]')?.textContent ?? "",
+        fit: el.querySelector('[data-testid^="fit-"]')?.getAttribute("data-fit") ?? "",
+      })),
+    );
+    const catalog = JSON.parse(readFileSync(join(DIST, "catalog.json"), "utf8")).models;
+    for (const m of catalog) {
+      const card = cards.find((c) => c.id === m.id);
+      if (!card) throw new Error(`no card for ${m.id}`);
+      if (!card.summary.includes(m.summary) || !card.summary.includes(`Languages: ${m.languages}`))
+        throw new Error(`${m.id}: summary line ${JSON.stringify(card.summary)}`);
+      if ((m.license_notice ?? "") !== card.notice) throw new Error(`${m.id}: license notice ${JSON.stringify(card.notice)}`);
+    }
+    if (!cards.find((c) => c.id === "llama-3.2-1b-instruct-q4_k_m").notice.includes("Built with Llama")) throw new Error("no Built with Llama");
+    if (!cards.find((c) => c.id === "gemma-3-1b-it-q4_k_m").notice.includes("Gemma Terms of Use")) throw new Error("no Gemma notice");
+    // The filter hides exactly the models too large for this adapter, and unticking brings them back.
+    const tooLarge = cards.filter((c) => c.fit === "too large for this GPU").map((c) => c.id);
+    log(`too large for this adapter: ${JSON.stringify(tooLarge)}`);
+    if (tooLarge.length === 0) throw new Error("no catalog model is too large for this adapter: the filter test would prove nothing");
+    await byId(page, "fit-filter").check();
+    const shown = await page.$$eval('[data-testid^="model-card-"]', (els) => els.map((el) => el.getAttribute("data-testid").slice(11)));
+    const want = cards.map((c) => c.id).filter((id) => !tooLarge.includes(id));
+    if (JSON.stringify(shown) !== JSON.stringify(want)) throw new Error(`filtered: ${JSON.stringify(shown)}, want ${JSON.stringify(want)}`);
+    await byId(page, "fit-filter").uncheck();
+    const all = await page.locator('[data-testid^="model-card-"]').count();
+    if (all !== cards.length) throw new Error(`${all} cards after unticking, ${cards.length} before`);
+  });
+
   await test("first visit: greedy replies equal llama.cpp's exact oracle; no long main-thread task", async () => {
     metrics.first_load = await loadModel(page, 512);
     await greedySettings(page, 64);

@@ -31,6 +31,15 @@ pub struct CatalogEntry {
     pub verified: bool,
     #[serde(default)]
     pub notes: String,
+    /// What the model is good for, in one line (the picker shows it).
+    #[serde(default)]
+    pub summary: String,
+    /// The languages it covers, in one line.
+    #[serde(default)]
+    pub languages: String,
+    /// Text its license requires shown with it ("Built with Llama", Gemma's terms notice).
+    #[serde(default)]
+    pub license_notice: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -551,6 +560,61 @@ pub enum FromWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every download is pinned to a commit (`/resolve/<40 hex>/`, so a file changed upstream
+    /// cannot slip in under a published hash), verified entries carry size and sha256, each
+    /// entry says what it is for and in which languages, and the licenses that require a
+    /// notice carry it.
+    #[test]
+    fn catalog_urls_are_pinned_and_entries_complete() {
+        let catalog: Catalog = serde_json::from_str(include_str!("../../../web/catalog.json")).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for m in &catalog.models {
+            assert!(ids.insert(&m.id), "{}: duplicate id", m.id);
+            if m.url.starts_with("https://") {
+                let after =
+                    m.url.split("/resolve/").nth(1).unwrap_or_else(|| panic!("{}: no /resolve/ in {}", m.id, m.url));
+                let commit = after.split('/').next().unwrap();
+                assert!(
+                    commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    "{}: {} is not pinned to a commit",
+                    m.id,
+                    m.url
+                );
+            } else {
+                assert!(!m.url.contains("://"), "{}: {} must be https or app-relative", m.id, m.url);
+            }
+            if m.verified {
+                let sha = m.sha256.as_deref().unwrap_or_else(|| panic!("{}: verified without sha256", m.id));
+                assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{}: sha256 {sha}", m.id);
+                assert!(m.size.is_some_and(|s| s > 0), "{}: verified without size", m.id);
+            }
+            assert!(!m.summary.is_empty() && !m.languages.is_empty(), "{}: summary and languages", m.id);
+            if m.license.starts_with("Llama") {
+                assert!(m.license_notice.contains("Meta Platforms"), "{}: Llama's notice", m.id);
+            }
+            if m.license.starts_with("Llama-3") {
+                assert!(m.license_notice.contains("Built with Llama"), "{}: Built with Llama", m.id);
+            }
+            if m.license.contains("Gemma") {
+                assert!(m.license_notice.contains("Gemma Terms of Use"), "{}: Gemma's notice", m.id);
+            }
+        }
+        // What issue 13 asked for.
+        for id in [
+            "qwen2.5-0.5b-instruct-q4_k_m",
+            "qwen2.5-1.5b-instruct-q4_k_m",
+            "qwen3-0.6b-q8_0",
+            "qwen3-1.7b-q8_0",
+            "qwen3-4b-q4_k_m",
+            "gemma-3-1b-it-q4_k_m",
+            "smollm3-3b-q4_k_m",
+            "mistral-7b-instruct-v0.3-q4_k_m",
+        ] {
+            let m = catalog.models.iter().find(|m| m.id == id).unwrap_or_else(|| panic!("{id} missing"));
+            assert!(m.verified && m.notes.contains("inferred"), "{id}: published hash, tensor types noted as inferred");
+        }
+    }
 
     #[test]
     fn catalog_ids_are_outside_the_custom_namespaces() {

@@ -16,7 +16,23 @@ pub struct PickerProps {
 #[function_component(ModelPicker)]
 pub fn model_picker(PickerProps { state }: &PickerProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
-    let entries = state.entries();
+    // "Only what fits": hides the models too large for this GPU (nothing while the GPU's
+    // limits are unknown).
+    let only_fitting = use_state(|| false);
+    let entries: Vec<CatalogEntry> = state
+        .entries()
+        .into_iter()
+        .filter(|e| {
+            let stored = state.stored.iter().find(|s| s.id == e.id);
+            !*only_fitting || util::fit(e, state.adapter.as_ref(), stored).level != FitLevel::TooLarge
+        })
+        .collect();
+    let on_fit_filter = {
+        let only_fitting = only_fitting.clone();
+        Callback::from(move |e: Event| {
+            only_fitting.set(e.target_unchecked_into::<web_sys::HtmlInputElement>().checked());
+        })
+    };
     let on_context = {
         let d = ctx.dispatch.clone();
         Callback::from(move |e: Event| {
@@ -47,17 +63,23 @@ pub fn model_picker(PickerProps { state }: &PickerProps) -> Html {
                     <h1 id="models-title">{ "Models" }</h1>
                     <p class="muted">{ intro }</p>
                 </div>
-                <label class="field inline">
-                    <span>{ "Context length" }</span>
-                    <select data-testid="context-select" aria-label="Context length to load with" onchange={on_context}>
-                        <option value="" selected={choice.is_empty()}>{ "Model default" }</option>
-                        { for [512u32, 1024, 2048, 4096].iter().map(|c| html! {
-                            <option value={c.to_string()} selected={choice == c.to_string()}>
-                                { format!("{c} tokens") }
-                            </option>
-                        }) }
-                    </select>
-                </label>
+                <div class="page-controls">
+                    <label class="field inline check">
+                        <input type="checkbox" data-testid="fit-filter" checked={*only_fitting} onchange={on_fit_filter} />
+                        <span>{ "Only models that fit this GPU" }</span>
+                    </label>
+                    <label class="field inline">
+                        <span>{ "Context length" }</span>
+                        <select data-testid="context-select" aria-label="Context length to load with" onchange={on_context}>
+                            <option value="" selected={choice.is_empty()}>{ "Model default" }</option>
+                            { for [512u32, 1024, 2048, 4096].iter().map(|c| html! {
+                                <option value={c.to_string()} selected={choice == c.to_string()}>
+                                    { format!("{c} tokens") }
+                                </option>
+                            }) }
+                        </select>
+                    </label>
+                </div>
             </div>
             { catalog_note }
             <div class="cards">
@@ -173,6 +195,12 @@ fn model_card(props: &CardProps) -> Html {
                     <span class="badge warn" data-testid={tid("unverified")} title={unverified_note} tabindex="0">{ "unverified" }</span>
                 }
             </div>
+            if !e.summary.is_empty() {
+                <p class="model-summary" data-testid={tid("summary")}>
+                    { &e.summary }
+                    if !e.languages.is_empty() { <span class="muted">{ format!(" Languages: {}.", e.languages) }</span> }
+                </p>
+            }
             <dl class="facts">
                 if !e.params.is_empty() { <div><dt>{ "Params" }</dt><dd>{ &e.params }</dd></div> }
                 <div><dt>{ "Quant" }</dt><dd>{ &e.quant }</dd></div>
@@ -189,6 +217,9 @@ fn model_card(props: &CardProps) -> Html {
                 </span>
                 if fit.level == FitLevel::TooLarge { <span class="sr-only">{ " (you can still try)" }</span> }
             </p>
+            if !e.license_notice.is_empty() {
+                <p class="license-notice muted" data-testid={tid("license-notice")}>{ &e.license_notice }</p>
+            }
             if show_progress { { progress.or(paused_note).unwrap_or_default() } }
             <div class="card-actions">{ actions }</div>
         </article>

@@ -204,6 +204,9 @@ pub fn custom_entry(url: &str, file_name: &str, notes: &str) -> CatalogEntry {
         default_context: 2048,
         verified: false,
         notes: notes.to_string(),
+        summary: String::new(),
+        languages: String::new(),
+        license_notice: String::new(),
     }
 }
 
