@@ -15,6 +15,35 @@
 
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 
+/// A reply split into the model's reasoning and its answer: models with a thinking mode
+/// (Qwen3, SmolLM3, DeepSeek-R1 distills) open their reply with `<think>…</think>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// What was inside `<think>`, trimmed; `None` when the reply does not open with it.
+    pub thinking: Option<&'a str>,
+    /// `</think>` has come (while streaming, the reasoning may still be going on).
+    pub thought: bool,
+    /// The rest: what the person asked for, and what Copy copies.
+    pub answer: &'a str,
+}
+
+/// Splits `text` at its leading `<think>…</think>` block, if it has one (leading whitespace
+/// allowed, as the templates leave a newline before it). A reply that mentions the tags
+/// later is all answer.
+pub fn split_thinking(text: &str) -> Reply<'_> {
+    const OPEN: &str = "<think>";
+    const CLOSE: &str = "</think>";
+    let Some(rest) = text.trim_start().strip_prefix(OPEN) else {
+        return Reply { thinking: None, thought: false, answer: text };
+    };
+    match rest.find(CLOSE) {
+        Some(end) => {
+            Reply { thinking: Some(rest[..end].trim()), thought: true, answer: rest[end + CLOSE.len()..].trim_start() }
+        }
+        None => Reply { thinking: Some(rest.trim()), thought: false, answer: "" },
+    }
+}
+
 pub fn to_html(md: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut events: Vec<Event<'_>> = Vec::new();
@@ -103,7 +132,23 @@ fn attr(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::to_html;
+    use super::{split_thinking, to_html, Reply};
+
+    #[test]
+    fn a_leading_think_block_is_split_from_the_answer() {
+        let r = split_thinking("\n<think>\nThe user wants 2+2.\n</think>\n\nIt is **4**.");
+        assert_eq!(r, Reply { thinking: Some("The user wants 2+2."), thought: true, answer: "It is **4**." });
+        // Still streaming the reasoning: no answer yet.
+        let r = split_thinking("<think>Let me see");
+        assert_eq!(r, Reply { thinking: Some("Let me see"), thought: false, answer: "" });
+        // Qwen3 with thinking off: an empty block, then the answer.
+        let r = split_thinking("<think>\n\n</think>\n\nHello!");
+        assert_eq!(r, Reply { thinking: Some(""), thought: true, answer: "Hello!" });
+        // Tags later in a reply are text, not reasoning.
+        let text = "Use <think> tags like this: <think>x</think>";
+        assert_eq!(split_thinking(text), Reply { thinking: None, thought: false, answer: text });
+        assert_eq!(split_thinking(""), Reply { thinking: None, thought: false, answer: "" });
+    }
 
     #[test]
     fn raw_html_is_escaped() {

@@ -303,20 +303,27 @@ fn message_view(props: &MessageProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let editing = use_state(|| None::<String>);
     let is_user = props.role == Role::User;
+    // A reply that opens with <think>…</think> shows its reasoning folded away, apart from
+    // the answer; Copy takes the answer only.
     let rendered = {
         let content = props.content.clone();
         use_memo((content, is_user), |(c, user)| {
             if *user {
-                Html::default()
-            } else {
-                // Safe to insert unchecked: markdown::to_html escapes all raw HTML in the model's
-                // output and builds its own tags only from escaped values.
-                Html::from_html_unchecked(AttrValue::from(markdown::to_html(c)))
+                return (Html::default(), None, false);
             }
+            let reply = markdown::split_thinking(c);
+            // Safe to insert unchecked: markdown::to_html escapes all raw HTML in the model's
+            // output and builds its own tags only from escaped values.
+            let md = |text: &str| Html::from_html_unchecked(AttrValue::from(markdown::to_html(text)));
+            (md(reply.answer), reply.thinking.filter(|t| !t.is_empty()).map(md), reply.thought)
         })
     };
+    let answer: AttrValue = match markdown::split_thinking(&props.content) {
+        r if r.thinking.is_some() && !is_user => AttrValue::from(r.answer.to_string()),
+        _ => props.content.clone(),
+    };
     let copy_message = {
-        let content = props.content.clone();
+        let content = answer.clone();
         let d = ctx.dispatch.clone();
         Callback::from(move |_: MouseEvent| {
             web::copy(&content);
@@ -396,12 +403,18 @@ fn message_view(props: &MessageProps) -> Html {
                     if is_user {
                         <div class="user-text">{ props.content.clone() }</div>
                     } else {
+                        if let Some(thinking) = rendered.1.clone() {
+                            <details class="thinking" data-testid="thinking">
+                                <summary>{ if rendered.2 { "Thought it through" } else { "Thinking…" } }</summary>
+                                <div class="md">{ thinking }</div>
+                            </details>
+                        }
                         <div class="md" onclick={on_body_click}>
-                            { (*rendered).clone() }
-                            if props.streaming && props.content.is_empty() {
+                            { rendered.0.clone() }
+                            if props.streaming && answer.is_empty() && rendered.1.is_none() {
                                 <span class="typing" aria-label="Thinking"><span></span><span></span><span></span></span>
                             }
-                            if props.streaming && !props.content.is_empty() { <span class="caret" aria-hidden="true"></span> }
+                            if props.streaming && !answer.is_empty() { <span class="caret" aria-hidden="true"></span> }
                         </div>
                     }
                 </div>
