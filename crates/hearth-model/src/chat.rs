@@ -16,6 +16,9 @@ pub struct ChatFormat {
     pub template: ChatTemplate,
     bos: String,
     eos: String,
+    /// `enable_thinking` for templates that read it (Qwen3, SmolLM3); `None` renders without
+    /// it (the template's own default: Qwen3 thinks).
+    pub thinking: Option<bool>,
 }
 
 /// A conversation that fits: its tokens, and how many messages were dropped to make it fit.
@@ -31,7 +34,12 @@ impl ChatFormat {
         let source = index.get("tokenizer.chat_template").and_then(|v| v.as_str());
         let template = ChatTemplate::for_model(source, |t| tokenizer.token_id(t).is_some())?;
         let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or("").to_string();
-        Ok(ChatFormat { template, bos: text(tokenizer.bos_id()), eos: text(tokenizer.eos_id()) })
+        Ok(ChatFormat { template, bos: text(tokenizer.bos_id()), eos: text(tokenizer.eos_id()), thinking: None })
+    }
+
+    /// The template has a thinking switch (it reads `enable_thinking`).
+    pub fn can_think(&self) -> bool {
+        self.template.reads("enable_thinking")
     }
 
     /// Renders `messages` with the generation prompt and tokenizes the result: special
@@ -42,7 +50,8 @@ impl ChatFormat {
     /// (`Rendered::spans` is `None`; none of the reference templates does), special texts are
     /// parsed everywhere, as llama.cpp and transformers do.
     pub fn tokenize(&self, tokenizer: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, TemplateError> {
-        let rendered = self.template.render_spans(messages, true, &self.bos, &self.eos)?;
+        let extra = self.thinking.map(|on| serde_json::json!({ "enable_thinking": on }));
+        let rendered = self.template.render_spans_with(messages, true, &self.bos, &self.eos, &extra)?;
         let add_bos = tokenizer.add_bos_default();
         let (text, skipped) = match rendered.text.strip_prefix(self.bos.as_str()) {
             Some(rest) if add_bos && !self.bos.is_empty() => (rest, self.bos.len()),

@@ -37,6 +37,7 @@ pub fn default_sampling(seed: u64) -> SamplingParams {
 
 /// Request fields Hearth honours.
 pub const HONOURED: &[&str] = &[
+    "chat_template_kwargs",
     "model",
     "messages",
     "stream",
@@ -114,6 +115,9 @@ pub struct ChatRequest {
     pub repeat_penalty: Option<f32>,
     /// The `hearth` object; `None` when the request has none (then the response has none).
     pub hearth: Option<Extensions>,
+    /// `chat_template_kwargs.enable_thinking`, as llama.cpp's server and vLLM take it: the
+    /// thinking switch of templates that have one (Qwen3, SmolLM3); `None`: their default.
+    pub thinking: Option<bool>,
 }
 
 /// Hearth's request extensions, under a `hearth` key so that they never collide with
@@ -375,7 +379,22 @@ pub fn parse_request(body: &Value) -> Result<ChatRequest, ApiError> {
         min_p: min_p.map(|p| p as f32),
         repeat_penalty: repeat.map(|r| r as f32),
         hearth: extensions(field("hearth"))?,
+        thinking: template_kwargs(field("chat_template_kwargs"))?,
     })
+}
+
+/// `chat_template_kwargs`: only `enable_thinking` (a boolean) is taken; any other variable is
+/// refused by name rather than passed to the template unchecked.
+fn template_kwargs(value: Option<&Value>) -> Result<Option<bool>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    let Value::Object(o) = value else {
+        return Err(ApiError::invalid("chat_template_kwargs", "expected an object"));
+    };
+    if let Some(k) = o.keys().find(|k| k.as_str() != "enable_thinking") {
+        return Err(ApiError::unsupported(&format!("chat_template_kwargs.{k}"), "only enable_thinking is taken"));
+    }
+    bool_field(o, "enable_thinking")
+        .map_err(|_| ApiError::invalid("chat_template_kwargs.enable_thinking", "expected a boolean"))
 }
 
 fn extensions(value: Option<&Value>) -> Result<Option<Extensions>, ApiError> {

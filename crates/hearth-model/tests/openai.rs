@@ -173,6 +173,37 @@ fn hearths_extensions_live_under_one_key_and_are_checked_too() {
     }
 }
 
+/// `chat_template_kwargs` as llama.cpp's server and vLLM take it, for the thinking switch:
+/// `enable_thinking` only (a boolean); any other template variable is refused by name.
+#[test]
+fn the_thinking_switch_comes_as_chat_template_kwargs() {
+    let user = serde_json::json!([{ "role": "user", "content": "U" }]);
+    let r = parse_request(&serde_json::json!({ "messages": user })).unwrap();
+    assert_eq!(r.thinking, None);
+    for on in [true, false] {
+        let body = serde_json::json!({ "messages": user, "chat_template_kwargs": { "enable_thinking": on } });
+        assert_eq!(parse_request(&body).unwrap().thinking, Some(on));
+    }
+    let bad = [
+        (
+            serde_json::json!({ "tools_in_prompt": 1 }),
+            ErrorCode::UnsupportedParameter,
+            "chat_template_kwargs.tools_in_prompt",
+        ),
+        (
+            serde_json::json!({ "enable_thinking": "yes" }),
+            ErrorCode::InvalidValue,
+            "chat_template_kwargs.enable_thinking",
+        ),
+        (serde_json::json!(true), ErrorCode::InvalidValue, "chat_template_kwargs"),
+    ];
+    for (kwargs, code, param) in bad {
+        let body = serde_json::json!({ "messages": user, "chat_template_kwargs": kwargs });
+        let e = parse_request(&body).expect_err(param);
+        assert_eq!((e.code, e.param.as_deref()), (code, Some(param)), "{body}: {e}");
+    }
+}
+
 #[test]
 fn stop_reasons_and_server_errors_say_what_openai_would() {
     use hearth_model::StopReason;

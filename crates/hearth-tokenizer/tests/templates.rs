@@ -1026,3 +1026,39 @@ fn special_texts_in_messages_stay_text() {
     assert_eq!(count(&parsed), count(&benign) + 2, "parsing everywhere splits out the typed ones");
     assert_eq!(tokenizer.detokenize(&chat, false, true), text, "the tokens spell the render");
 }
+
+/// Templates with a thinking switch (Qwen3, SmolLM3: llama.cpp's copies in tests/thinking/),
+/// rendered with `enable_thinking` unset, true and false, as Python Jinja2 renders them
+/// (tests/thinking/make_renders.py made renders.json); the switch is found by the variable
+/// the template reads, and templates without one do not claim it.
+#[test]
+fn thinking_switch_renders_as_jinja2() {
+    #[derive(Deserialize)]
+    struct ThinkingRender {
+        template: String,
+        conversation: String,
+        messages: Vec<Message>,
+        enable_thinking: Option<bool>,
+        expected: String,
+    }
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/thinking"));
+    let renders: Vec<ThinkingRender> = serde_json::from_str(&read(&dir.join("renders.json"))).unwrap();
+    assert_eq!(renders.len(), 12);
+    for r in &renders {
+        let t = ChatTemplate::new(&read(&dir.join(&r.template))).unwrap().with_fixed_time(reference_date());
+        assert!(t.reads("enable_thinking"), "{}: the switch", r.template);
+        let extra = r.enable_thinking.map(|on| serde_json::json!({ "enable_thinking": on }));
+        let got = t.render_with(&r.messages, true, "<s>", "</s>", &extra).unwrap();
+        let what = format!("{} / {} / enable_thinking {:?}", r.template, r.conversation, r.enable_thinking);
+        assert!(got == r.expected, "{what}: {}", diff(&r.expected, &got));
+        // The span-tracking render (what the chat tokenizes) gives the same text.
+        let spans = t.render_spans_with(&r.messages, true, "<s>", "</s>", &extra).unwrap();
+        assert_eq!(spans.text, r.expected, "{what}: render_spans_with");
+    }
+    // The switch changes the Qwen3 prompt (an empty <think> block when off).
+    let off = renders.iter().find(|r| r.template.starts_with("Qwen") && r.enable_thinking == Some(false)).unwrap();
+    assert!(off.expected.ends_with("<think>\n\n</think>\n\n"), "{:?}", off.expected);
+    for plain in ["HuggingFaceTB-SmolLM2-135M-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja"] {
+        assert!(!load_template(plain).reads("enable_thinking"), "{plain} has no thinking switch");
+    }
+}

@@ -66,7 +66,7 @@ impl NativeBridge {
                 wasm_bindgen_futures::spawn_local(async move { init(&*emit, &model, Some(key)).await });
             }
             ToWorker::ListStored => emit(stored()),
-            ToWorker::Generate { messages, sampling, stop } => {
+            ToWorker::Generate { messages, sampling, stop, think } => {
                 let Some((model, context)) = self.model.borrow().clone() else {
                     return emit(error(ErrorKind::Other, "the server's model is not known yet".into()));
                 };
@@ -74,7 +74,7 @@ impl NativeBridge {
                 *self.abort.borrow_mut() = abort.clone();
                 let key = self.key.borrow().clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    let body = request(&model, &messages, &sampling, &stop);
+                    let body = request(&model, &messages, &sampling, &stop, think);
                     match generate(&*emit, body, context, abort.as_ref(), key.as_deref()).await {
                         Ok(stats) => emit(FromWorker::Done { stats }),
                         Err((kind, message)) => emit(error(kind, message)),
@@ -115,6 +115,7 @@ async fn init(emit: &dyn Fn(FromWorker), model: &RefCell<Option<(String, u32)>>,
     let first = &listed["data"][0];
     let id = first["id"].as_str().unwrap_or("model").to_string();
     let context = first["hearth"]["context"].as_u64().unwrap_or(0) as u32;
+    let can_think = first["hearth"]["can_think"].as_bool().unwrap_or(false);
     *model.borrow_mut() = Some((id.clone(), context));
     let adapter = AdapterSummary {
         name: "native engine (hearth serve)".into(),
@@ -137,12 +138,13 @@ async fn init(emit: &dyn Fn(FromWorker), model: &RefCell<Option<(String, u32)>>,
         wasm_memory: 0,
         has_template: true,
         pipelines: 0,
+        can_think,
     };
     emit(FromWorker::Loaded { info });
 }
 
 /// The chat request: the UI's settings, and the `hearth` extension for what the UI shows.
-fn request(model: &str, messages: &[ChatMessage], s: &Sampling, stop: &[String]) -> Value {
+fn request(model: &str, messages: &[ChatMessage], s: &Sampling, stop: &[String], think: Option<bool>) -> Value {
     let messages: Vec<Value> =
         messages.iter().map(|m| json!({ "role": m.role.as_str(), "content": m.content })).collect();
     let mut body = json!({
@@ -157,6 +159,9 @@ fn request(model: &str, messages: &[ChatMessage], s: &Sampling, stop: &[String])
     }
     if !stop.is_empty() {
         body["stop"] = json!(stop);
+    }
+    if let Some(on) = think {
+        body["chat_template_kwargs"] = json!({ "enable_thinking": on });
     }
     body
 }

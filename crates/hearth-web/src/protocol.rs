@@ -250,6 +250,10 @@ pub enum ToWorker {
         /// Strings that end the reply (not included in it), at most [`MAX_STOP`].
         #[serde(default)]
         stop: Vec<String>,
+        /// The template's thinking switch (`enable_thinking`), for models that have one;
+        /// `None`: the template's default.
+        #[serde(default)]
+        think: Option<bool>,
     },
     /// Stop generating; the reply so far stands.
     Stop,
@@ -452,6 +456,9 @@ pub struct LoadedInfo {
     /// load).
     #[serde(default)]
     pub pipelines: u32,
+    /// The chat template has a thinking switch (`enable_thinking`: Qwen3, SmolLM3).
+    #[serde(default)]
+    pub can_think: bool,
 }
 
 /// Worker → UI.

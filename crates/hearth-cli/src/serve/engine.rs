@@ -43,6 +43,8 @@ pub struct EngineHandle {
     jobs: SyncSender<Job>,
     pub counters: Arc<Counters>,
     pub context: usize,
+    /// The model's chat template has a thinking switch (`chat_template_kwargs.enable_thinking`).
+    pub can_think: bool,
 }
 
 impl EngineHandle {
@@ -51,7 +53,7 @@ impl EngineHandle {
     #[cfg(test)]
     pub fn detached() -> Self {
         let (jobs, _) = sync_channel(1);
-        EngineHandle { jobs, counters: Arc::default(), context: 0 }
+        EngineHandle { jobs, counters: Arc::default(), context: 0, can_think: false }
     }
 
     /// Queues a request; `QueueFull` when `queue` requests already wait.
@@ -89,6 +91,7 @@ pub fn start(
 ) -> anyhow::Result<EngineHandle> {
     let (jobs, rx) = sync_channel::<Job>(queue);
     let counters = Arc::new(Counters::default());
+    let can_think = conversation.format.can_think();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let c = counters.clone();
     std::thread::Builder::new().name("hearth-engine".into()).spawn(move || {
@@ -106,7 +109,7 @@ pub fn start(
         serve_jobs(engine, load, conversation, base, rx, &c);
     })?;
     let context = ready_rx.recv().map_err(|_| anyhow::anyhow!("the engine thread stopped while loading"))??;
-    Ok(EngineHandle { jobs, counters, context })
+    Ok(EngineHandle { jobs, counters, context, can_think })
 }
 
 fn serve_jobs(
@@ -165,6 +168,8 @@ fn reply(
     job: &Job,
 ) -> Result<Turn, TurnError> {
     let (messages, params, overflow) = job.request.turn(base, job.seed);
+    let format = &mut conversation.format;
+    format.thinking = job.request.thinking.filter(|_| format.can_think());
     let events = &job.events;
     let mut on_text = |text: &str| {
         let _ = events.send(Event::Text(text.to_string()));

@@ -289,7 +289,7 @@ async fn models(State(s): State<Arc<Server>>) -> Json<Value> {
     Json(json!({
         "object": "list",
         "data": [{ "id": s.model_id, "object": "model", "created": s.created, "owned_by": "hearth",
-                   "hearth": { "context": s.engine.context } }],
+                   "hearth": { "context": s.engine.context, "can_think": s.engine.can_think } }],
     }))
 }
 

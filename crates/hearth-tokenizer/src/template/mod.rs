@@ -239,14 +239,33 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<Rendered, TemplateError> {
-        let text = self.render(messages, add_generation_prompt, bos_token, eos_token)?;
+        self.render_spans_with(messages, add_generation_prompt, bos_token, eos_token, &())
+    }
+
+    /// [`ChatTemplate::render_spans`] with extra template variables, as
+    /// [`ChatTemplate::render_with`] takes them.
+    pub fn render_spans_with<E: Serialize>(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        bos_token: &str,
+        eos_token: &str,
+        extra: &E,
+    ) -> Result<Rendered, TemplateError> {
+        let text = self.render_with(messages, add_generation_prompt, bos_token, eos_token, extra)?;
         let marked: Vec<Message> =
             messages.iter().enumerate().map(|(i, m)| Message::new(m.role.clone(), marker(i))).collect();
-        let spans = match self.render(&marked, add_generation_prompt, bos_token, eos_token) {
+        let spans = match self.render_with(&marked, add_generation_prompt, bos_token, eos_token, extra) {
             Ok(with_markers) => align(&text, &with_markers, messages),
             Err(_) => None,
         };
         Ok(Rendered { text, spans })
+    }
+
+    /// Whether the template reads the variable `name` from its context (say `enable_thinking`,
+    /// for templates with a thinking switch: Qwen3, SmolLM3).
+    pub fn reads(&self, name: &str) -> bool {
+        self.env.get_template(TEMPLATE_NAME).is_ok_and(|t| t.undeclared_variables(false).contains(name))
     }
 
     /// Renders with richer messages (anything serializable, e.g. with `tool_calls`) and extra

@@ -102,7 +102,8 @@ pub fn chat_view(ChatProps { state }: &ChatProps) -> Html {
                 </div>
             </section>
             if *settings_open {
-                <SettingsPanel settings={state.settings.clone()} on_close={close_settings} />
+                <SettingsPanel settings={state.settings.clone()} on_close={close_settings}
+                    can_think={state.loaded.as_ref().is_some_and(|l| l.can_think)} />
             }
         </div>
     }
@@ -560,6 +561,9 @@ pub(super) struct SettingsProps {
     /// In the embedded widget the system prompt is the host's, shown apart: not editable here.
     #[prop_or_default]
     pub embedded: bool,
+    /// The loaded model's template has a thinking switch: show the Think switch.
+    #[prop_or_default]
+    pub can_think: bool,
 }
 
 #[function_component(SettingsPanel)]
@@ -576,6 +580,12 @@ pub(super) fn settings_panel(props: &SettingsProps) -> Html {
         let d = ctx.dispatch.clone();
         Callback::from(move |e: InputEvent| {
             d.dispatch(Action::SetStopText(e.target_unchecked_into::<web_sys::HtmlTextAreaElement>().value()))
+        })
+    };
+    let think = {
+        let d = ctx.dispatch.clone();
+        Callback::from(move |e: Event| {
+            d.dispatch(Action::SetThinking(e.target_unchecked_into::<web_sys::HtmlInputElement>().checked()))
         })
     };
     // Each field edits one member of the sampling settings, parsed from its text.
@@ -615,6 +625,13 @@ pub(super) fn settings_panel(props: &SettingsProps) -> Html {
                         value={props.settings.system_prompt.clone()} oninput={system} />
                     <small class="muted">{ "Sent first with every reply." }</small>
                 </label>
+            }
+            if props.can_think {
+                <label class="field inline check">
+                    <input type="checkbox" data-testid="think" checked={!props.settings.no_thinking} onchange={think} />
+                    <span>{ "Think before answering" }</span>
+                </label>
+                <small class="muted">{ "This model can reason step by step first (shown folded above its answer): slower, often better." }</small>
             }
             <label class="field">
                 <span>{ "Stop strings" }</span>

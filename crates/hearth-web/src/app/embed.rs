@@ -870,7 +870,8 @@ fn embed_chat(ChatProps { state, greeting }: &ChatProps) -> Html {
                     aria-expanded={settings_open.to_string()} onclick={toggle}>{ "⚙ Settings" }</button>
             </div>
             if *settings_open {
-                <SettingsPanel settings={state.settings.clone()} on_close={close} embedded={true} />
+                <SettingsPanel settings={state.settings.clone()} on_close={close} embedded={true}
+                    can_think={state.loaded.as_ref().is_some_and(|l| l.can_think)} />
             }
             <MessageList conversation={conv} streaming={generating.map(|g| AttrValue::from(g.text.clone()))}
                 busy={busy} embedded={true} greeting={greeting.clone()} />

@@ -150,6 +150,8 @@ pub struct Settings {
     pub sampling: Sampling,
     /// Stop strings as typed: one per line.
     pub stop_text: String,
+    /// The Think switch is off (models whose template has one think by default).
+    pub no_thinking: bool,
 }
 
 impl Settings {
@@ -284,6 +286,8 @@ pub enum Action {
     },
     SetSystemPrompt(String),
     SetStopText(String),
+    /// The Think switch: on = the model reasons before answering (where its template can).
+    SetThinking(bool),
     /// The key the person typed for `hearth serve`.
     SubmitApiKey(String),
     SetSampling(Sampling),
@@ -564,6 +568,7 @@ impl State {
             }
             Action::SetSystemPrompt(s) => Rc::make_mut(&mut self.settings).system_prompt = s,
             Action::SetStopText(s) => Rc::make_mut(&mut self.settings).stop_text = s,
+            Action::SetThinking(on) => Rc::make_mut(&mut self.settings).no_thinking = !on,
             Action::SubmitApiKey(key) => {
                 self.boot = Boot::Booting;
                 self.send(ToWorker::ApiKey { key: key.trim().to_string() });
@@ -611,10 +616,12 @@ impl State {
         messages.extend(conv.messages.iter().cloned());
         self.stats = None;
         self.generation = Some(Generation { conversation: id, text: String::new(), stopping: false });
+        let think = self.loaded.as_ref().filter(|l| l.can_think).map(|_| !self.settings.no_thinking);
         self.send(ToWorker::Generate {
             messages,
             sampling: self.settings.sampling,
             stop: self.settings.stop_strings(),
+            think,
         });
     }
 
@@ -845,6 +852,7 @@ mod tests {
                 wasm_memory: 1,
                 has_template: true,
                 pipelines: 1,
+                can_think: false,
             },
         }));
         s.take_effects();
@@ -914,6 +922,32 @@ mod tests {
         });
         assert_eq!(sent, Some(vec!["END".to_string(), " a b ".into(), "1".into(), "2".into()]));
         crate::protocol::check_stop(&sent.unwrap()).unwrap();
+    }
+
+    /// The Think switch goes with each reply only for a model whose template has one: on by
+    /// default (such models think unless told not to), off once switched off.
+    #[test]
+    fn the_think_switch_goes_with_replies_of_models_that_have_one() {
+        let think_sent = |s: &mut State| {
+            s.apply(Action::Send { text: "Hello".into(), now: 1000.0 });
+            let sent = s.take_effects().into_iter().find_map(|e| match e {
+                Effect::Send(ToWorker::Generate { think, .. }) => Some(think),
+                _ => None,
+            });
+            s.apply(Action::Worker(FromWorker::Done { stats: stats(vec![1]) }));
+            s.take_effects();
+            sent.expect("a Generate")
+        };
+        let mut s = loaded_state();
+        assert_eq!(think_sent(&mut s), None, "no switch: the template's default");
+        if let Some(info) = s.loaded.as_mut() {
+            info.can_think = true;
+        }
+        assert_eq!(think_sent(&mut s), Some(true));
+        s.apply(Action::SetThinking(false));
+        assert_eq!(think_sent(&mut s), Some(false));
+        s.apply(Action::SetThinking(true));
+        assert_eq!(think_sent(&mut s), Some(true));
     }
 
     #[test]

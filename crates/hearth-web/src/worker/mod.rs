@@ -186,7 +186,7 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
             list_stored(&st).await;
         }
         ToWorker::Load { id, context } => load(&st, &id, context).await,
-        ToWorker::Generate { messages, sampling, stop } => {
+        ToWorker::Generate { messages, sampling, stop, think } => {
             let Some(busy) = Busy::take(&st) else {
                 return error(ErrorKind::Other, "still busy with the previous request; press Stop first", None);
             };
@@ -195,7 +195,7 @@ async fn handle(request: ToWorker, file: Option<web_sys::File>) {
                 return error(ErrorKind::Other, "no model is loaded: load one from the Models page", None);
             };
             st.stop.set(false);
-            match session.generate(&messages, &sampling, &stop, &st.stop).await {
+            match session.generate(&messages, &sampling, &stop, think, &st.stop).await {
                 Ok(stats) => post(&FromWorker::Done { stats }),
                 Err((kind, message)) => {
                     error(kind, message, None);

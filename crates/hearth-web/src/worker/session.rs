@@ -99,6 +99,7 @@ impl Session {
             wasm_memory: wasm_memory_bytes(),
             has_template: index.get("tokenizer.chat_template").is_some(),
             pipelines: (engine.gpu().pipelines_built() - pipelines_before) as u32,
+            can_think: format.can_think(),
         };
         Ok(Session { engine, conversation: Conversation::new(format, tokenizer), info })
     }
@@ -110,8 +111,11 @@ impl Session {
         messages: &[ChatMessage],
         sampling: &Sampling,
         stop_strings: &[String],
+        think: Option<bool>,
         stop: &Cell<bool>,
     ) -> Result<GenStats, (ErrorKind, String)> {
+        let format = &mut self.conversation.format;
+        format.thinking = think.filter(|_| format.can_think());
         crate::protocol::check_stop(stop_strings)
             .map_err(|e| (ErrorKind::Other, format!("stop strings refused: {e}")))?;
         let seed = sampling.seed.unwrap_or_else(|| (js_sys::Math::random() * u32::MAX as f64) as u64);
