@@ -201,9 +201,10 @@ fn for_model_prefers_the_gguf_template_then_the_vocabulary() {
     assert_eq!(own.render(&msgs, true, "", "").expect("renders"), "Hi!");
 
     let vocab = |tokens: &'static [&'static str]| move |t: &str| tokens.contains(&t);
-    let cases: [(&[&str], Fallback); 4] = [
+    let cases: [(&[&str], Fallback); 5] = [
         (&["<|start_header_id|>", "<|im_start|>"], Fallback::Llama3),
         (&["<|im_start|>"], Fallback::ChatMl),
+        (&["<start_of_turn>", "<end_of_turn>"], Fallback::Gemma),
         (&["[INST]"], Fallback::Llama2),
         (&[], Fallback::Llama2),
     ];
@@ -1060,5 +1061,29 @@ fn thinking_switch_renders_as_jinja2() {
     assert!(off.expected.ends_with("<think>\n\n</think>\n\n"), "{:?}", off.expected);
     for plain in ["HuggingFaceTB-SmolLM2-135M-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja"] {
         assert!(!load_template(plain).reads("enable_thinking"), "{plain} has no thinking switch");
+    }
+}
+
+/// The Gemma fallback (for GGUFs with Gemma's vocabulary and no template of their own, as
+/// Gemma 3 270M base) renders as llama.cpp's built-in "gemma" format does
+/// (tests/gemma_fallback/make_renders.py ran it through llama-cpp-python), spans included.
+#[test]
+fn gemma_fallback_renders_as_llama_cpp() {
+    #[derive(Deserialize)]
+    struct Render {
+        conversation: String,
+        messages: Vec<Message>,
+        expected: String,
+    }
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gemma_fallback"));
+    let renders: Vec<Render> = serde_json::from_str(&read(&dir.join("renders.json"))).unwrap();
+    assert_eq!(renders.len(), 3);
+    let t = ChatTemplate::fallback(Fallback::Gemma);
+    for r in &renders {
+        let got = t.render(&r.messages, true, "<bos>", "<eos>").unwrap();
+        assert!(got == r.expected, "{}: {}", r.conversation, diff(&r.expected, &got));
+        let spans = t.render_spans(&r.messages, true, "<bos>", "<eos>").unwrap();
+        assert_eq!(spans.text, r.expected, "{}", r.conversation);
+        assert!(spans.spans.is_some(), "{}: the contents are found in the render", r.conversation);
     }
 }

@@ -106,6 +106,9 @@ pub enum Fallback {
     ChatMl,
     /// Llama-3: `<|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>`.
     Llama3,
+    /// Gemma: `<start_of_turn>{user|model}\n{content}<end_of_turn>\n`, system joined to the
+    /// first user turn (llama.cpp's built-in "gemma").
+    Gemma,
 }
 
 impl Fallback {
@@ -115,6 +118,7 @@ impl Fallback {
             Fallback::Llama2 => include_str!("templates/llama2.jinja"),
             Fallback::ChatMl => include_str!("templates/chatml.jinja"),
             Fallback::Llama3 => include_str!("templates/llama3.jinja"),
+            Fallback::Gemma => include_str!("templates/gemma.jinja"),
         }
     }
 }
@@ -189,6 +193,8 @@ impl ChatTemplate {
             Fallback::Llama3
         } else if has_token("<|im_start|>") {
             Fallback::ChatMl
+        } else if has_token("<start_of_turn>") {
+            Fallback::Gemma
         } else {
             Fallback::Llama2
         };
