@@ -3,11 +3,12 @@
 # there is one) and the CPU reference, beside llama.cpp's CPU path on the same model and the
 # same number of tokens. Prints one JSON line per engine.
 # Needs: cargo xtask fetch-model; pip install llama-cpp-python==0.3.36.
+# MODEL=<path> benches another GGUF (say "$(cargo xtask fetch-gemma)").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_PROMPT=${N_PROMPT:-64}
 N_GEN=${N_GEN:-16}
-MODEL=$(cargo xtask fetch-model)
+MODEL=${MODEL:-$(cargo xtask fetch-model)}
 cargo build --quiet --release -p hearth-cli
 HEARTH=target/release/hearth
 work=$(mktemp -d)

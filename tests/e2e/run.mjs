@@ -1916,6 +1916,49 @@ async function startHearthServe(extra = []) {
   hostServer.close();
 }
 
+// 19: a gemma3 model in the browser: Gemma 3 270M (253 MB, its 262,144-token output matrix read
+// every token) added by URL from the models folder, loaded, and two chat turns (Hearth's
+// Gemma fallback template: the file has none) greedy, equal to llama.cpp's exact oracle
+// (crates/hearth-model/tests/fixtures/gemma3_270m/oracle.json, `chat_cases`). About 0.7 tok/s
+// on SwiftShader, so 16 tokens each.
+{
+  const server = await startServer();
+  const b = await openBrowser("gemma3");
+  const { page } = b;
+  const GEMMA = JSON.parse(readFileSync(env("HEARTH_GEMMA_ORACLE"), "utf8"));
+  await test("gemma3: Gemma 3 270M added by URL, loaded, two greedy chat replies equal llama.cpp's exact oracle", async () => {
+    await page.goto(server.url);
+    await appState(page, ["ready"], 120000);
+    await openModels(page);
+    await byId(page, "custom-url").fill(`${server.url.replace(/\/$/, "")}/models/${env("HEARTH_GEMMA_FILE")}`);
+    await byId(page, "custom-url-add").click();
+    const id = await page.waitForFunction(
+      () => {
+        const card = [...document.querySelectorAll('[data-testid^="model-card-url-gemma"]')].find((c) => c.getAttribute("data-state") === "stored");
+        return card ? card.getAttribute("data-testid").slice("model-card-".length) : null;
+      },
+      null,
+      { timeout: 600000, polling: 500 },
+    ).then((h) => h.jsonValue());
+    await byId(page, "context-select").selectOption("512");
+    const t0 = Date.now();
+    await byId(page, `load-${id}`).click();
+    await appState(page, ["chat"], 900000);
+    metrics.gemma3_load_secs = (Date.now() - t0) / 1000;
+    const failures = [];
+    for (const [i, c] of GEMMA.chat_cases.entries()) {
+      await greedySettings(page, c.greedy.length);
+      const r = await ask(page, c.prompt);
+      log(`gemma3 ${i}: ${JSON.stringify(r.text)}, decode ${r.decode} tok/s`);
+      compareGreedy(i, r.tokens, c, failures);
+    }
+    await shot(page, "19-gemma3-chat");
+    if (failures.length) throw new Error("gemma3 greedy replies differ from the oracle:\n" + failures.join("\n"));
+  });
+  await b.close();
+  await server.stop();
+}
+
 writeFileSync(join(OUT, "results.json"), JSON.stringify({ results, metrics }, null, 2));
 log("metrics", JSON.stringify(metrics));
 const failed = results.filter((r) => !r.ok);

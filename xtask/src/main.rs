@@ -334,9 +334,14 @@ fn e2e() -> Result<()> {
         bail!("{} is missing: the oracle data must sit beside the repository", testdata.display());
     }
     let out = root.join("target").join("e2e");
+    // Gemma 3 270M for the gemma3 chat test, from the models folder `serve` serves.
+    let gemma = fetch(&GEMMA3)?;
+    let gemma_oracle = root.join("crates/hearth-model/tests/fixtures/gemma3_270m/oracle.json");
     let status = Command::new("node")
         .arg(dir.join("run.mjs"))
         .current_dir(&dir)
+        .env("HEARTH_GEMMA_FILE", gemma.file_name().context("the Gemma file has a name")?)
+        .env("HEARTH_GEMMA_ORACLE", gemma_oracle)
         .env("HEARTH_XTASK", std::env::current_exe()?)
         .env("HEARTH_BIN", root.join("target").join("release").join("hearth"))
         .env("HEARTH_DIST", dist)

@@ -111,6 +111,48 @@ fn greedy_tokens_and_last_logits_match_the_exact_oracle() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The browser's two chat turns (the file has no template: Hearth's Gemma fallback renders
+/// them): the prompt tokens equal llama.cpp's for its built-in "gemma" format, and the greedy
+/// replies equal the oracle's, stopped where it stopped.
+#[test]
+fn chat_turns_tokenize_and_reply_as_llama_cpp() {
+    use hearth_model::chat::ChatFormat;
+    use hearth_tokenizer::template::Message;
+    let (model, tok) = load();
+    let src = FileSource::open(gemma_path()).unwrap();
+    let index = read_index(&src).unwrap();
+    let format = ChatFormat::from_gguf(&index, &tok).unwrap();
+    let o = fixture("oracle.json");
+    let mut failures = Vec::new();
+    for (i, case) in o["chat_cases"].as_array().unwrap().iter().enumerate() {
+        let prompt = ids(&case["prompt_tokens"]);
+        let ours = format.tokenize(&tok, &[Message::user(case["prompt"].as_str().unwrap())]).unwrap();
+        assert_eq!(ours, prompt, "chat {i}: prompt tokens");
+        let expected = ids(&case["greedy"]);
+        let margins: Vec<f64> =
+            case["greedy_top2_margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
+        let mut cache = model.new_cache(prompt.len() + expected.len() + 1);
+        let mut logits = model.forward(&mut cache, &prompt, Logits::Last).unwrap();
+        for (step, &want) in expected.iter().enumerate() {
+            let got = argmax(&logits.iter().enumerate().map(|(t, &l)| (t as u32, l)).collect::<Vec<_>>());
+            if !greedy_step(i, step, got, want, margins[step], NEAR_TIE, &mut failures) {
+                break;
+            }
+            logits = model.forward(&mut cache, &[got], Logits::Last).unwrap();
+        }
+        if expected.len() < 16 {
+            // The oracle stopped at an end-of-generation token: so must the next greedy one.
+            let got = argmax(&logits.iter().enumerate().map(|(t, &l)| (t as u32, l)).collect::<Vec<_>>());
+            assert!(
+                tok.is_end_of_generation(got),
+                "chat {i}: the oracle stopped after {} tokens, we go on with {got}",
+                expected.len()
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn perplexity_matches_the_exact_oracle() {
     let (model, tok) = load();
