@@ -72,7 +72,7 @@ struct Head {
     src: u32,
     bias: u32,
     norm: u32,
-    scale: f32, // RMSNorm's 1/√(mean² + eps) over the biased head, or 1
+    scale: f32, // RMSNorm's 1/√(mean of squares + eps) over the biased head, or 1
 }
 
 // Element d of `h` plus its bias.

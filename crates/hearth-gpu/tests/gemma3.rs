@@ -11,7 +11,7 @@ use hearth_gguf::{read_index, FileSource, GgufIndex};
 use hearth_gpu::ops::Strategy;
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
 use hearth_model::{argmax, perplexity, Engine, Logits, Sampler, SamplingParams};
-use hearth_testdata::{gemma_path, greedy_step, testdata};
+use hearth_testdata::{gemma_path, greedy_step, ids, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -40,10 +40,6 @@ fn engine(options: GpuOptions, context: usize) -> GpuEngine {
     let gpu = Gpu::new_blocking(&options).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
     let (src, index) = open();
     GpuEngine::load(Arc::new(gpu), &index, &src, context).expect("load on the GPU")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 /// The first `n_cases` oracle prompts: top-64 logits after the prompt, then the greedy

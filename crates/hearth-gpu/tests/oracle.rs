@@ -14,9 +14,8 @@ use hearth_gguf::{read_index, FileSource};
 use hearth_gpu::ops::Strategy;
 use hearth_gpu::{Gpu, GpuEngine, GpuOptions};
 use hearth_model::{argmax, perplexity, CpuEngine, Engine, Logits, Model, Sampler, SamplingParams};
-use hearth_testdata::{greedy_step, json, model_path, testdata};
+use hearth_testdata::{greedy_step, ids, json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
-use serde_json::Value;
 
 /// Greedy decoding may part from the oracle only where its two best logits are this close.
 const NEAR_TIE: f64 = 0.02;
@@ -52,10 +51,6 @@ fn open() -> (FileSource, hearth_gguf::GgufIndex) {
 fn engine(context: usize) -> GpuEngine {
     let (src, index) = open();
     GpuEngine::load(gpu(), &index, &src, context).expect("load on the GPU")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 fn greedy(logits: &[f32]) -> u32 {

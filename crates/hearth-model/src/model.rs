@@ -1,10 +1,12 @@
 //! The forward pass, once, in f32: the CPU reference. One pass for every family, its steps
-//! switched by the config (biases, Q/K norms, which layers rotate), so that it reads like
-//! the Llama paper with the deltas marked.
+//! switched by the config (biases, Q/K norms, which layers rotate, windows, post-norms, the
+//! gate's activation), so that it reads like the Llama paper with the deltas marked.
 
 use hearth_gguf::{GgufIndex, ReadAt};
 
-use crate::ops::{add_assign, attention, gated, matmul, rmsnorm_heads, rmsnorm_rows, AttentionShape, Rope};
+use crate::ops::{
+    add_assign, attention, gated, matmul, rmsnorm_heads, rmsnorm_in_place, rmsnorm_rows, AttentionShape, Rope,
+};
 use crate::weights::Weights;
 use crate::{Config, ModelError};
 
@@ -143,7 +145,7 @@ impl Model {
                 }
             }
             if let Some(norm) = &lw.qk_norm {
-                // Qwen3: each query and key head RMS-normalised, before RoPE
+                // Qwen3, Gemma 3: each query and key head RMS-normalised, before RoPE
                 let (gq, gk) = norm.split_at(c.head_dim);
                 rmsnorm_heads(&mut q, gq, c.norm_eps);
                 rmsnorm_heads(&mut k, gk, c.norm_eps);
@@ -194,8 +196,7 @@ impl Model {
     /// (Gemma 3's post-attention and post-FFN norms).
     fn add_to_residual(&self, x: &mut [f32], out: &mut [f32], post_norm: Option<&[f32]>) {
         if let Some(g) = post_norm {
-            let raw = out.to_vec();
-            rmsnorm_rows(out, &raw, g, self.config.norm_eps);
+            out.chunks_exact_mut(g.len()).for_each(|row| rmsnorm_in_place(row, g, self.config.norm_eps));
         }
         add_assign(x, out);
     }

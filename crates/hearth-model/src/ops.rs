@@ -9,11 +9,24 @@ use crate::weights::Matrix;
 
 /// `out[i] = x[i] / sqrt(mean(x²) + eps) * w[i]`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    let sum_sq: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
-    let scale = 1.0 / ((sum_sq / x.len() as f64) as f32 + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
         *o = xi * scale * wi;
     }
+}
+
+/// [`rmsnorm`] of `x` in place.
+pub fn rmsnorm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let scale = rms_scale(x, eps);
+    for (xi, &wi) in x.iter_mut().zip(w) {
+        *xi = *xi * scale * wi;
+    }
+}
+
+/// `1 / sqrt(mean(x²) + eps)`, the sum in f64 as ggml sums it.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum_sq: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    1.0 / ((sum_sq / x.len() as f64) as f32 + eps).sqrt()
 }
 
 /// Row-wise RMSNorm over `n` rows of `w.len()`.
@@ -158,10 +171,7 @@ impl Rope {
 /// RMSNorm of every `w.len()`-long head of `x` in place, each with the same weights `w`
 /// (Qwen3's per-head query and key norms).
 pub fn rmsnorm_heads(x: &mut [f32], w: &[f32], eps: f32) {
-    for head in x.chunks_exact_mut(w.len()) {
-        let raw = head.to_vec();
-        rmsnorm(head, &raw, w, eps);
-    }
+    x.chunks_exact_mut(w.len()).for_each(|head| rmsnorm_in_place(head, w, eps));
 }
 
 /// In-place softmax; the normaliser is summed in f64.

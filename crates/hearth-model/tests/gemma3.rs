@@ -6,7 +6,7 @@
 
 use hearth_gguf::{read_index, FileSource};
 use hearth_model::{argmax, perplexity, Logits, Model};
-use hearth_testdata::{gemma_path, greedy_step, testdata};
+use hearth_testdata::{gemma_path, greedy_step, ids, testdata};
 use hearth_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -29,10 +29,6 @@ fn load() -> (Model, Tokenizer) {
     let model = Model::load(&index, &src).expect("load model");
     let tok = Tokenizer::from_gguf(&index).expect("tokenizer");
     (model, tok)
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 /// The oracle itself is checked: an independent f64 NumPy forward pass agreed with it.

@@ -4,9 +4,8 @@
 
 use hearth_gguf::{read_index, FileSource};
 use hearth_model::{argmax, perplexity, CpuEngine, Logits, Model};
-use hearth_testdata::{greedy_step, json, model_path, testdata};
+use hearth_testdata::{greedy_step, ids, json, model_path, testdata};
 use hearth_tokenizer::Tokenizer;
-use serde_json::Value;
 
 /// Budgets from the issue: greedy may part only at a near-tie, top-64 logits within 1e-3,
 /// perplexity within 0.1% of the exact oracle and 1.5% of llama.cpp's default run.
@@ -21,10 +20,6 @@ fn load() -> (Model, Tokenizer) {
     let model = Model::load(&index, &src).expect("load model");
     let tok = Tokenizer::from_gguf(&index).expect("tokenizer");
     (model, tok)
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 #[test]

@@ -32,6 +32,12 @@ pub fn gemma_path() -> PathBuf {
     p
 }
 
+/// A JSON array of token ids (an oracle's `prompt_tokens`, `greedy`).
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    let items = v.as_array().unwrap_or_else(|| panic!("expected an array of token ids, got {v}"));
+    items.iter().map(|x| x.as_u64().unwrap_or_else(|| panic!("{x} is not a token id")) as u32).collect()
+}
+
 /// A JSON file from the test data.
 pub fn json(rel: &str) -> serde_json::Value {
     let path = testdata(rel);

@@ -299,30 +299,42 @@ struct MessageProps {
     interrupted: bool,
 }
 
+/// A message's content split for display: the answer (what Copy takes) and, for a reply that
+/// thinks aloud, its reasoning.
+struct Rendered {
+    answer: AttrValue,
+    answer_html: Html,
+    thinking: Option<Html>,
+    /// The reasoning is over (`</think>` came).
+    thought: bool,
+}
+
 #[function_component(MessageView)]
 fn message_view(props: &MessageProps) -> Html {
     let ctx = use_context::<Ctx>().expect("Ctx");
     let editing = use_state(|| None::<String>);
     let is_user = props.role == Role::User;
     // A reply that opens with <think>…</think> shows its reasoning folded away, apart from
-    // the answer; Copy takes the answer only.
+    // the answer; Copy takes the answer only. Split and rendered once per content.
     let rendered = {
         let content = props.content.clone();
         use_memo((content, is_user), |(c, user)| {
             if *user {
-                return (Html::default(), None, false);
+                return Rendered { answer: c.clone(), answer_html: Html::default(), thinking: None, thought: false };
             }
             let reply = markdown::split_thinking(c);
             // Safe to insert unchecked: markdown::to_html escapes all raw HTML in the model's
             // output and builds its own tags only from escaped values.
             let md = |text: &str| Html::from_html_unchecked(AttrValue::from(markdown::to_html(text)));
-            (md(reply.answer), reply.thinking.filter(|t| !t.is_empty()).map(md), reply.thought)
+            Rendered {
+                answer: AttrValue::from(reply.answer.to_string()),
+                answer_html: md(reply.answer),
+                thinking: reply.thinking.filter(|t| !t.is_empty()).map(md),
+                thought: reply.thought,
+            }
         })
     };
-    let answer: AttrValue = match markdown::split_thinking(&props.content) {
-        r if r.thinking.is_some() && !is_user => AttrValue::from(r.answer.to_string()),
-        _ => props.content.clone(),
-    };
+    let answer = rendered.answer.clone();
     let copy_message = {
         let content = answer.clone();
         let d = ctx.dispatch.clone();
@@ -404,15 +416,15 @@ fn message_view(props: &MessageProps) -> Html {
                     if is_user {
                         <div class="user-text">{ props.content.clone() }</div>
                     } else {
-                        if let Some(thinking) = rendered.1.clone() {
+                        if let Some(thinking) = rendered.thinking.clone() {
                             <details class="thinking" data-testid="thinking">
-                                <summary>{ if rendered.2 { "Thought it through" } else { "Thinking…" } }</summary>
+                                <summary>{ if rendered.thought { "Thought it through" } else { "Thinking…" } }</summary>
                                 <div class="md">{ thinking }</div>
                             </details>
                         }
                         <div class="md" onclick={on_body_click}>
-                            { rendered.0.clone() }
-                            if props.streaming && answer.is_empty() && rendered.1.is_none() {
+                            { rendered.answer_html.clone() }
+                            if props.streaming && answer.is_empty() && rendered.thinking.is_none() {
                                 <span class="typing" aria-label="Thinking"><span></span><span></span><span></span></span>
                             }
                             if props.streaming && !answer.is_empty() { <span class="caret" aria-hidden="true"></span> }
